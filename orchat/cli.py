@@ -1,0 +1,166 @@
+"""Command line: argument parsing, and the one place exceptions become exit codes.
+
+Subcommands live in their own modules (COMMANDS maps a name to "module"); each module has
+add_arguments(parser) and run(args) -> int, and is imported only when used, so a one-shot chat
+loads nothing it does not need.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from typing import Any, Sequence
+
+from orchat import __version__
+from orchat.errors import (
+    EX_SIGINT,
+    EX_SIGTERM,
+    EX_UNEXPECTED,
+    OrchatError,
+    Terminated,
+)
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "models": ("orchat.commands.models", "list models from GET /models"),
+    "config": ("orchat.commands.config", "show effective settings and config files"),
+    "history": ("orchat.commands.history", "list, show, search or clear the history"),
+    # Registered by later modules (each adds one line here):
+}
+
+EXIT_CODES_HELP = """exit codes:
+  0 ok · 1 unexpected · 2 usage · 65 request refused (input too large, HTTP 400/404/413/422)
+  69 upstream unavailable (DNS/connect/TLS, 5xx after retries) · 74 I/O (history/log write, disk full)
+  75 temporary (429, 408, timeout) · 76 protocol (malformed or cut stream, error event in a stream)
+  77 permission (401/402/403) · 78 config (missing key, bad value) · 130 SIGINT · 143 SIGTERM
+  health-check: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN"""
+
+STDIN_HELP = """input:
+  `cmd | orchat "question"` sends stdin first, then a blank line, then the question.
+  Stdin is read only when it is not a terminal; more than ORCHAT_MAX_INPUT_BYTES is refused."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise Terminated("terminated by SIGTERM")
+
+
+def build_parser() -> Any:
+    """Return the argparse parser for the chat command (subcommands are parsed separately)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="orchat",
+        description="Ask a model on OpenRouter or any OpenAI-compatible server; streams the answer to stdout.",
+        epilog="commands:\n"
+        + "\n".join(f"  orchat {name:<13} {help_text}" for name, (_, help_text) in COMMANDS.items())
+        + "\n\n"
+        + STDIN_HELP
+        + "\n\n"
+        + EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("prompt", nargs="*", help="the question (words are joined with spaces)")
+    parser.add_argument("-m", "--model", help="model id (default openrouter/auto, or ORCHAT_MODEL)")
+    parser.add_argument("-s", "--system", help="system prompt, or @FILE to read it from a file")
+    parser.add_argument("--temperature", type=float, help="sampling temperature 0-2")
+    parser.add_argument("--max-tokens", type=int, help="cap on answer tokens")
+    parser.add_argument("--no-stream", action="store_true", help="wait for the whole answer")
+    parser.add_argument("--json", action="store_true", help="print one JSON object (content, model, id, finish_reason, usage)")
+    parser.add_argument("-u", "--usage", action="store_true", help="print tokens and cost on stderr after the answer")
+    parser.add_argument("-c", "--continue", dest="continue_", action="store_true", help="continue the last conversation")
+    parser.add_argument("-i", "--interactive", action="store_true", help="start the interactive REPL")
+    parser.add_argument("--reasoning", action="store_true", help="show the model's reasoning on stderr")
+    parser.add_argument("--no-history", action="store_true", help="do not record this exchange")
+    parser.add_argument("--version", action="version", version=f"orchat {__version__}")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run orchat with ARGV (default sys.argv[1:]); return the exit code. Never raises."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args == ["--version"]:
+        # Fast path: `orchat --version` is what installers and health checks call most.
+        sys.stdout.write(f"orchat {__version__}\n")
+        return 0
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    _make_stdout_tolerant()
+    try:
+        return _dispatch(args)
+    except OrchatError as err:
+        _report(err)
+        return err.exit_code
+    except KeyboardInterrupt:
+        _report_text("interrupted")
+        return EX_SIGINT
+    except BrokenPipeError:
+        _silence_stdout()
+        return 0
+    except SystemExit as exit_:  # argparse: --help (0) and usage errors (2)
+        return exit_.code if isinstance(exit_.code, int) else EX_UNEXPECTED
+    except Exception as err:  # the one catch-all: a bug must still read as one line
+        _report_text(f"unexpected error: {type(err).__name__}: {err} (set ORCHAT_DEBUG=1 for a traceback)")
+        if os.environ.get("ORCHAT_DEBUG") == "1":
+            import traceback
+
+            traceback.print_exc()
+        return EX_UNEXPECTED
+
+
+def _dispatch(args: list[str]) -> int:
+    if args and args[0] == "--daemon":
+        args = ["daemon", *args[1:]]
+    if args and args[0] in COMMANDS:
+        return _run_command(args[0], args[1:])
+    parser = build_parser()
+    options = parser.parse_args(args)
+    from orchat.commands.chat import run_chat_command
+
+    return run_chat_command(options)
+
+
+def _run_command(name: str, rest: list[str]) -> int:
+    import argparse
+    import importlib
+
+    module_name, help_text = COMMANDS[name]
+    module = importlib.import_module(module_name)
+    parser = argparse.ArgumentParser(prog=f"orchat {name}", description=help_text, epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    module.add_arguments(parser)
+    return int(module.run(parser.parse_args(rest)))
+
+
+def _make_stdout_tolerant() -> None:
+    # A terminal or pipe that is not UTF-8 must not crash the output of a non-ASCII answer.
+    for stream in (sys.stdout, sys.stderr):
+        encoding = (getattr(stream, "encoding", "") or "").lower().replace("-", "")
+        if encoding != "utf8" and hasattr(stream, "reconfigure"):
+            try:
+                stream.reconfigure(errors="replace")
+            except (ValueError, OSError):
+                pass
+
+
+def _silence_stdout() -> None:
+    # After EPIPE, point stdout at /dev/null so the interpreter's final flush stays quiet.
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+
+
+def _report(err: OrchatError) -> None:
+    _report_text(str(err))
+
+
+def _report_text(text: str) -> None:
+    try:
+        sys.stderr.write(f"orchat: error: {text}\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,111 @@
+"""The chat command: `orchat "question"`, `cmd | orchat "question"`, -c, --json, and the REPL."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from orchat import history
+from orchat.chat import Conversation, Output, TurnOptions, format_usage, run_turn, stdin_is_tty
+from orchat.config import Settings, load_settings
+from orchat.errors import ConfigError, InputError, UsageError
+from orchat.openrouter import Client
+
+
+def read_system_prompt(value: str) -> str:
+    """Return VALUE, or the contents of FILE when VALUE is @FILE. Raise UsageError if unreadable."""
+    if not value.startswith("@"):
+        return value
+    path = Path(value[1:]).expanduser()
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as err:
+        raise UsageError(f"cannot read system prompt file {path}: {getattr(err, 'strerror', None) or err}") from err
+
+
+def read_stdin(limit_bytes: int) -> str:
+    """Read all of stdin (bytes), refusing more than LIMIT_BYTES. Raise InputError when over."""
+    stream = sys.stdin.buffer if hasattr(sys.stdin, "buffer") else None
+    if stream is None:
+        return ""
+    data = stream.read(limit_bytes + 1)
+    if len(data) > limit_bytes:
+        raise InputError(f"stdin is larger than the {limit_bytes}-byte limit; trim it or raise ORCHAT_MAX_INPUT_BYTES")
+    return data.decode("utf-8", errors="replace")
+
+
+def compose_prompt(words: list[str], piped: str) -> str:
+    """Return the user message: piped input first, a blank line, then the question."""
+    question = " ".join(words).strip()
+    piped = piped.rstrip("\n")
+    if piped and question:
+        return f"{piped}\n\n{question}"
+    return piped or question
+
+
+def ensure_key(settings: Settings) -> None:
+    """Raise ConfigError when talking to OpenRouter without a key (local servers need none)."""
+    if settings.is_openrouter and not settings.api_key:
+        raise ConfigError(
+            "no API key: set OPENROUTER_API_KEY, run `orchat key set`, or put the key in ~/.config/orchat/config",
+            hint="or point ORCHAT_API_BASE at a local OpenAI-compatible server",
+        )
+
+
+def settings_from_options(options: Any) -> Settings:
+    flags = {
+        "ORCHAT_MODEL": options.model,
+        "ORCHAT_TEMPERATURE": options.temperature,
+        "ORCHAT_MAX_TOKENS": options.max_tokens,
+        "ORCHAT_SYSTEM_PROMPT": options.system,
+    }
+    if options.temperature is not None and not 0 <= options.temperature <= 2:
+        raise UsageError("--temperature must be between 0 and 2")
+    if options.max_tokens is not None and options.max_tokens < 1:
+        raise UsageError("--max-tokens must be at least 1")
+    return load_settings(flags)
+
+
+def run_chat_command(options: Any) -> int:
+    """Run a one-shot chat or the REPL from parsed OPTIONS; return the exit code."""
+    settings = settings_from_options(options)
+    output = Output(sys.stdout, sys.stderr)
+    for warning in settings.warnings:
+        output.note(f"orchat: warning: {warning}")
+    interactive = options.interactive or (not options.prompt and stdin_is_tty())
+    piped = "" if interactive or stdin_is_tty() else read_stdin(settings.max_input_bytes)
+    prompt = compose_prompt(options.prompt, piped)
+    if len(prompt.encode("utf-8")) > settings.max_input_bytes:
+        raise InputError(f"the prompt is larger than the {settings.max_input_bytes}-byte limit; raise ORCHAT_MAX_INPUT_BYTES")
+    ensure_key(settings)
+    conversation = Conversation(id=history.new_conversation_id(), system=read_system_prompt(settings.system_prompt))
+    if options.continue_:
+        conversation.id, messages = history.last_conversation(settings.history_path)
+        conversation.messages = [m for m in messages if m.get("role") != "system"]
+        if not settings.system_prompt:
+            conversation.system = next((str(m.get("content", "")) for m in messages if m.get("role") == "system"), "")
+    turn = TurnOptions(
+        model=settings.model,
+        stream=not options.no_stream,
+        temperature=settings.temperature,
+        max_tokens=settings.max_tokens,
+        show_reasoning=options.reasoning,
+    )
+    client = Client(settings)
+    if interactive:
+        from orchat.repl import run_repl
+
+        return run_repl(client, settings, conversation, turn, output, record_history=not options.no_history)
+    if not prompt:
+        raise UsageError("no prompt: give a question, pipe input, or use -i for the REPL")
+    if options.json:
+        quiet = Output(sys.stdout, sys.stderr, quiet=True)
+        result = run_turn(client, settings, conversation, prompt, turn, quiet, record_history=not options.no_history)
+        output.answer(json.dumps(result.as_json(), ensure_ascii=False) + "\n")
+    else:
+        result = run_turn(client, settings, conversation, prompt, turn, output, record_history=not options.no_history)
+    if options.usage:
+        output.note(format_usage(result))
+    return 0

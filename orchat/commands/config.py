@@ -1,0 +1,32 @@
+"""`orchat config show|path`: effective settings with their sources, and the files consulted."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from orchat import paths
+from orchat.config import SETTINGS, load_settings, mask_key
+
+
+def add_arguments(parser: Any) -> None:
+    parser.add_argument("action", choices=["show", "path"], nargs="?", default="show")
+
+
+def run(args: Any) -> int:
+    if args.action == "path":
+        for path in (paths.system_config_file(), paths.user_config_file()):
+            state = "present" if path.exists() else "absent"
+            sys.stdout.write(f"{path}\t{state}\n")
+        return 0
+    settings = load_settings()
+    out = [f"{'API key':<26} {mask_key(settings.api_key)}  ({settings.api_key_source or 'not set'})"]
+    for setting in SETTINGS:
+        value = settings.values[setting.name]
+        shown = "" if value is None else str(value)
+        out.append(f"{setting.name:<26} {shown}  ({settings.sources[setting.name]})")
+    out.append(f"{'history file':<26} {settings.history_path}")
+    sys.stdout.write("\n".join(out) + "\n")
+    for warning in settings.warnings:
+        sys.stderr.write(f"orchat: warning: {warning}\n")
+    return 0

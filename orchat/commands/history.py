@@ -1,0 +1,60 @@
+"""`orchat history [list|show ID|search TEXT|clear] [--json]`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from orchat import history
+from orchat.config import load_settings
+from orchat.errors import UsageError
+
+PREVIEW_CHARS = 70
+
+
+def add_arguments(parser: Any) -> None:
+    parser.add_argument("action", nargs="?", default="list", choices=["list", "show", "search", "clear"])
+    parser.add_argument("argument", nargs="?", default="", help="record/conversation id for show, text for search")
+    parser.add_argument("--json", action="store_true", help="print records as JSON lines")
+    parser.add_argument("-n", "--limit", type=int, default=20, help="how many records list shows (default 20)")
+
+
+def _preview(record: history.Record) -> str:
+    users = [m for m in record.data.get("messages", []) if isinstance(m, dict) and m.get("role") == "user"]
+    text = str(users[-1].get("content", "")) if users else ""
+    text = " ".join(text.split())
+    return text[:PREVIEW_CHARS] + ("…" if len(text) > PREVIEW_CHARS else "")
+
+
+def _print(records: list[history.Record], as_json: bool) -> None:
+    for record in records:
+        if as_json:
+            sys.stdout.write(json.dumps(record.data, ensure_ascii=False) + "\n")
+        else:
+            d = record.data
+            sys.stdout.write(f"{record.id}  {d.get('time', '')}  {record.conversation}  {d.get('status', '')}  {d.get('model', '')}  {_preview(record)}\n")
+
+
+def run(args: Any) -> int:
+    path = load_settings().history_path
+    if args.action == "list":
+        _print(history.read_history(path)[-max(args.limit, 0):] if args.limit else [], args.json)
+    elif args.action == "show":
+        if not args.argument:
+            raise UsageError("history show needs a record or conversation id")
+        record = history.find_record(path, args.argument)
+        if args.json:
+            _print([record], True)
+        else:
+            for message in record.data.get("messages", []):
+                sys.stdout.write(f"[{message.get('role')}] {message.get('content')}\n\n")
+            sys.stdout.write(f"[assistant] {record.data.get('answer', '')}\n")
+    elif args.action == "search":
+        if not args.argument:
+            raise UsageError("history search needs some text")
+        _print(history.search_history(path, args.argument), args.json)
+    else:
+        removed = history.clear_history(path)
+        sys.stderr.write(f"orchat: removed {removed} history records from {path}\n")
+    return 0

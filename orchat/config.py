@@ -1,0 +1,246 @@
+"""Layered settings: defaults < /etc/orchat/config < ~/.config/orchat/config < environment < flags.
+
+One table (SETTINGS) drives parsing, validation, `orchat config show` and the README's table.
+The config file holds KEY=VALUE lines named like the environment variables; a bare line with no
+`=` is the API key, so the operations guide's `echo "sk-or-..." > ~/.config/orchat/config` works.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from orchat import paths
+from orchat.errors import ConfigError
+
+DEFAULT_API_BASE = "https://openrouter.ai/api/v1"
+KEY_NAMES = ("ORCHAT_API_KEY", "OPENROUTER_API_KEY")
+
+
+def _int(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        value = int(text.strip())
+        if value < minimum or (maximum is not None and value > maximum):
+            bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
+            raise ValueError(f"must be {bound}")
+        return value
+
+    return parse
+
+
+def _float(minimum: float, maximum: float) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        value = float(text.strip())
+        if not minimum <= value <= maximum:
+            raise ValueError(f"must be between {minimum} and {maximum}")
+        return value
+
+    return parse
+
+
+def _optional(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    return lambda text: None if text.strip() == "" else parse(text)
+
+
+def _bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError("must be 1/0, true/false, yes/no or on/off")
+
+
+def _text(text: str) -> str:
+    return text.strip()
+
+
+def _base_url(text: str) -> str:
+    url = text.strip().rstrip("/")
+    if not url.startswith(("http://", "https://")):
+        raise ValueError("must start with http:// or https://")
+    return url
+
+
+def _log_level(text: str) -> str:
+    # Validated against the 13-level table by orchat.logs; here we only normalise.
+    return text.strip().upper()
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: str
+    parse: Callable[[str], Any]
+    help: str
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("ORCHAT_API_BASE", DEFAULT_API_BASE, _base_url, "OpenAI-compatible endpoint (OpenRouter, llama.cpp, vLLM, Ollama, an ORCHAT daemon)"),
+    Setting("ORCHAT_MODEL", "openrouter/auto", _text, "model id (-m)"),
+    Setting("ORCHAT_SYSTEM_PROMPT", "", _text, "system prompt (-s); @FILE reads a file"),
+    Setting("ORCHAT_TEMPERATURE", "", _optional(_float(0.0, 2.0)), "sampling temperature 0-2 (--temperature)"),
+    Setting("ORCHAT_MAX_TOKENS", "", _optional(_int(1)), "answer length cap (--max-tokens)"),
+    Setting("ORCHAT_MAX_HISTORY", "10", _int(0, 1000), "past messages sent as context with -c and in the REPL"),
+    Setting("ORCHAT_MAX_INPUT_BYTES", "1048576", _int(1), "largest prompt + stdin accepted, in bytes"),
+    Setting("ORCHAT_STREAM_BUFFER", "8192", _int(256, 1048576), "socket read size in bytes"),
+    Setting("ORCHAT_REQUEST_TIMEOUT", "30", _float(0.1, 86400), "seconds without a byte from the server"),
+    Setting("ORCHAT_CONNECT_TIMEOUT", "10", _float(0.1, 3600), "seconds to connect (TCP + TLS)"),
+    Setting("ORCHAT_RETRY_ATTEMPTS", "2", _int(0, 10), "retries for connect errors, 408, 429, 5xx"),
+    Setting("ORCHAT_TCP_KEEPALIVE", "1", _bool, "SO_KEEPALIVE on the connection"),
+    Setting("ORCHAT_CACHE_SIZE", "500", _int(1), "on-disk cache bound in MB (~/.cache/orchat)"),
+    Setting("ORCHAT_CA_FILE", "", _text, "CA bundle for a private CA (else SSL_CERT_FILE, else system)"),
+    Setting("ORCHAT_HISTORY_FILE", "", _text, "history file (default ~/.orchat_history)"),
+    Setting("ORCHAT_HTTP_REFERER", "https://github.com/orchat/orchat", _text, "HTTP-Referer sent for app attribution"),
+    Setting("ORCHAT_TITLE", "ORCHAT", _text, "X-Title sent for app attribution"),
+    Setting("ORCHAT_LOG_LEVEL", "3", _log_level, "log level, number (-1..11) or name (QUANTUM..SECURITY)"),
+    Setting("ORCHAT_LOG_FILE", "", _text, "log file (default ~/.cache/orchat/logs/orchat.log, system /var/log/orchat/orchat.log)"),
+    Setting("ORCHAT_LOG_PROMPTS", "0", _bool, "log prompt and answer text at level <= 0"),
+    Setting("ORCHAT_INSTANCE_NAME", "", _text, "instance name in logs and metrics"),
+    Setting("ORCHAT_AUDIT_LOG", "0", _bool, "write the audit log"),
+    Setting("ORCHAT_AUDIT_FILE", "", _text, "audit log file"),
+    Setting("ORCHAT_METRICS_ADDR", "127.0.0.1", _text, "listen address of metrics serve and the daemon"),
+    Setting("ORCHAT_METRICS_PORT", "9090", _int(0, 65535), "listen port of metrics serve and the daemon"),
+    Setting("ORCHAT_BACKUP_DIR", "", _text, "backup directory (default ~/backup/orchat, system /var/backups/orchat)"),
+    Setting("ORCHAT_DAEMON_TOKENS_FILE", "", _text, "daemon client tokens, one per line or name:token"),
+    Setting("ORCHAT_MAX_CONCURRENCY", "64", _int(1, 100000), "daemon: concurrent upstream requests"),
+    Setting("ORCHAT_DRAIN_TIMEOUT", "30", _float(0, 3600), "daemon: seconds to finish streams after SIGTERM"),
+)
+SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
+
+
+@dataclass
+class Settings:
+    """Effective values plus where each came from (default, a file path, env, flag)."""
+
+    values: dict[str, Any] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)
+    api_key: str = ""
+    api_key_source: str = ""
+    files: list[Path] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def __getattr__(self, attr: str) -> Any:
+        # settings.request_timeout -> values["ORCHAT_REQUEST_TIMEOUT"]
+        values = self.__dict__.get("values", {})
+        name = "ORCHAT_" + attr.upper()
+        if name in values:
+            return values[name]
+        raise AttributeError(attr)
+
+    @property
+    def history_path(self) -> Path:
+        value = self.values.get("ORCHAT_HISTORY_FILE") or ""
+        return Path(os.path.expanduser(value)) if value else paths.home_dir() / ".orchat_history"
+
+    @property
+    def is_openrouter(self) -> bool:
+        return "openrouter.ai" in self.values.get("ORCHAT_API_BASE", DEFAULT_API_BASE)
+
+
+def parse_config_file(path: Path) -> tuple[dict[str, str], str, list[str]]:
+    """Given a config file, return (KEY=VALUE pairs, bare API key or "", warnings).
+
+    Raise ConfigError naming file:line for a line that is neither a comment, KEY=VALUE nor a key.
+    """
+    pairs: dict[str, str] = {}
+    key = ""
+    warnings: list[str] = []
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return pairs, key, warnings
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"cannot read {path}: {err}") from err
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if "=" in line:
+            name, _, value = line.partition("=")
+            name = name.strip()
+            if name.startswith("export "):
+                name = name[7:].strip()
+            value = value.strip()
+            if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+                value = value[1:-1]
+            if name in KEY_NAMES:
+                key = value
+            elif name in SETTINGS_BY_NAME:
+                pairs[name] = value
+            else:
+                warnings.append(f"{path}:{number}: unknown setting {name!r} ignored")
+        elif " " not in line:
+            key = line
+        else:
+            raise ConfigError(f"{path}:{number}: expected KEY=VALUE, a comment, or the API key")
+    if key and _is_group_or_world_readable(path):
+        warnings.append(f"{path} holds the API key but is readable by others; run: chmod 600 {path}")
+    return pairs, key, warnings
+
+
+def _is_group_or_world_readable(path: Path) -> bool:
+    try:
+        return bool(path.stat().st_mode & 0o077)
+    except OSError:
+        return False
+
+
+def load_settings(flags: dict[str, Any] | None = None, environ: dict[str, str] | None = None) -> Settings:
+    """Return the effective Settings from defaults, config files, environment and FLAGS.
+
+    FLAGS maps setting names (ORCHAT_MODEL) to already-typed values from the command line; None
+    means "not given". Raise ConfigError naming the variable for an invalid value.
+    """
+    env = os.environ if environ is None else environ
+    settings = Settings()
+    raw: dict[str, tuple[str, str]] = {s.name: (s.default, "default") for s in SETTINGS}
+    key, key_source = "", ""
+    for path in (paths.system_config_file(), paths.user_config_file()):
+        pairs, file_key, warnings = parse_config_file(path)
+        if path.exists():
+            settings.files.append(path)
+        settings.warnings.extend(warnings)
+        for name, value in pairs.items():
+            raw[name] = (value, str(path))
+        if file_key:
+            key, key_source = file_key, str(path)
+    credential = paths.credentials_file("orchat-api-key")
+    if credential is not None:
+        try:
+            key, key_source = credential.read_text(encoding="utf-8").strip(), str(credential)
+        except OSError as err:
+            raise ConfigError(f"cannot read credential {credential}: {err}") from err
+    for name in reversed(KEY_NAMES):  # ORCHAT_API_KEY wins over OPENROUTER_API_KEY
+        if env.get(name):
+            key, key_source = env[name].strip(), f"env {name}"
+    for setting in SETTINGS:
+        if setting.name in env:
+            raw[setting.name] = (env[setting.name], "env")
+    for name, (text, source) in raw.items():
+        try:
+            settings.values[name] = SETTINGS_BY_NAME[name].parse(text)
+        except ValueError as err:
+            where = "" if source in ("env", "default") else f" in {source}"
+            raise ConfigError(f"invalid {name}={text!r}{where}: {err}") from None
+        settings.sources[name] = source
+    for name, value in (flags or {}).items():
+        if value is not None:
+            settings.values[name] = value
+            settings.sources[name] = "flag"
+    settings.api_key, settings.api_key_source = key, key_source
+    if key and any(ch.isspace() for ch in key):
+        raise ConfigError(f"the API key from {key_source} contains whitespace")
+    return settings
+
+
+def mask_key(key: str) -> str:
+    """Return KEY shortened to prefix...last4 (sk-or-...abcd) for display; never the whole key."""
+    if not key:
+        return "(none)"
+    if len(key) <= 12:
+        return "*" * 4
+    prefix = "sk-or-" if key.startswith("sk-or-") else key[:3]
+    return f"{prefix}...{key[-4:]}"

@@ -1,0 +1,145 @@
+"""Crash-safe file primitives: atomic replace, locked append, permission checks."""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import stat
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from orchat.errors import PermissionFailure, StorageError
+
+
+def _storage_error(action: str, path: Path | str, err: OSError) -> StorageError:
+    reason = "disk full" if err.errno == errno.ENOSPC else (err.strerror or str(err))
+    return StorageError(f"cannot {action} {path}: {reason}")
+
+
+def ensure_dir(path: Path, mode: int = 0o700) -> Path:
+    """Create PATH (and parents) with MODE if missing; return it. Raise StorageError on failure."""
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=mode)
+    except OSError as err:
+        raise _storage_error("create directory", path, err) from err
+    return path
+
+
+def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Write DATA to PATH so readers see the old or the new file, never a torn one.
+
+    The temp file is fsynced before the rename and the directory after it, so a power cut
+    leaves one of the two versions. Raise StorageError (disk full, read-only) leaving PATH as it was.
+    """
+    directory = path.parent
+    ensure_dir(directory)
+    fd, tmp = -1, ""
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+        os.fchmod(fd, mode)
+        view = memoryview(data)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+        os.fsync(fd)
+        os.close(fd)
+        fd = -1
+        os.replace(tmp, path)
+        tmp = ""
+        fsync_dir(directory)
+    except OSError as err:
+        raise _storage_error("write", path, err) from err
+    finally:
+        if fd >= 0:
+            os.close(fd)
+        if tmp:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+
+
+def fsync_dir(directory: Path) -> None:
+    try:
+        dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(dfd)
+    except OSError:
+        pass
+    finally:
+        os.close(dfd)
+
+
+def append_record(path: Path, data: bytes, mode: int = 0o600, *, sync: bool = False) -> None:
+    """Append DATA to PATH as one write() under an exclusive flock.
+
+    O_APPEND puts each write at the end; the flock keeps a record whole even when the
+    kernel splits a large write, so concurrent writers never interleave. O_NOFOLLOW refuses a
+    symlink planted in place of the file. Raise StorageError if the write fails or is short.
+    """
+    ensure_dir(path.parent)
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
+    try:
+        fd = os.open(path, flags, mode)
+    except OSError as err:
+        raise _storage_error("open", path, err) from err
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        size_before = os.fstat(fd).st_size
+        try:
+            written = os.write(fd, data)
+            if written != len(data):
+                raise OSError(errno.ENOSPC, "short write")
+            if sync:
+                os.fsync(fd)
+        except OSError:
+            # Cut a partial record off so the file never ends mid-line.
+            try:
+                os.ftruncate(fd, size_before)
+            except OSError:
+                pass
+            raise
+    except OSError as err:
+        raise _storage_error("append to", path, err) from err
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def locked(path: Path, *, shared: bool = False) -> Iterator[int]:
+    """Hold an flock on the lock file PATH for the duration of the block; yield its fd."""
+    ensure_dir(path.parent)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as err:
+        raise _storage_error("open lock", path, err) from err
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def is_too_open(path: Path) -> bool:
+    """Return True when PATH can be read or written by group or others."""
+    try:
+        return bool(os.stat(path).st_mode & (stat.S_IRWXG | stat.S_IRWXO))
+    except OSError:
+        return False
+
+
+def check_not_writable_by_others(path: Path) -> None:
+    """Raise PermissionFailure when PATH is group/world-writable or owned by another user.
+
+    Used for files whose content gets executed (custom health checks).
+    """
+    st = os.stat(path)
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise PermissionFailure(f"{path} is writable by group or others; refusing to use it", hint="chmod go-w")
+    if st.st_uid not in (os.getuid(), 0):
+        raise PermissionFailure(f"{path} is owned by uid {st.st_uid}, not by you or root; refusing to use it")

@@ -1,0 +1,101 @@
+"""Incremental Server-Sent Events parser working on bytes (WHATWG event-stream rules).
+
+Deviations the API reference (openrouter-api.md section 7.1) asks for: an `error:` field is
+treated as data carrying an error (old llama.cpp), and a pending event is dispatched at EOF
+even without a blank line (llama.cpp ends with `data: [DONE]` and no blank line).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class Event:
+    data: str
+    name: str = "message"
+    is_comment: bool = False
+
+
+class SSEParser:
+    """Feed raw bytes as they arrive; get complete events back.
+
+    Lines split on CRLF, LF or a lone CR; a CR at the end of one read may pair with an LF at the
+    start of the next. Lines are decoded only when complete, so a UTF-8 character split across
+    reads is never mangled.
+    """
+
+    def __init__(self) -> None:
+        self._buffer = b""
+        self._data: list[str] = []
+        self._name = ""
+        self._pending_cr = False
+        self._started = False
+
+    def feed(self, chunk: bytes) -> list[Event]:
+        """Given the next bytes of the stream, return the events they complete."""
+        events: list[Event] = []
+        if self._pending_cr and chunk.startswith(b"\n"):
+            chunk = chunk[1:]
+        self._pending_cr = False
+        buffer = self._buffer + chunk
+        if b"\r" not in buffer:
+            # Fast path for the LF-only framing every real server uses.
+            *lines, self._buffer = buffer.split(b"\n")
+            for line in lines:
+                self._take_line(line, events)
+            return events
+        start = 0
+        length = len(buffer)
+        i = 0
+        while i < length:
+            byte = buffer[i]
+            if byte == 0x0A or byte == 0x0D:
+                self._take_line(buffer[start:i], events)
+                if byte == 0x0D:
+                    if i + 1 < length:
+                        if buffer[i + 1] == 0x0A:
+                            i += 1
+                    else:
+                        self._pending_cr = True
+                start = i + 1
+            i += 1
+        self._buffer = buffer[start:]
+        return events
+
+    def close(self) -> list[Event]:
+        """Signal EOF; return the last event if one was pending."""
+        events: list[Event] = []
+        if self._buffer:
+            self._take_line(self._buffer, events)
+            self._buffer = b""
+        self._dispatch(events)
+        return events
+
+    def _take_line(self, raw: bytes, events: list[Event]) -> None:
+        line = raw.decode("utf-8", errors="replace")
+        if not self._started:
+            self._started = True
+            line = line.lstrip("\ufeff")
+        if not line:
+            self._dispatch(events)
+            return
+        if line[0] == ":":
+            events.append(Event(data=line[1:].lstrip(" "), is_comment=True))
+            return
+        name, colon, value = line.partition(":")
+        if colon and value.startswith(" "):
+            value = value[1:]
+        if name == "data":
+            self._data.append(value)
+        elif name == "event":
+            self._name = value
+        elif name == "error":
+            self._data.append(value)
+            self._name = "error"
+
+    def _dispatch(self, events: list[Event]) -> None:
+        if self._data:
+            events.append(Event(data="\n".join(self._data), name=self._name or "message"))
+        self._data = []
+        self._name = ""
