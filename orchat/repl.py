@@ -9,6 +9,7 @@ from orchat import history
 from orchat.chat import Conversation, Output, TurnOptions, format_usage, run_turn
 from orchat.config import Settings
 from orchat.errors import OrchatError
+from orchat.observe import Observer
 from orchat.openrouter import ChatResult, Client
 
 HELP_TEXT = """commands:
@@ -50,13 +51,14 @@ def read_message(read_line: Callable[[str], str]) -> str:
 class Session:
     """The REPL's state: conversation, options, running usage totals."""
 
-    def __init__(self, client: Client, settings: Settings, conversation: Conversation, turn: TurnOptions, output: Output, record_history: bool) -> None:
+    def __init__(self, client: Client, settings: Settings, conversation: Conversation, turn: TurnOptions, output: Output, record_history: bool, observers: list[Observer]) -> None:
         self.client = client
         self.settings = settings
         self.conversation = conversation
         self.turn = turn
         self.output = output
         self.record_history = record_history
+        self.observers = observers
         self.last: ChatResult | None = None
         self.total_tokens = 0
         self.total_cost = 0.0
@@ -89,7 +91,7 @@ class Session:
 
     def ask(self, prompt: str) -> None:
         try:
-            result = run_turn(self.client, self.settings, self.conversation, prompt, self.turn, self.output, record_history=self.record_history)
+            result = run_turn(self.client, self.settings, self.conversation, prompt, self.turn, self.output, record_history=self.record_history, observers=self.observers)
         except KeyboardInterrupt:
             self.output.note("[answer cancelled]")
             return
@@ -103,11 +105,21 @@ class Session:
         self.total_cost += float(cost) if isinstance(cost, (int, float)) else 0.0
 
 
-def run_repl(client: Client, settings: Settings, conversation: Conversation, turn: TurnOptions, output: Output, *, record_history: bool = True, read_line: Callable[[str], str] = input) -> int:
+def run_repl(
+    client: Client,
+    settings: Settings,
+    conversation: Conversation,
+    turn: TurnOptions,
+    output: Output,
+    *,
+    record_history: bool = True,
+    observers: list[Observer] | None = None,
+    read_line: Callable[[str], str] = input,
+) -> int:
     """Run the REPL until /exit or Ctrl-D; return 0."""
     if read_line is input:
         _enable_readline(settings)
-    session = Session(client, settings, conversation, turn, output, record_history)
+    session = Session(client, settings, conversation, turn, output, record_history, observers or [])
     output.note(f"orchat REPL, model {turn.model}. /help for commands, Ctrl-D to leave.")
     while True:
         try:

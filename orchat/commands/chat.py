@@ -11,6 +11,7 @@ from orchat import history
 from orchat.chat import Conversation, Output, TurnOptions, format_usage, run_turn, stdin_is_tty
 from orchat.config import Settings, load_settings
 from orchat.errors import ConfigError, InputError, UsageError
+from orchat.observe import chat_observers
 from orchat.openrouter import Client
 
 
@@ -94,18 +95,19 @@ def run_chat_command(options: Any) -> int:
         show_reasoning=options.reasoning,
     )
     client = Client(settings)
+    observers = chat_observers(settings)
     if interactive:
         from orchat.repl import run_repl
 
-        return run_repl(client, settings, conversation, turn, output, record_history=not options.no_history)
+        return run_repl(client, settings, conversation, turn, output, record_history=not options.no_history, observers=observers)
     if not prompt:
         raise UsageError("no prompt: give a question, pipe input, or use -i for the REPL")
     if options.json:
         quiet = Output(sys.stdout, sys.stderr, quiet=True)
-        result = run_turn(client, settings, conversation, prompt, turn, quiet, record_history=not options.no_history)
+        result = run_turn(client, settings, conversation, prompt, turn, quiet, record_history=not options.no_history, observers=observers)
         output.answer(json.dumps(result.as_json(), ensure_ascii=False) + "\n")
     else:
-        result = run_turn(client, settings, conversation, prompt, turn, output, record_history=not options.no_history)
+        result = run_turn(client, settings, conversation, prompt, turn, output, record_history=not options.no_history, observers=observers)
     if options.usage:
         output.note(format_usage(result))
     return 0
