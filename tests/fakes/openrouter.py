@@ -78,9 +78,11 @@ class FakeOpenRouter:
         self.server: ThreadingHTTPServer | None = None
         self.thread: threading.Thread | None = None
         self.hang_release = threading.Event()
+        self.scheme = "http"
 
     # -- control -------------------------------------------------------------------------
-    def start(self) -> FakeOpenRouter:
+    def start(self, tls_context: Any = None) -> FakeOpenRouter:
+        """Serve in a thread; with TLS_CONTEXT (an ssl.SSLContext) serve HTTPS."""
         fake = self
 
         class Handler(_Handler):
@@ -88,6 +90,10 @@ class FakeOpenRouter:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
+        self.scheme = "http"
+        if tls_context is not None:
+            self.server.socket = tls_context.wrap_socket(self.server.socket, server_side=True)
+            self.scheme = "https"
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()
         return self
@@ -105,7 +111,7 @@ class FakeOpenRouter:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/api/v1"
+        return f"{self.scheme}://127.0.0.1:{self.port}/api/v1"
 
     def fail_next(self, status: int, body: Any = None, headers: dict[str, str] | None = None, times: int = 1) -> None:
         """Answer the next TIMES chat requests with STATUS and BODY (default: OpenRouter's shape)."""
