@@ -4,22 +4,24 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass, field
-from typing import Any, Callable, TextIO
 
 from orchat import history
 from orchat.config import Settings
 from orchat.errors import OrchatError, StorageError
 from orchat.openrouter import ChatResult, Client, run_chat
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, TextIO
 
-@dataclass
+
 class Conversation:
     """Messages of one conversation plus its id; trimmed to ORCHAT_MAX_HISTORY when sent."""
 
-    id: str
-    messages: list[dict[str, Any]] = field(default_factory=list)
-    system: str = ""
+    def __init__(self, id: str, messages: list[dict[str, Any]] | None = None, system: str = "") -> None:
+        self.id = id
+        self.messages = messages if messages is not None else []
+        self.system = system
 
     def context(self, max_history: int) -> list[dict[str, Any]]:
         base = [{"role": "system", "content": self.system}] if self.system else []
@@ -27,13 +29,15 @@ class Conversation:
         return base + history.trim_context(others, max_history)
 
 
-@dataclass
 class TurnOptions:
-    model: str
-    stream: bool = True
-    temperature: float | None = None
-    max_tokens: int | None = None
-    show_reasoning: bool = False
+    """How to ask: model, streaming, sampling, whether to show reasoning."""
+
+    def __init__(self, model: str, stream: bool = True, temperature: float | None = None, max_tokens: int | None = None, show_reasoning: bool = False) -> None:
+        self.model = model
+        self.stream = stream
+        self.temperature = temperature
+        self.max_tokens = max_tokens
+        self.show_reasoning = show_reasoning
 
 
 class Output:
@@ -154,6 +158,8 @@ def run_turn(
         "retries": client.transport.retries_done,
         "id": partial.id,
         "conversation": conversation.id,
+        "prompt": prompt,  # text: only orchat/logs.py reads it, at level <= 0 with ORCHAT_LOG_PROMPTS=1
+        "answer": partial.content,
     }
     for observe in observers or []:
         observe(event)

@@ -8,24 +8,32 @@ loads nothing it does not need.
 from __future__ import annotations
 
 import os
-import signal
 import sys
-from typing import Any, Sequence
 
 from orchat import __version__
 from orchat.errors import (
     EX_SIGINT,
-    EX_SIGTERM,
     EX_UNEXPECTED,
     OrchatError,
     Terminated,
 )
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs ~8 ms to import; annotations here are strings anyway
+    from typing import Any, Sequence
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "models": ("orchat.commands.models", "list models from GET /models"),
     "config": ("orchat.commands.config", "show effective settings and config files"),
     "history": ("orchat.commands.history", "list, show, search or clear the history"),
     # Registered by later modules (each adds one line here):
+    "daemon": ("orchat.commands.daemon", "run the OpenAI-compatible gateway (also `orchat --daemon`, bin/orchatd)"),
+    "backup": ("orchat.commands.backup", "create, list, verify, prune and restore backups of config and history"),
+    "audit": ("orchat.commands.audit", "verify the audit log's hash chain (orchat audit verify [FILE])"),
+    "key": ("orchat.commands.key", "set, check and rotate the API key (set, status, rotate, forget-previous)"),
+    "completion": ("orchat.commands.completion", "print the bash or zsh completion script (source <(orchat completion bash))"),
+    "man": ("orchat.commands.man", "print the orchat(1) man page (orchat man | man -l -)"),
+    "metrics": ("orchat.commands.metrics", "print Prometheus metrics, write a textfile, or serve GET /metrics"),
 }
 
 EXIT_CODES_HELP = """exit codes:
@@ -82,6 +90,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Fast path: `orchat --version` is what installers and health checks call most.
         sys.stdout.write(f"orchat {__version__}\n")
         return 0
+    import signal
+
     signal.signal(signal.SIGTERM, _on_sigterm)
     _make_stdout_tolerant()
     try:

@@ -8,12 +8,14 @@ The config file holds KEY=VALUE lines named like the environment variables; a ba
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
 
 from orchat import paths
 from orchat.errors import ConfigError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable
 
 DEFAULT_API_BASE = "https://openrouter.ai/api/v1"
 KEY_NAMES = ("ORCHAT_API_KEY", "OPENROUTER_API_KEY")
@@ -69,12 +71,13 @@ def _log_level(text: str) -> str:
     return text.strip().upper()
 
 
-@dataclass(frozen=True)
 class Setting:
-    name: str
-    default: str
-    parse: Callable[[str], Any]
-    help: str
+    """One row of the settings table: environment/config name, default text, parser, help."""
+
+    __slots__ = ("default", "help", "name", "parse")
+
+    def __init__(self, name: str, default: str, parse: Callable[[str], Any], help: str) -> None:
+        self.name, self.default, self.parse, self.help = name, default, parse, help
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -91,6 +94,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ORCHAT_RETRY_ATTEMPTS", "2", _int(0, 10), "retries for connect errors, 408, 429, 5xx"),
     Setting("ORCHAT_TCP_KEEPALIVE", "1", _bool, "SO_KEEPALIVE on the connection"),
     Setting("ORCHAT_CACHE_SIZE", "500", _int(1), "on-disk cache bound in MB (~/.cache/orchat)"),
+    Setting("ORCHAT_HEALTH_TIMEOUT", "10", _float(0.1, 3600), "health-check: seconds each built-in check may take (CRITICAL beyond)"),
+    Setting("ORCHAT_MEMORY_WARN", "80", _int(0, 100), "health-check: memory use % that is a WARNING"),
+    Setting("ORCHAT_MEMORY_CRIT", "90", _int(0, 100), "health-check: memory use % that is CRITICAL"),
+    Setting("ORCHAT_DISK_WARN", "80", _int(0, 100), "health-check: disk use % (space or inodes) that is a WARNING"),
+    Setting("ORCHAT_DISK_CRIT", "90", _int(0, 100), "health-check: disk use % (space or inodes) that is CRITICAL"),
+    Setting("ORCHAT_BACKUP_MAX_AGE", "48", _float(0.001, 876000), "health-check: hours before the newest backup counts as stale"),
+    Setting("ORCHAT_LOG_DIR_MAX", "1024", _int(1), "health-check --full: log directory size in MB that is a WARNING"),
     Setting("ORCHAT_CA_FILE", "", _text, "CA bundle for a private CA (else SSL_CERT_FILE, else system)"),
     Setting("ORCHAT_HISTORY_FILE", "", _text, "history file (default ~/.orchat_history)"),
     Setting("ORCHAT_HTTP_REFERER", "https://github.com/orchat/orchat", _text, "HTTP-Referer sent for app attribution"),
@@ -101,26 +111,38 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ORCHAT_INSTANCE_NAME", "", _text, "instance name in logs and metrics"),
     Setting("ORCHAT_AUDIT_LOG", "0", _bool, "write the audit log"),
     Setting("ORCHAT_AUDIT_FILE", "", _text, "audit log file"),
+    Setting("ORCHAT_AUDIT_KEY_FILE", "", _text, "HMAC key for the audit chain (default: systemd credential orchat-audit-key; none: plain SHA-256)"),
+    Setting("ORCHAT_LOG_MAX_BYTES", "104857600", _int(1024), "user logs: rotate past this size (system logs: logrotate)"),
+    Setting("ORCHAT_LOG_KEEP_DAYS", "30", _float(0, 36500), "user logs: delete rotated files older than this many days"),
+    Setting("ORCHAT_LOG_ALLOW_EMERG", "0", _bool, "send EMERGENCY..SECURITY to journald as priority 0 (walls every terminal) instead of 1"),
+    Setting("ORCHAT_JOURNAL_SOCKET", "/run/systemd/journal/socket", _text, "journald socket, used when stderr is the journal (JOURNAL_STREAM)"),
     Setting("ORCHAT_METRICS_ADDR", "127.0.0.1", _text, "listen address of metrics serve and the daemon"),
     Setting("ORCHAT_METRICS_PORT", "9090", _int(0, 65535), "listen port of metrics serve and the daemon"),
+    Setting("ORCHAT_METRICS", "1", _bool, "count chat requests in the metrics store (state dir) read by `orchat metrics`"),
+    Setting("ORCHAT_METRICS_MODELS", "", _text, 'models with their own metrics label (comma list); the first 10 others seen too, the rest are "other"'),
     Setting("ORCHAT_BACKUP_DIR", "", _text, "backup directory (default ~/backup/orchat, system /var/backups/orchat)"),
     Setting("ORCHAT_DAEMON_TOKENS_FILE", "", _text, "daemon client tokens, one per line or name:token"),
-    Setting("ORCHAT_MAX_CONCURRENCY", "64", _int(1, 100000), "daemon: concurrent upstream requests"),
+    Setting("ORCHAT_MAX_CONCURRENCY", "256", _int(1, 100000), "daemon: concurrent upstream requests (429 + Retry-After beyond)"),
     Setting("ORCHAT_DRAIN_TIMEOUT", "30", _float(0, 3600), "daemon: seconds to finish streams after SIGTERM"),
+    Setting("ORCHAT_DAEMON_MAX_BODY_BYTES", "8388608", _int(1024), "daemon: largest request body accepted (413 beyond)"),
+    Setting("ORCHAT_DAEMON_HEADER_TIMEOUT", "10", _float(0.1, 3600), "daemon: seconds to send a request's headers (slowloris guard)"),
+    Setting("ORCHAT_DAEMON_BODY_TIMEOUT", "30", _float(0.1, 3600), "daemon: seconds to send a request's body"),
+    Setting("ORCHAT_DAEMON_IDLE_TIMEOUT", "75", _float(0.1, 86400), "daemon: seconds an idle keep-alive client connection is kept"),
+    Setting("ORCHAT_DAEMON_MAX_CONNECTIONS", "4096", _int(1, 1000000), "daemon: open client connections (503 and close beyond)"),
 )
 SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
 
 
-@dataclass
 class Settings:
     """Effective values plus where each came from (default, a file path, env, flag)."""
 
-    values: dict[str, Any] = field(default_factory=dict)
-    sources: dict[str, str] = field(default_factory=dict)
-    api_key: str = ""
-    api_key_source: str = ""
-    files: list[Path] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+        self.sources: dict[str, str] = {}
+        self.api_key = ""
+        self.api_key_source = ""
+        self.files: list[Path] = []
+        self.warnings: list[str] = []
 
     def __getattr__(self, attr: str) -> Any:
         # settings.request_timeout -> values["ORCHAT_REQUEST_TIMEOUT"]

@@ -6,12 +6,14 @@ import errno
 import fcntl
 import os
 import stat
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from orchat.errors import PermissionFailure, StorageError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Iterator
 
 
 def _storage_error(action: str, path: Path | str, err: OSError) -> StorageError:
@@ -34,6 +36,8 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
     The temp file is fsynced before the rename and the directory after it, so a power cut
     leaves one of the two versions. Raise StorageError (disk full, read-only) leaving PATH as it was.
     """
+    import tempfile  # lazy: a one-shot chat never replaces a file
+
     directory = path.parent
     ensure_dir(directory)
     fd, tmp = -1, ""

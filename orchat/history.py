@@ -10,18 +10,23 @@ from __future__ import annotations
 import json
 import os
 import time
-import uuid
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
 
 from orchat import fsutil
 from orchat.errors import StorageError, UsageError
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Iterator
 
-@dataclass
+
 class Record:
-    data: dict[str, Any]
+    """One history line, as decoded JSON."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.data = data
 
     @property
     def conversation(self) -> str:
@@ -33,7 +38,7 @@ class Record:
 
 
 def new_conversation_id() -> str:
-    return uuid.uuid4().hex[:12]
+    return os.urandom(6).hex()
 
 
 def build_record(
@@ -51,7 +56,7 @@ def build_record(
     """Return one history record (status is ok, interrupted or error)."""
     usage = usage or {}
     return {
-        "id": uuid.uuid4().hex[:12],
+        "id": os.urandom(6).hex(),
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "conversation": conversation,
         "model": model,

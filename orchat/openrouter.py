@@ -7,12 +7,9 @@ choice, and finish_reason == "error" on every chunk.
 
 from __future__ import annotations
 
-import http.client
 import json
 import socket
 import time
-from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
 
 from orchat.config import Settings
 from orchat.errors import (
@@ -22,25 +19,31 @@ from orchat.errors import (
     UpstreamUnavailable,
     api_error_for_status,
 )
+from orchat.httpwire import WireError
 from orchat.sse import SSEParser
-from orchat.transport import Transport, backoff_seconds, parse_retry_after
+from orchat.transport import REASONS, Transport, backoff_seconds, parse_retry_after
+
+TYPE_CHECKING = False
+
+if TYPE_CHECKING:
+    from typing import Any, Callable, Iterator
 
 ERROR_BODY_PREVIEW_CHARS = 200
 
 
-@dataclass
 class ChatResult:
-    """What one chat turn produced, complete or not."""
+    """What one chat turn produced, complete or not (filled in as the answer arrives)."""
 
-    content: str = ""
-    reasoning: str = ""
-    model: str = ""
-    id: str = ""
-    finish_reason: str | None = None
-    usage: dict[str, Any] | None = None
-    first_token_seconds: float | None = None
-    retries: int = 0
-    warnings: list[str] = field(default_factory=list)
+    def __init__(self, model: str = "") -> None:
+        self.content = ""
+        self.reasoning = ""
+        self.model = model
+        self.id = ""
+        self.finish_reason: str | None = None
+        self.usage: dict[str, Any] | None = None
+        self.first_token_seconds: float | None = None
+        self.retries = 0
+        self.warnings: list[str] = []
 
     def as_json(self) -> dict[str, Any]:
         usage = self.usage or {}
@@ -90,9 +93,9 @@ def describe_error_body(status: int, body: bytes) -> tuple[str, str, float | Non
         elif isinstance(error, str) and error:
             return _one_line(error), "", None
     if not text:
-        return http.client.responses.get(status, "error") + " (empty body)", "", None
+        return REASONS.get(status, "error") + " (empty body)", "", None
     if text.startswith("<"):
-        return http.client.responses.get(status, "error") + f" (HTML body: {_one_line(_strip_tags(text))[:ERROR_BODY_PREVIEW_CHARS]})", "", None
+        return REASONS.get(status, "error") + f" (HTML body: {_one_line(_strip_tags(text))[:ERROR_BODY_PREVIEW_CHARS]})", "", None
     return _one_line(text)[:ERROR_BODY_PREVIEW_CHARS], "", None
 
 
@@ -184,7 +187,7 @@ class Client:
             return
         try:
             body = response.read()
-        except (OSError, http.client.HTTPException):
+        except (OSError, WireError):
             body = b""
         message, error_type, _ = describe_error_body(response.status, body)
         hint = ""
@@ -207,7 +210,7 @@ class Client:
                 body = response.read()
             except socket.timeout as err:
                 raise TemporaryFailure(f"server stopped answering for {self.settings.request_timeout:g}s", error_type="timeout") from err
-            except (OSError, http.client.HTTPException) as err:
+            except (OSError, WireError) as err:
                 raise UpstreamUnavailable(f"connection lost while reading {path}: {err}", error_type="network") from err
         finally:
             conn.close()
@@ -273,7 +276,7 @@ class Client:
             return response.read1(amount)
         except socket.timeout as err:
             raise TemporaryFailure(f"server sent nothing for {self.settings.request_timeout:g}s", error_type="timeout") from err
-        except (OSError, http.client.HTTPException) as err:
+        except (OSError, WireError) as err:
             raise ProtocolError(f"connection lost mid-answer: {err or type(err).__name__}", error_type="protocol") from err
 
     def _read_whole(self, response: Any, result: ChatResult, started: float) -> Iterator[tuple[str, str]]:

@@ -9,7 +9,10 @@ from orchat import history
 from orchat.chat import Conversation, Output, TurnOptions, format_usage, run_turn
 from orchat.config import Settings
 from orchat.errors import OrchatError
-from orchat.observe import Observer
+from orchat.observe import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from orchat.observe import Observer
 from orchat.openrouter import ChatResult, Client
 
 HELP_TEXT = """commands:
@@ -51,7 +54,9 @@ def read_message(read_line: Callable[[str], str]) -> str:
 class Session:
     """The REPL's state: conversation, options, running usage totals."""
 
-    def __init__(self, client: Client, settings: Settings, conversation: Conversation, turn: TurnOptions, output: Output, record_history: bool, observers: list[Observer]) -> None:
+    def __init__(
+        self, client: Client, settings: Settings, conversation: Conversation, turn: TurnOptions, output: Output, record_history: bool, observers: list[Observer]
+    ) -> None:
         self.client = client
         self.settings = settings
         self.conversation = conversation
@@ -91,7 +96,9 @@ class Session:
 
     def ask(self, prompt: str) -> None:
         try:
-            result = run_turn(self.client, self.settings, self.conversation, prompt, self.turn, self.output, record_history=self.record_history, observers=self.observers)
+            result = run_turn(
+                self.client, self.settings, self.conversation, prompt, self.turn, self.output, record_history=self.record_history, observers=self.observers
+            )
         except KeyboardInterrupt:
             self.output.note("[answer cancelled]")
             return

@@ -7,14 +7,17 @@ even without a blank line (llama.cpp ends with `data: [DONE]` and no blank line)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
-
-@dataclass
 class Event:
-    data: str
-    name: str = "message"
-    is_comment: bool = False
+    """One dispatched event: its data (lines joined by newlines), its name, or a comment."""
+
+    __slots__ = ("data", "is_comment", "name")
+
+    def __init__(self, data: str, name: str = "message", is_comment: bool = False) -> None:
+        self.data, self.name, self.is_comment = data, name, is_comment
+
+    def __repr__(self) -> str:
+        return f"Event({self.data!r}, {self.name!r}, {self.is_comment})"
 
 
 class SSEParser:

@@ -1,39 +1,60 @@
-"""HTTP over http.client: TLS, proxies, connect and idle timeouts, keepalive, retries.
+"""HTTP/1.1 client on plain sockets: TLS, proxies, connect and idle timeouts, keepalive, retries.
+
+Why not http.client: it imports the email package (about 35 ms, most of a one-shot's start-up),
+and a one-shot `orchat` must start faster than the smallest urllib script. The framing is small
+and shared with the gateway (orchat.httpwire: status line, headers, chunked coding).
 
 Timeouts: ORCHAT_CONNECT_TIMEOUT bounds TCP+TLS set-up; after that the socket timeout is
-ORCHAT_REQUEST_TIMEOUT, which http.client applies to each recv, so it is an idle timeout that
-every byte (SSE comments included) resets. There is deliberately no total deadline: long answers
-stream for minutes.
+ORCHAT_REQUEST_TIMEOUT applied to each recv, so it is an idle timeout that every byte (SSE
+comments included) resets. There is deliberately no total deadline: long answers stream for minutes.
 """
 
 from __future__ import annotations
 
-import http.client
 import os
 import random
 import socket
 import time
-from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
-from typing import Any, Callable
 from urllib.parse import urlsplit
 
 from orchat import __version__
 from orchat.errors import OrchatError, TemporaryFailure, UpstreamUnavailable
+from orchat.httpwire import MAX_HEAD_BYTES, ChunkedDecoder, WireError, parse_response_head
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable
 
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504, 524, 529})
 MAX_RETRY_WAIT_SECONDS = 60.0
 BACKOFF_BASE_SECONDS = 0.5
 BACKOFF_CAP_SECONDS = 8.0
 USER_AGENT = f"orchat/{__version__}"
+REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    401: "Unauthorized",
+    402: "Payment Required",
+    403: "Forbidden",
+    404: "Not Found",
+    408: "Request Timeout",
+    413: "Payload Too Large",
+    422: "Unprocessable Entity",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
+}
 
 
-@dataclass
 class Endpoint:
-    scheme: str
-    host: str
-    port: int
-    base_path: str
+    """The scheme, host, port and base path of an API base URL."""
+
+    __slots__ = ("base_path", "host", "port", "scheme")
+
+    def __init__(self, scheme: str, host: str, port: int, base_path: str) -> None:
+        self.scheme, self.host, self.port, self.base_path = scheme, host, port, base_path
 
     @classmethod
     def from_url(cls, url: str) -> Endpoint:
@@ -42,6 +63,12 @@ class Endpoint:
             raise OrchatError(f"not an http(s) URL: {url}")
         port = parts.port or (443 if parts.scheme == "https" else 80)
         return cls(parts.scheme, parts.hostname, port, parts.path.rstrip("/"))
+
+    @property
+    def authority(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        default = 443 if self.scheme == "https" else 80
+        return host if self.port == default else f"{host}:{self.port}"
 
 
 def _proxy_for(endpoint: Endpoint, environ: dict[str, str]) -> str:
@@ -66,6 +93,133 @@ def is_no_proxy(host: str, environ: dict[str, str]) -> bool:
         if host == entry or host.endswith("." + entry):
             return True
     return False
+
+
+class ConnectionLost(ConnectionError):
+    """The server closed the connection in the middle of a response."""
+
+
+class Response:
+    """One HTTP response read from a socket: status, headers, and the body as it arrives.
+
+    read1(n) returns the next decoded body bytes (b"" at the end), like a buffered stream's
+    read1, so SSE parsing sees data as soon as the server sends it.
+    """
+
+    def __init__(self, sock: socket.socket, *, head_only: bool = False) -> None:
+        self.sock = sock
+        buffer = b""
+        while True:
+            end = buffer.find(b"\r\n\r\n")
+            if end >= 0:
+                head, buffer = buffer[:end], buffer[end + 4 :]
+                status, headers = parse_response_head(head)
+                if 100 <= status < 200:  # interim answers (100 Continue) come before the real one
+                    continue
+                break
+            if len(buffer) > MAX_HEAD_BYTES:
+                raise WireError("response head too large", 502)
+            data = sock.recv(65536)
+            if not data:
+                raise ConnectionLost("connection closed before a response")
+            buffer += data
+        self.status = status
+        self.headers = headers
+        self.reason = REASONS.get(status, "")
+        self._pending = buffer
+        self._decoder: ChunkedDecoder | None = None
+        self._left: int | None = None  # bytes of Content-Length still to come; None: chunked or until close
+        self.done = head_only or status in (204, 304)
+        coding = headers.get("transfer-encoding", "").strip().lower()
+        if not self.done:
+            if coding == "chunked":
+                self._decoder = ChunkedDecoder()
+            elif coding:
+                raise WireError(f"unsupported transfer coding {coding!r}", 502)
+            elif headers.get("content-length", "").strip().isdigit():
+                self._left = int(headers["content-length"])
+                self.done = self._left == 0
+
+    def getheader(self, name: str, default: str | None = None) -> str | None:
+        return self.headers.get(name.lower(), default)
+
+    def getheaders(self) -> list[tuple[str, str]]:
+        return list(self.headers.items())
+
+    def read1(self, amount: int = 65536) -> bytes:
+        """Return up to AMOUNT body bytes as soon as any are available; b"" at the end of the body."""
+        while not self.done:
+            data, self._pending = (self._pending, b"") if self._pending else (self.sock.recv(amount), b"")
+            if not data:
+                if self._decoder is None and self._left is None:
+                    self.done = True  # body delimited by the connection closing
+                    return b""
+                raise ConnectionLost("connection closed in the middle of the answer")
+            if self._decoder is not None:
+                payload = self._decoder.feed(data)
+                self.done = self._decoder.done
+            elif self._left is not None:
+                payload = data[: self._left]
+                self._left -= len(payload)
+                self.done = self._left == 0
+            else:
+                payload = data
+            if payload:
+                return payload
+        return b""
+
+    def read(self, amount: int | None = None) -> bytes:
+        """Return the rest of the body (AMOUNT is accepted for symmetry and ignored)."""
+        parts = []
+        while True:
+            data = self.read1()
+            if not data:
+                return b"".join(parts)
+            parts.append(data)
+
+    def close(self) -> None:
+        self.done = True
+
+
+class BufferedResponse:
+    """A response whose body was already read (to decide on a retry), served again from memory."""
+
+    def __init__(self, response: Response, payload: bytes) -> None:
+        self.status = response.status
+        self.reason = response.reason
+        self.headers = response.headers
+        self._payload = payload
+
+    def getheader(self, name: str, default: str | None = None) -> str | None:
+        return self.headers.get(name.lower(), default)
+
+    def getheaders(self) -> list[tuple[str, str]]:
+        return list(self.headers.items())
+
+    def read1(self, amount: int = 65536) -> bytes:
+        data, self._payload = self._payload[:amount], self._payload[amount:]
+        return data
+
+    def read(self, amount: int | None = None) -> bytes:
+        data, self._payload = self._payload, b""
+        return data
+
+    def close(self) -> None:
+        self._payload = b""
+
+
+class Connection:
+    """A connected socket to the endpoint (possibly through a proxy or a TLS tunnel)."""
+
+    def __init__(self, sock: socket.socket, absolute_form: bool) -> None:
+        self.sock = sock
+        self.absolute_form = absolute_form  # plain-http proxy: request line carries the full URL
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
 
 
 class Transport:
@@ -96,7 +250,7 @@ class Transport:
         self.retries_done = 0
 
     def _ssl_context(self) -> Any:
-        import ssl  # lazy: plain-http endpoints (local llama.cpp) never pay for it
+        import ssl  # lazy: plain-http endpoints (local llama.cpp, an ORCHAT gateway) never pay for it
 
         cafile = self.ca_file or self.environ.get("SSL_CERT_FILE") or None
         try:
@@ -104,48 +258,55 @@ class Transport:
         except (OSError, ssl.SSLError) as err:
             raise UpstreamUnavailable(f"cannot load CA file {cafile}: {err}", error_type="network") from err
 
-    def connect(self) -> http.client.HTTPConnection:
-        """Return a connected HTTP(S)Connection. Raise UpstreamUnavailable on DNS/connect/TLS failure."""
+    def connect(self) -> Connection:
+        """Return an open Connection. Raise UpstreamUnavailable on DNS/connect/proxy/TLS failure."""
         ep = self.endpoint
         proxy = _proxy_for(ep, self.environ)
-        target_host, target_port = ep.host, ep.port
+        host, port = ep.host, ep.port
         if proxy:
             p = urlsplit(proxy if "://" in proxy else "http://" + proxy)
-            target_host, target_port = p.hostname or "", p.port or 8080
-        conn: http.client.HTTPConnection
-        if ep.scheme == "https":
-            conn = http.client.HTTPSConnection(target_host, target_port, timeout=self.connect_timeout, context=self._ssl_context())
-        else:
-            conn = http.client.HTTPConnection(target_host, target_port, timeout=self.connect_timeout)
-        if proxy:
-            if ep.scheme == "https":
-                conn.set_tunnel(ep.host, ep.port)
-            else:
-                conn._orchat_absolute = True  # type: ignore[attr-defined]
+            host, port = p.hostname or "", p.port or 8080
+        context = self._ssl_context() if ep.scheme == "https" else None
+        stage = "connect"
+        sock: socket.socket | None = None
         try:
-            conn.connect()
-        except socket.gaierror as err:
-            raise UpstreamUnavailable(f"cannot resolve {target_host}: {err.strerror}", error_type="network") from err
-        except socket.timeout as err:
-            raise UpstreamUnavailable(f"connect to {target_host}:{target_port} timed out after {self.connect_timeout:g}s", error_type="network") from err
-        except OSError as err:
-            name = type(err).__name__
-            detail = getattr(err, "reason", "") or err.strerror or str(err) or name
-            kind = "TLS" if "SSL" in name or "Certificate" in name else "connect"
-            raise UpstreamUnavailable(f"{kind} to {target_host}:{target_port} failed: {detail}", error_type="network") from err
-        sock = conn.sock
-        if sock is not None:
-            sock.settimeout(self.idle_timeout)
+            sock = socket.create_connection((host, port), timeout=self.connect_timeout)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self.keepalive:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-        return conn
+            if proxy and context is not None:
+                stage = "proxy CONNECT"
+                _open_tunnel(sock, ep)
+            if context is not None:
+                stage = "TLS"
+                sock = context.wrap_socket(sock, server_hostname=ep.host)
+            sock.settimeout(self.idle_timeout)
+        except socket.gaierror as err:
+            _close(sock)
+            raise UpstreamUnavailable(f"cannot resolve {host}: {err.strerror}", error_type="network") from err
+        except socket.timeout as err:
+            _close(sock)
+            raise UpstreamUnavailable(f"{stage} to {host}:{port} timed out after {self.connect_timeout:g}s", error_type="network") from err
+        except (OSError, WireError) as err:
+            _close(sock)
+            name = type(err).__name__
+            detail = getattr(err, "reason", "") or getattr(err, "strerror", "") or str(err) or name
+            if "SSL" in name or "Certificate" in name:
+                stage = "TLS"
+            raise UpstreamUnavailable(f"{stage} to {host}:{port} failed: {detail}", error_type="network") from err
+        return Connection(sock, absolute_form=bool(proxy) and context is None)
 
-    def _url(self, conn: http.client.HTTPConnection, path: str) -> str:
-        full = self.endpoint.base_path + path
-        if getattr(conn, "_orchat_absolute", False):
-            ep = self.endpoint
-            return f"{ep.scheme}://{ep.host}:{ep.port}{full}"
-        return full
+    def _send(self, conn: Connection, method: str, path: str, body: bytes | None, headers: dict[str, str]) -> Response:
+        ep = self.endpoint
+        target = ep.base_path + path
+        if conn.absolute_form:
+            target = f"{ep.scheme}://{ep.authority}{target}"
+        lines = [f"{method} {target} HTTP/1.1", f"Host: {ep.authority}", "Connection: close"]
+        lines += [f"{name}: {value}" for name, value in headers.items()]
+        if body is not None:
+            lines.append(f"Content-Length: {len(body)}")
+        conn.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (body or b""))
+        return Response(conn.sock, head_only=method == "HEAD")
 
     def request(
         self,
@@ -155,7 +316,7 @@ class Transport:
         body: bytes | None = None,
         headers: dict[str, str] | None = None,
         is_retryable_answer: Callable[[int, dict[str, str], bytes], float | None] | None = None,
-    ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+    ) -> tuple[Connection, Any]:
         """Send one request, retrying before any byte of an answer is handed out.
 
         Retries (up to retry_attempts) connect failures and statuses in RETRYABLE_STATUSES;
@@ -171,37 +332,32 @@ class Transport:
             try:
                 conn = self.connect()
                 try:
-                    conn.request(method, self._url(conn, path), body=body, headers=all_headers)
-                    response = conn.getresponse()
+                    response = self._send(conn, method, path, body, all_headers)
                 except socket.timeout as err:
                     conn.close()
                     raise TemporaryFailure(f"no answer from {self.endpoint.host} within {self.idle_timeout:g}s", error_type="timeout") from err
-                except (ConnectionError, http.client.HTTPException, OSError) as err:
+                except (OSError, WireError) as err:
                     conn.close()
                     raise UpstreamUnavailable(f"connection to {self.endpoint.host} failed: {err or type(err).__name__}", error_type="network") from err
             except (UpstreamUnavailable, TemporaryFailure) as err:
                 if attempt >= self.retry_attempts:
                     raise
-                wait = backoff_seconds(attempt)
-                self._note_retry(attempt, str(err), wait)
+                self._note_retry(attempt, str(err), backoff_seconds(attempt))
             else:
                 if response.status not in RETRYABLE_STATUSES or attempt >= self.retry_attempts:
                     return conn, response
-                raw_headers = {k.lower(): v for k, v in response.getheaders()}
                 try:
                     payload = response.read()
-                except (OSError, http.client.HTTPException):
+                except (OSError, WireError):
                     payload = b""
-                hinted = parse_retry_after(raw_headers.get("retry-after", ""))
-                verdict = is_retryable_answer(response.status, raw_headers, payload) if is_retryable_answer else hinted
+                conn.close()
+                hinted = parse_retry_after(response.headers.get("retry-after", ""))
+                verdict = is_retryable_answer(response.status, response.headers, payload) if is_retryable_answer else hinted
                 if verdict is None and is_retryable_answer is not None:
-                    conn.close()
-                    return conn, _replay(response, payload)
+                    return conn, BufferedResponse(response, payload)
                 wait = verdict if verdict is not None else backoff_seconds(attempt)
                 if wait > MAX_RETRY_WAIT_SECONDS:
-                    conn.close()
-                    return conn, _replay(response, payload)
-                conn.close()
+                    return conn, BufferedResponse(response, payload)
                 self._note_retry(attempt, f"HTTP {response.status}", wait)
             attempt += 1
 
@@ -212,39 +368,20 @@ class Transport:
         self.sleep(wait)
 
 
-class _ReplayedResponse:
-    """A response whose body was already read (to decide on a retry), served again from memory."""
-
-    def __init__(self, response: http.client.HTTPResponse, payload: bytes) -> None:
-        self.status = response.status
-        self.reason = response.reason
-        self._headers = response.getheaders()
-        self._payload = payload
-
-    def getheaders(self) -> list[tuple[str, str]]:
-        return self._headers
-
-    def getheader(self, name: str, default: str | None = None) -> str | None:
-        for key, value in self._headers:
-            if key.lower() == name.lower():
-                return value
-        return default
-
-    def read(self, amount: int | None = None) -> bytes:
-        if amount is None:
-            data, self._payload = self._payload, b""
-        else:
-            data, self._payload = self._payload[:amount], self._payload[amount:]
-        return data
-
-    read1 = read
-
-    def close(self) -> None:
-        self._payload = b""
+def _close(sock: socket.socket | None) -> None:
+    if sock is not None:
+        try:
+            sock.close()
+        except OSError:
+            pass
 
 
-def _replay(response: http.client.HTTPResponse, payload: bytes) -> Any:
-    return _ReplayedResponse(response, payload)
+def _open_tunnel(sock: socket.socket, endpoint: Endpoint) -> None:
+    target = f"{endpoint.host}:{endpoint.port}"
+    sock.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\nUser-Agent: {USER_AGENT}\r\n\r\n".encode("latin-1"))
+    answer = Response(sock, head_only=True)
+    if answer.status != 200:
+        raise OSError(f"proxy answered {answer.status} to CONNECT {target}")
 
 
 def backoff_seconds(attempt: int) -> float:
@@ -262,6 +399,8 @@ def parse_retry_after(value: str) -> float | None:
         return max(0.0, float(value))
     except ValueError:
         pass
+    from email.utils import parsedate_to_datetime  # rare: only for the HTTP-date form
+
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError):

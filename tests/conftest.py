@@ -20,9 +20,25 @@ from tests.fakes.openrouter import TEST_KEY, FakeOpenRouter
 
 REPO = Path(__file__).resolve().parent.parent
 SCRUBBED_PREFIXES = ("ORCHAT_", "OPENROUTER_", "XDG_")
-SCRUBBED_NAMES = ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "no_proxy", "NO_PROXY", "ALL_PROXY", "all_proxy",
-                  "CREDENTIALS_DIRECTORY", "STATE_DIRECTORY", "LOGS_DIRECTORY", "CACHE_DIRECTORY", "INVOCATION_ID", "JOURNAL_STREAM",
-                  "NOTIFY_SOCKET", "WATCHDOG_USEC", "SSL_CERT_FILE")
+SCRUBBED_NAMES = (
+    "http_proxy",
+    "https_proxy",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "no_proxy",
+    "NO_PROXY",
+    "ALL_PROXY",
+    "all_proxy",
+    "CREDENTIALS_DIRECTORY",
+    "STATE_DIRECTORY",
+    "LOGS_DIRECTORY",
+    "CACHE_DIRECTORY",
+    "INVOCATION_ID",
+    "JOURNAL_STREAM",
+    "NOTIFY_SOCKET",
+    "WATCHDOG_USEC",
+    "SSL_CERT_FILE",
+)
 
 
 @pytest.fixture(autouse=True)
@@ -73,7 +89,9 @@ def run_orchat(*args: str, input: str | bytes | None = None, env: dict[str, str]
     full_env = dict(os.environ if env is None else env)
     full_env["PYTHONPATH"] = str(REPO)
     data = input.encode() if isinstance(input, str) else input
-    proc = subprocess.run(orchat_command(*args), input=data if data is not None else b"", capture_output=True, env=full_env, cwd=str(REPO), timeout=timeout, check=False)
+    proc = subprocess.run(
+        orchat_command(*args), input=data if data is not None else b"", capture_output=True, env=full_env, cwd=str(REPO), timeout=timeout, check=False
+    )
     proc.stdout = proc.stdout.decode("utf-8", errors="replace")
     proc.stderr = proc.stderr.decode("utf-8", errors="replace")
     return proc

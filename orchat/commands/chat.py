@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 from orchat import history
 from orchat.chat import Conversation, Output, TurnOptions, format_usage, run_turn, stdin_is_tty
@@ -13,6 +12,10 @@ from orchat.config import Settings, load_settings
 from orchat.errors import ConfigError, InputError, UsageError
 from orchat.observe import chat_observers
 from orchat.openrouter import Client
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def read_system_prompt(value: str) -> str:
@@ -94,7 +97,9 @@ def run_chat_command(options: Any) -> int:
         max_tokens=settings.max_tokens,
         show_reasoning=options.reasoning,
     )
-    client = Client(settings)
+    from orchat.logs import client_hooks  # retries at WARNING, each SSE event at QUANTUM (-1)
+
+    client = Client(settings, **client_hooks(settings))
     observers = chat_observers(settings)
     if interactive:
         from orchat.repl import run_repl

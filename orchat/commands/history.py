@@ -39,7 +39,7 @@ def _print(records: list[history.Record], as_json: bool) -> None:
 def run(args: Any) -> int:
     path = load_settings().history_path
     if args.action == "list":
-        _print(history.read_history(path)[-max(args.limit, 0):] if args.limit else [], args.json)
+        _print(history.read_history(path)[-max(args.limit, 0) :] if args.limit else [], args.json)
     elif args.action == "show":
         if not args.argument:
             raise UsageError("history show needs a record or conversation id")

@@ -29,9 +29,25 @@ KNOWN_MODELS = [
     "anthropic/claude-sonnet-4",
 ]
 SCENARIOS = {
-    "echo", "reasoning", "midstream-error", "error-first", "choice-error", "bare-error", "finish-error",
-    "truncated", "no-done", "done-no-newline", "done-no-finish", "hang", "slow", "html-500", "empty-500",
-    "nonstream-error", "nonstream-choice-error", "garbage-event", "long",
+    "echo",
+    "reasoning",
+    "midstream-error",
+    "error-first",
+    "choice-error",
+    "bare-error",
+    "finish-error",
+    "truncated",
+    "no-done",
+    "done-no-newline",
+    "done-no-finish",
+    "hang",
+    "slow",
+    "html-500",
+    "empty-500",
+    "nonstream-error",
+    "nonstream-choice-error",
+    "garbage-event",
+    "long",
 }
 DEFAULT_ANSWER = "Hello from the fake! ünïcödé ✓ 日本語"
 
@@ -88,7 +104,7 @@ class FakeOpenRouter:
         class Handler(_Handler):
             owner = fake
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = _QuietServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.scheme = "http"
         if tls_context is not None:
@@ -152,6 +168,15 @@ _STATUS_MESSAGES = {
     503: "Service temporarily unavailable",
     504: "Provider timed out",
 }
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Clients that close a finished keep-alive connection are normal, not worth a traceback.
+        import sys
+
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -230,16 +255,32 @@ class _Handler(BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         path = parts.path
         if path == "/api/v1/models":
-            self._json(200, {"data": [_model_entry(m) for m in KNOWN_MODELS], "total_count": len(KNOWN_MODELS), "links": {"next": None}},
-                       {"Cache-Control": "public, max-age=120, stale-while-revalidate=3600, stale-if-error=3600"})
+            self._json(
+                200,
+                {"data": [_model_entry(m) for m in KNOWN_MODELS], "total_count": len(KNOWN_MODELS), "links": {"next": None}},
+                {"Cache-Control": "public, max-age=120, stale-while-revalidate=3600, stale-if-error=3600"},
+            )
         elif path == "/api/v1/models/count":
             self._json(200, {"data": {"count": len(KNOWN_MODELS)}})
         elif path in ("/api/v1/key", "/api/v1/auth/key"):
             if self._authorised():
-                self._json(200, {"data": {"label": "sk-or-v1-7e5...7e57", "limit": 10, "limit_remaining": 7.25, "limit_reset": "monthly",
-                                          "usage": 2.75, "usage_daily": 0.4, "is_free_tier": False, "is_management_key": False,
-                                          "rate_limit": {"requests": -1, "interval": "10s", "note": "This field is deprecated and safe to ignore."}}},
-                           {"Cache-Control": "private, no-store"})
+                self._json(
+                    200,
+                    {
+                        "data": {
+                            "label": "sk-or-v1-7e5...7e57",
+                            "limit": 10,
+                            "limit_remaining": 7.25,
+                            "limit_reset": "monthly",
+                            "usage": 2.75,
+                            "usage_daily": 0.4,
+                            "is_free_tier": False,
+                            "is_management_key": False,
+                            "rate_limit": {"requests": -1, "interval": "10s", "note": "This field is deprecated and safe to ignore."},
+                        }
+                    },
+                    {"Cache-Control": "private, no-store"},
+                )
         elif path == "/api/v1/credits":
             if self._authorised():
                 self._json(200, {"data": {"total_credits": 100.5, "total_usage": 25.75}})
@@ -308,8 +349,15 @@ class _Handler(BaseHTTPRequestHandler):
         prompt_chars = sum(len(str(m.get("content", ""))) for m in body["messages"] if isinstance(m, dict))
         usage = owner.usage_for(prompt_chars, answer)
         gen = _gen_id()
-        owner.generations[gen] = {"id": gen, "model": served_model, "streamed": bool(body.get("stream")), "cancelled": False,
-                                  "tokens_prompt": usage["prompt_tokens"], "tokens_completion": usage["completion_tokens"], "total_cost": usage["cost"]}
+        owner.generations[gen] = {
+            "id": gen,
+            "model": served_model,
+            "streamed": bool(body.get("stream")),
+            "cancelled": False,
+            "tokens_prompt": usage["prompt_tokens"],
+            "tokens_completion": usage["completion_tokens"],
+            "total_cost": usage["cost"],
+        }
         if body.get("stream"):
             self._stream(gen, served_model, scenario, answer, usage)
         else:
@@ -322,15 +370,30 @@ class _Handler(BaseHTTPRequestHandler):
             return
         message: dict[str, Any] = {"role": "assistant", "content": answer, "refusal": None, "reasoning": None}
         finish = "stop"
-        payload: dict[str, Any] = {"id": gen, "object": "chat.completion", "created": int(time.time()), "model": model, "provider": "OpenAI",
-                                   "system_fingerprint": "fp_0123456789", "choices": [], "usage": usage}
+        payload: dict[str, Any] = {
+            "id": gen,
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "provider": "OpenAI",
+            "system_fingerprint": "fp_0123456789",
+            "choices": [],
+            "usage": usage,
+        }
         if scenario == "reasoning":
             message["reasoning"] = self.owner.reasoning_text
         if scenario == "nonstream-choice-error":
             message["content"] = answer[:5]
             finish = "error"
-            payload["choices"] = [{"index": 0, "finish_reason": finish, "native_finish_reason": "error", "message": message,
-                                   "error": {"message": "Error processing stream", "code": 502}}]
+            payload["choices"] = [
+                {
+                    "index": 0,
+                    "finish_reason": finish,
+                    "native_finish_reason": "error",
+                    "message": message,
+                    "error": {"message": "Error processing stream", "code": 502},
+                }
+            ]
         else:
             payload["choices"] = [{"index": 0, "logprobs": None, "finish_reason": finish, "native_finish_reason": finish, "message": message}]
         if scenario == "hang":
@@ -366,15 +429,28 @@ class _Handler(BaseHTTPRequestHandler):
                 return {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "native_finish_reason": finish, "logprobs": None}], **extra}
 
             if scenario == "error-first":
-                self._event({**base, "error": {"code": 429, "message": "Rate limit exceeded", "metadata": {"error_type": "rate_limit_exceeded"}},
-                             "choices": [{"index": 0, "delta": {"content": ""}, "finish_reason": "error", "native_finish_reason": "error"}]})
+                self._event(
+                    {
+                        **base,
+                        "error": {"code": 429, "message": "Rate limit exceeded", "metadata": {"error_type": "rate_limit_exceeded"}},
+                        "choices": [{"index": 0, "delta": {"content": ""}, "finish_reason": "error", "native_finish_reason": "error"}],
+                    }
+                )
                 self._finish_stream(done=owner.done_after_error)
                 return
             self._event(chunk({"role": "assistant", "content": ""}))
             if scenario == "reasoning":
                 for piece in _pieces(owner.reasoning_text, 1):
-                    self._event(chunk({"role": "assistant", "content": "", "reasoning": piece,
-                                       "reasoning_details": [{"type": "reasoning.text", "text": piece, "format": "unknown", "index": 0}]}))
+                    self._event(
+                        chunk(
+                            {
+                                "role": "assistant",
+                                "content": "",
+                                "reasoning": piece,
+                                "reasoning_details": [{"type": "reasoning.text", "text": piece, "format": "unknown", "index": 0}],
+                            }
+                        )
+                    )
             if scenario == "garbage-event":
                 self._event("{not json")
                 self._event(": OPENROUTER PROCESSING")  # a proxy that wrapped a comment as data
@@ -417,16 +493,35 @@ class _Handler(BaseHTTPRequestHandler):
             return
         error = {"code": 502, "message": "Provider returned error", "metadata": {"error_type": "provider_unavailable", "provider_name": "Together"}}
         if scenario == "finish-error":
-            self._event({**base, "choices": [{"index": 0, "delta": {"content": ""}, "finish_reason": "error", "native_finish_reason": "MALFORMED_FUNCTION_CALL"}]})
+            self._event(
+                {**base, "choices": [{"index": 0, "delta": {"content": ""}, "finish_reason": "error", "native_finish_reason": "MALFORMED_FUNCTION_CALL"}]}
+            )
         elif scenario == "choice-error" or owner.midstream_shape == "choice":
-            self._event({**base, "choices": [{"index": 0, "delta": {"content": ""}, "finish_reason": "error", "error": {"message": "Error processing stream", "code": 502,
-                                                                                                                         "metadata": {"provider_name": "DeepInfra", "raw": {"retryable": True}}}}]})
+            self._event(
+                {
+                    **base,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "delta": {"content": ""},
+                            "finish_reason": "error",
+                            "error": {
+                                "message": "Error processing stream",
+                                "code": 502,
+                                "metadata": {"provider_name": "DeepInfra", "raw": {"retryable": True}},
+                            },
+                        }
+                    ],
+                }
+            )
         elif scenario == "bare-error" or owner.midstream_shape == "bare":
             self._event({"error": {"message": "Rate limit exceeded", "code": 429}})
         elif owner.midstream_shape == "top-empty-choices":
             self._event({**base, "error": error, "choices": []})
         else:
-            self._event({**base, "error": error, "choices": [{"index": 0, "delta": {"content": ""}, "finish_reason": "error", "native_finish_reason": "error"}]})
+            self._event(
+                {**base, "error": error, "choices": [{"index": 0, "delta": {"content": ""}, "finish_reason": "error", "native_finish_reason": "error"}]}
+            )
         self._finish_stream(done=owner.done_after_error)
 
     def _finish_stream(self, *, done: bool) -> None:
@@ -435,15 +530,28 @@ class _Handler(BaseHTTPRequestHandler):
         self._end()
 
 
-_PROVIDER_KEYS = {"order", "only", "ignore", "allow_fallbacks", "require_parameters", "data_collection", "zdr", "enforce_distillable_text",
-                  "quantizations", "sort", "max_price", "preferred_min_throughput", "preferred_max_latency"}
+_PROVIDER_KEYS = {
+    "order",
+    "only",
+    "ignore",
+    "allow_fallbacks",
+    "require_parameters",
+    "data_collection",
+    "zdr",
+    "enforce_distillable_text",
+    "quantizations",
+    "sort",
+    "max_price",
+    "preferred_min_throughput",
+    "preferred_max_latency",
+}
 
 
 def _pieces(text: str, words: int) -> list[str]:
     tokens = text.split(" ")
     out = []
     for i in range(0, len(tokens), words):
-        piece = " ".join(tokens[i:i + words])
+        piece = " ".join(tokens[i : i + words])
         out.append(piece if i + words >= len(tokens) else piece + " ")
     return out
 
@@ -457,19 +565,21 @@ def _model_entry(model_id: str) -> dict[str, Any]:
     free = model_id.endswith(":free")
     return {
         "id": model_id,
-        "canonical_slug": model_id.split(":")[0],
-        "name": model_id.split("/")[-1],
+        "canonical_slug": model_id.split(":", maxsplit=1)[0],
+        "name": model_id.rsplit("/", maxsplit=1)[-1],
         "created": 1733506137,
         "description": f"Fake entry for {model_id}",
         "context_length": 131072,
         "architecture": {"modality": "text->text", "input_modalities": ["text"], "output_modalities": ["text"], "tokenizer": "Other", "instruct_type": None},
-        "pricing": {"prompt": "-1", "completion": "-1"} if model_id == "openrouter/auto" else ({"prompt": "0", "completion": "0"} if free else {"prompt": "0.00000015", "completion": "0.0000006"}),
+        "pricing": {"prompt": "-1", "completion": "-1"}
+        if model_id == "openrouter/auto"
+        else ({"prompt": "0", "completion": "0"} if free else {"prompt": "0.00000015", "completion": "0.0000006"}),
         "top_provider": {"context_length": 131072, "max_completion_tokens": 8192, "is_moderated": False},
         "per_request_limits": None,
         "supported_parameters": ["max_tokens", "temperature"],
         "default_parameters": {},
         "supported_voices": None,
-        "links": {"details": f"/api/v1/models/{model_id.split(':')[0]}/endpoints"},
+        "links": {"details": f"/api/v1/models/{model_id.split(':', maxsplit=1)[0]}/endpoints"},
     }
 
 

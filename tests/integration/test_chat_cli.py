@@ -136,19 +136,22 @@ def test_continue_with_empty_history_is_a_usage_error(api_env: dict[str, str]) -
     assert proc.returncode == 2 and "no previous conversation" in proc.stderr
 
 
-@pytest.mark.parametrize(("model", "code", "text"), [
-    ("fake/midstream-error", 76, "error in stream: Provider returned error"),
-    ("fake/truncated", 76, "connection"),
-    ("fake/html-500", 69, "HTTP 500"),
-    ("bad/model", 65, "bad/model is not a valid model ID"),
-])
+@pytest.mark.parametrize(
+    ("model", "code", "text"),
+    [
+        ("fake/midstream-error", 76, "error in stream: Provider returned error"),
+        ("fake/truncated", 76, "connection"),
+        ("fake/html-500", 69, "HTTP 500"),
+        ("bad/model", 65, "bad/model is not a valid model ID"),
+    ],
+)
 def test_errors_are_one_line_with_meaningful_exit_codes_and_keep_partial_output(api_env: dict[str, str], home: Path, model: str, code: int, text: str) -> None:
     proc = run_orchat("-m", model, "hi")
     assert proc.returncode == code
     assert proc.stderr.startswith("orchat: error: ") and text in proc.stderr
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
     record = history_records(home)[-1]
-    assert record["status"] == "error" and text.split(":")[0] in record["error"]
+    assert record["status"] == "error" and text.split(":", maxsplit=1)[0] in record["error"]
     if model in ("fake/midstream-error", "fake/truncated"):
         assert proc.stdout and DEFAULT_ANSWER.startswith(proc.stdout.rstrip("\n"))
         assert record["answer"] == proc.stdout.rstrip("\n")

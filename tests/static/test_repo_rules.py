@@ -33,8 +33,11 @@ def test_runtime_code_imports_only_the_standard_library() -> None:
 
 
 def test_every_orchat_module_uses_postponed_annotations_for_python_3_9() -> None:
-    missing = [str(p.relative_to(REPO)) for p in REPO.glob("orchat/**/*.py")
-               if p.read_text().strip() and "def " in p.read_text() and "from __future__ import annotations" not in p.read_text()]
+    missing = [
+        str(p.relative_to(REPO))
+        for p in REPO.glob("orchat/**/*.py")
+        if p.read_text().strip() and "def " in p.read_text() and "from __future__ import annotations" not in p.read_text()
+    ]
     assert missing == []
 
 

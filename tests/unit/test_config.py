@@ -19,7 +19,15 @@ def write_user_config(home: Path, text: str, mode: int = 0o600) -> Path:
 
 def test_defaults_match_the_operations_guide(home: Path) -> None:
     s = load_settings()
-    assert (s.max_history, s.stream_buffer, s.request_timeout, s.connect_timeout, s.retry_attempts, s.tcp_keepalive, s.cache_size) == (10, 8192, 30, 10, 2, True, 500)
+    assert (s.max_history, s.stream_buffer, s.request_timeout, s.connect_timeout, s.retry_attempts, s.tcp_keepalive, s.cache_size) == (
+        10,
+        8192,
+        30,
+        10,
+        2,
+        True,
+        500,
+    )
     assert s.model == "openrouter/auto" and s.api_base == "https://openrouter.ai/api/v1"
     assert s.sources["ORCHAT_MODEL"] == "default"
 
@@ -67,8 +75,17 @@ def test_systemd_credential_supplies_the_key(home: Path, tmp_path: Path, monkeyp
     assert s.api_key == "sk-or-cred" and "orchat-api-key" in s.api_key_source
 
 
-@pytest.mark.parametrize(("name", "value"), [("ORCHAT_MAX_HISTORY", "ten"), ("ORCHAT_STREAM_BUFFER", "1"), ("ORCHAT_TCP_KEEPALIVE", "maybe"),
-                                             ("ORCHAT_API_BASE", "ftp://x"), ("ORCHAT_TEMPERATURE", "3"), ("ORCHAT_REQUEST_TIMEOUT", "-1")])
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("ORCHAT_MAX_HISTORY", "ten"),
+        ("ORCHAT_STREAM_BUFFER", "1"),
+        ("ORCHAT_TCP_KEEPALIVE", "maybe"),
+        ("ORCHAT_API_BASE", "ftp://x"),
+        ("ORCHAT_TEMPERATURE", "3"),
+        ("ORCHAT_REQUEST_TIMEOUT", "-1"),
+    ],
+)
 def test_invalid_values_are_config_errors_naming_the_variable(home: Path, monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
     monkeypatch.setenv(name, value)
     with pytest.raises(ConfigError, match=name):
@@ -83,7 +100,7 @@ def test_invalid_value_in_a_file_names_the_file(home: Path) -> None:
 
 def test_config_file_accepts_comments_export_quotes_and_warns_on_unknown_names(tmp_path: Path) -> None:
     path = tmp_path / "config"
-    path.write_text('# comment\n\nexport ORCHAT_MODEL="a/b"\nORCHAT_TITLE=\'T\'\nORCHAT_NOPE=1\n')
+    path.write_text("# comment\n\nexport ORCHAT_MODEL=\"a/b\"\nORCHAT_TITLE='T'\nORCHAT_NOPE=1\n")
     pairs, key, warnings = parse_config_file(path)
     assert pairs == {"ORCHAT_MODEL": "a/b", "ORCHAT_TITLE": "T"} and key == ""
     assert warnings == [f"{path}:5: unknown setting 'ORCHAT_NOPE' ignored"]

@@ -73,15 +73,18 @@ def test_truncated_stream_is_a_protocol_error_after_the_partial_text(client: Cli
     assert result.content and DEFAULT_ANSWER.startswith(result.content)
 
 
-@pytest.mark.parametrize(("model", "shape", "done", "pattern"), [
-    ("fake/midstream-error", "top", True, "Provider returned error, code 502, provider_unavailable"),
-    ("fake/midstream-error", "top", False, "Provider returned error"),
-    ("fake/midstream-error", "top-empty-choices", True, "Provider returned error"),
-    ("fake/choice-error", "top", True, "Error processing stream, code 502"),
-    ("fake/bare-error", "top", True, "Rate limit exceeded, code 429"),
-    ("fake/finish-error", "top", True, "MALFORMED_FUNCTION_CALL"),
-    ("fake/error-first", "top", True, "Rate limit exceeded"),
-])
+@pytest.mark.parametrize(
+    ("model", "shape", "done", "pattern"),
+    [
+        ("fake/midstream-error", "top", True, "Provider returned error, code 502, provider_unavailable"),
+        ("fake/midstream-error", "top", False, "Provider returned error"),
+        ("fake/midstream-error", "top-empty-choices", True, "Provider returned error"),
+        ("fake/choice-error", "top", True, "Error processing stream, code 502"),
+        ("fake/bare-error", "top", True, "Rate limit exceeded, code 429"),
+        ("fake/finish-error", "top", True, "MALFORMED_FUNCTION_CALL"),
+        ("fake/error-first", "top", True, "Rate limit exceeded"),
+    ],
+)
 def test_in_band_errors_of_every_shape_fail_the_turn(client: Client, fake_openrouter: FakeOpenRouter, model: str, shape: str, done: bool, pattern: str) -> None:
     fake_openrouter.midstream_shape = shape
     fake_openrouter.done_after_error = done
@@ -122,8 +125,10 @@ def test_non_streaming_200_with_an_error_is_a_failure(client: Client, model: str
         ask(client, model, stream=False)
 
 
-@pytest.mark.parametrize(("status", "exc", "code"), [(401, PermissionFailure, 77), (402, PermissionFailure, 77), (403, PermissionFailure, 77),
-                                                     (400, RequestRejected, 65), (413, RequestRejected, 65)])
+@pytest.mark.parametrize(
+    ("status", "exc", "code"),
+    [(401, PermissionFailure, 77), (402, PermissionFailure, 77), (403, PermissionFailure, 77), (400, RequestRejected, 65), (413, RequestRejected, 65)],
+)
 def test_client_errors_are_not_retried(client: Client, fake_openrouter: FakeOpenRouter, status: int, exc: type, code: int) -> None:
     fake_openrouter.fail_next(status, times=3)
     with pytest.raises(exc) as info:
@@ -166,8 +171,13 @@ def test_retry_hint_in_the_body_is_honoured(client: Client, fake_openrouter: Fak
 
 
 def test_daily_free_cap_429_is_not_retried_and_says_when_it_resets(client: Client, fake_openrouter: FakeOpenRouter) -> None:
-    body = {"error": {"message": "Rate limit exceeded: free-models-per-day. Add 10 credits", "code": 429,
-                      "metadata": {"headers": {"X-RateLimit-Limit": "50", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "1788220800000"}}}}
+    body = {
+        "error": {
+            "message": "Rate limit exceeded: free-models-per-day. Add 10 credits",
+            "code": 429,
+            "metadata": {"headers": {"X-RateLimit-Limit": "50", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "1788220800000"}},
+        }
+    }
     fake_openrouter.fail_next(429, body=body, headers={"X-RateLimit-Reset": "1788220800000", "X-RateLimit-Remaining": "0"}, times=3)
     with pytest.raises(TemporaryFailure, match="resets at 2026-") as info:
         ask(client)
@@ -189,7 +199,9 @@ def test_html_and_empty_error_bodies_read_as_one_line(client: Client) -> None:
         ask(client, "fake/empty-500")
 
 
-def test_request_carries_auth_attribution_and_no_stream_options_for_openrouter(client: Client, fake_openrouter: FakeOpenRouter, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_request_carries_auth_attribution_and_no_stream_options_for_openrouter(
+    client: Client, fake_openrouter: FakeOpenRouter, monkeypatch: pytest.MonkeyPatch
+) -> None:
     ask(client)
     sent = fake_openrouter.chat_requests()[0]
     assert sent.headers["Authorization"].startswith("Bearer sk-or-v1-")

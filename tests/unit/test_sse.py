@@ -55,8 +55,11 @@ def test_parse_sse_strips_leading_bom_and_skips_events_without_data() -> None:
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.lists(st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n"), min_size=1, max_size=20), min_size=1, max_size=8),
-       st.sampled_from(["\n", "\r\n", "\r"]), st.randoms(use_true_random=False))
+@given(
+    st.lists(st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n"), min_size=1, max_size=20), min_size=1, max_size=8),
+    st.sampled_from(["\n", "\r\n", "\r"]),
+    st.randoms(use_true_random=False),
+)
 def test_parse_sse_gives_same_events_for_any_split_of_the_bytes(payloads: list[str], newline: str, rnd: random.Random) -> None:
     raw = "".join(f"data: {p}{newline}{newline}" for p in payloads).encode()
     cuts = sorted(rnd.sample(range(1, len(raw)), min(len(raw) - 1, 5))) if len(raw) > 1 else []

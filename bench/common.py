@@ -1,0 +1,68 @@
+"""Shared helpers for bench/ scripts: interleaved timing of commands and the benchmarks.md writer.
+
+Pairs run interleaved (A B A B ...) so machine drift hits both sides alike; figures are medians
+with min/max, and every comparison is a ratio from the same run, never an absolute threshold.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import statistics
+import subprocess
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+BENCHMARKS_MD = REPO / "docs" / "benchmarks.md"
+
+
+def time_command(argv: list[str], env: dict[str, str] | None = None, stdin: bytes = b"") -> float:
+    start = time.perf_counter()
+    proc = subprocess.run(argv, input=stdin, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, check=False)
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"bench: {' '.join(argv)} failed ({proc.returncode}): {proc.stderr.decode(errors='replace')[-300:]}")
+    return elapsed
+
+
+def interleave(commands: dict[str, tuple[list[str], dict[str, str] | None]], runs: int, warmup: int = 3) -> dict[str, list[float]]:
+    """Time each named command RUNS times, interleaved; return seconds per name."""
+    for _ in range(warmup):
+        for argv, env in commands.values():
+            time_command(argv, env)
+    samples: dict[str, list[float]] = {name: [] for name in commands}
+    for _ in range(runs):
+        for name, (argv, env) in commands.items():
+            samples[name].append(time_command(argv, env))
+    return samples
+
+
+def summary(samples: list[float]) -> str:
+    return f"median {statistics.median(samples) * 1000:.1f} ms (min {min(samples) * 1000:.1f}, max {max(samples) * 1000:.1f}, n={len(samples)})"
+
+
+def ratio(a: list[float], b: list[float]) -> float:
+    return statistics.median(a) / statistics.median(b)
+
+
+def machine_line(python: str = "/usr/bin/python3") -> str:
+    version = subprocess.run([python, "--version"], capture_output=True, text=True, check=False).stdout.strip()
+    return (
+        f"{platform.node() or 'host'}, {os.cpu_count()} cores, {platform.machine()}, {version} ({python}), {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
+    )
+
+
+def write_section(title: str, body: str) -> None:
+    """Replace (or append) the `## TITLE` section of docs/benchmarks.md with BODY."""
+    BENCHMARKS_MD.parent.mkdir(parents=True, exist_ok=True)
+    text = (
+        BENCHMARKS_MD.read_text()
+        if BENCHMARKS_MD.exists()
+        else "# Benchmarks\n\nWritten by `make bench`; every figure is a ratio from one run on one machine.\n"
+    )
+    section = f"## {title}\n\n{body.strip()}\n"
+    pattern = re.compile(rf"^## {re.escape(title)}\n.*?(?=^## |\Z)", re.S | re.M)
+    text = pattern.sub(section + "\n", text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section
+    BENCHMARKS_MD.write_text(text)

@@ -1,0 +1,224 @@
+"""HTTP/1.1 framing for the gateway: head parsing, chunked coding, OpenAI-shaped error bodies.
+
+Only what an OpenAI-compatible gateway needs, written for low per-request cost: heads are split
+once with bytes methods, header names lower-cased, and the chunked decoder works on whatever
+slices the socket hands over (RFC 9112 sections 6 and 7).
+"""
+
+from __future__ import annotations
+
+import json
+from http import HTTPStatus
+from typing import Any
+
+MAX_HEAD_BYTES = 16384
+MAX_CHUNK_LINE_BYTES = 4096
+
+_REASONS = {s.value: s.phrase for s in HTTPStatus}
+_STATUS_LINES: dict[int, bytes] = {}
+
+
+class WireError(ValueError):
+    """Malformed HTTP framing; .status is what to answer (400, 413, 431, 501)."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def status_line(status: int) -> bytes:
+    """Return b"HTTP/1.1 STATUS Reason\\r\\n" (cached)."""
+    line = _STATUS_LINES.get(status)
+    if line is None:
+        line = f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}\r\n".encode("ascii")
+        _STATUS_LINES[status] = line
+    return line
+
+
+def parse_request_head(head: bytes) -> tuple[str, str, str, dict[str, str]]:
+    """Given the bytes before the blank line, return (method, target, version, headers).
+
+    Header names are lower-case; repeated headers are joined with ", " except Content-Length,
+    whose copies must agree (request smuggling). Raise WireError for anything malformed.
+    """
+    lines = head.split(b"\r\n")
+    try:
+        method, target, version = lines[0].decode("latin-1").split(" ")
+    except ValueError:
+        raise WireError("malformed request line") from None
+    if not version.startswith("HTTP/1.") or not method.isalpha() or not target:
+        raise WireError("malformed request line")
+    return method, target, version, _parse_fields(lines)
+
+
+def parse_response_head(head: bytes) -> tuple[int, dict[str, str]]:
+    """Given a response head, return (status, headers with lower-case names). Raise WireError."""
+    lines = head.split(b"\r\n")
+    parts = lines[0].split(b" ", 2)
+    if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
+        raise WireError("malformed status line", 502)
+    return int(parts[1]), _parse_fields(lines)
+
+
+def _parse_fields(lines: list[bytes]) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for raw in lines[1:]:
+        name, colon, value = raw.partition(b":")
+        if not colon or not name or name != name.strip():
+            raise WireError("malformed header line")
+        key = name.decode("latin-1").lower()
+        text = value.strip().decode("latin-1")
+        if key in headers:
+            if key == "content-length":
+                if headers[key] != text:
+                    raise WireError("conflicting Content-Length headers")
+                continue
+            text = headers[key] + ", " + text
+        headers[key] = text
+    return headers
+
+
+def body_length(headers: dict[str, str]) -> int | None:
+    """Return the Content-Length as an int, None for chunked, or 0 when neither is given.
+
+    Raise WireError(501) for a transfer coding other than chunked, WireError(400) for a bad length.
+    """
+    coding = headers.get("transfer-encoding")
+    if coding is not None:
+        if coding.strip().lower() != "chunked":
+            raise WireError("only the chunked transfer coding is supported", 501)
+        if "content-length" in headers:
+            raise WireError("both Transfer-Encoding and Content-Length")
+        return None
+    text = headers.get("content-length")
+    if text is None:
+        return 0
+    if not text.isdigit():
+        raise WireError("bad Content-Length")
+    return int(text)
+
+
+class ChunkedDecoder:
+    """Decode a chunked body fed in arbitrary slices; .done turns True after the last chunk.
+
+    Bytes after the terminating blank line (a pipelined next message) are kept in .leftover.
+    """
+
+    __slots__ = ("_buf", "_left", "_state", "done", "leftover")
+
+    def __init__(self) -> None:
+        self._buf = b""
+        self._left = 0
+        self._state = 0  # 0 size line, 1 data, 2 CRLF after data, 3 trailer section
+        self.done = False
+        self.leftover = b""
+
+    def feed(self, data: bytes) -> bytes:
+        """Given the next bytes, return the payload they complete. Raise WireError on bad framing."""
+        buf = self._buf + data if self._buf else data
+        out: list[bytes] = []
+        pos, end = 0, len(buf)
+        while pos < end and not self.done:
+            state = self._state
+            if state == 1:
+                take = min(self._left, end - pos)
+                out.append(buf[pos : pos + take])
+                pos += take
+                self._left -= take
+                if not self._left:
+                    self._state = 2
+            elif state == 2:
+                if end - pos < 2:
+                    break
+                if buf[pos : pos + 2] != b"\r\n":
+                    raise WireError("chunk data not followed by CRLF", 502)
+                pos += 2
+                self._state = 0
+            else:
+                eol = buf.find(b"\r\n", pos)
+                if eol < 0:
+                    if end - pos > MAX_CHUNK_LINE_BYTES:
+                        raise WireError("chunk line too long", 502)
+                    break
+                line = buf[pos:eol]
+                pos = eol + 2
+                if state == 3:
+                    if not line:
+                        self.done = True
+                        self.leftover = buf[pos:]
+                        pos = end
+                    continue
+                size_text = line.split(b";", 1)[0].strip()
+                if not size_text or size_text.strip(b"0123456789abcdefABCDEF"):
+                    raise WireError("bad chunk size", 502)
+                size = int(size_text, 16)
+                if size:
+                    self._left, self._state = size, 1
+                else:
+                    self._state = 3
+        self._buf = buf[pos:] if pos < end else b""
+        if len(out) == 1:
+            return out[0]
+        return b"".join(out)
+
+
+def encode_chunk(data: bytes) -> bytes:
+    """Return DATA framed as one HTTP chunk (empty input gives empty output, never the end marker)."""
+    if not data:
+        return b""
+    return b"%x\r\n%b\r\n" % (len(data), data)
+
+
+LAST_CHUNK = b"0\r\n\r\n"
+
+ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "insufficient_quota",
+    403: "permission_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+    408: "timeout_error",
+    411: "invalid_request_error",
+    413: "invalid_request_error",
+    429: "rate_limit_error",
+    431: "invalid_request_error",
+    501: "invalid_request_error",
+}
+
+
+def error_json(status: int, message: str, *, error_type: str = "", code: Any = None) -> bytes:
+    """Return OpenAI's error body: {"error": {"message", "type", "param", "code"}}."""
+    kind = error_type or ERROR_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
+    payload = {"error": {"message": message, "type": kind, "param": None, "code": code if code is not None else status}}
+    return json.dumps(payload, separators=(",", ":")).encode("utf-8")
+
+
+def sse_error_event(status: int, message: str, error_type: str) -> bytes:
+    """Return an SSE event carrying an error (the shape OpenAI, vLLM and OpenRouter send mid-stream)."""
+    return b"data: " + error_json(status, message, error_type=error_type) + b"\n\n"
+
+
+def upstream_error_message(body: bytes) -> tuple[str, str, Any]:
+    """Given an upstream error body, return (message, type, code) without user ids or raw dumps.
+
+    OpenRouter's {"error": {"message", "code", "metadata"}, "user_id"} loses user_id and keeps
+    metadata.error_type as the type; anything that is not JSON becomes a short one-line preview.
+    """
+    text = body.decode("utf-8", errors="replace").strip()
+    try:
+        data = json.loads(text) if text else None
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        error = data.get("error", data)
+        if isinstance(error, dict):
+            metadata = error.get("metadata") if isinstance(error.get("metadata"), dict) else {}
+            message = str(error.get("message") or "upstream error")
+            kind = str(metadata.get("error_type") or error.get("type") or "")
+            return " ".join(message.split())[:500], kind, error.get("code")
+        if isinstance(error, str):
+            return " ".join(error.split())[:500], "", None
+    if text.startswith("<"):
+        return "upstream answered with an HTML error page", "", None
+    return (" ".join(text.split())[:200] or "upstream answered with an empty body"), "", None
