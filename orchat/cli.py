@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "config": ("orchat.commands.config", "show effective settings and config files"),
     "history": ("orchat.commands.history", "list, show, search or clear the history"),
     # Registered by later modules (each adds one line here):
+    "health-check": ("orchat.commands.health_check", "check API, network, disk, memory, config, history, logs, daemon (exit 0/1/2/3)"),
     "daemon": ("orchat.commands.daemon", "run the OpenAI-compatible gateway (also `orchat --daemon`, bin/orchatd)"),
     "backup": ("orchat.commands.backup", "create, list, verify, prune and restore backups of config and history"),
     "audit": ("orchat.commands.audit", "verify the audit log's hash chain (orchat audit verify [FILE])"),
@@ -83,6 +84,62 @@ def build_parser() -> Any:
     return parser
 
 
+CHAT_VALUE_FLAGS = {"-m": "model", "--model": "model", "-s": "system", "--system": "system", "--temperature": "temperature", "--max-tokens": "max_tokens"}
+CHAT_BOOL_FLAGS = {
+    "--no-stream": "no_stream",
+    "--json": "json",
+    "-u": "usage",
+    "--usage": "usage",
+    "-c": "continue_",
+    "--continue": "continue_",
+    "-i": "interactive",
+    "--interactive": "interactive",
+    "--reasoning": "reasoning",
+    "--no-history": "no_history",
+}
+CHAT_CONVERTERS = {"temperature": float, "max_tokens": int}
+
+
+def parse_chat_args(args: list[str]) -> Any:
+    """Parse the chat command's ARGS without argparse; return a namespace, or None to defer.
+
+    argparse (with gettext, locale and shutil) is a large share of a one-shot's start-up, and
+    the chat command is the hot path. Anything unusual (--help, an unknown or combined flag, a
+    value that does not convert) returns None so build_parser() handles it with its messages.
+    The result has exactly the attributes build_parser() would produce.
+    """
+    from types import SimpleNamespace
+
+    options = SimpleNamespace(prompt=[], model=None, system=None, temperature=None, max_tokens=None, **dict.fromkeys(CHAT_BOOL_FLAGS.values(), False))
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        index += 1
+        if arg == "--":
+            options.prompt.extend(args[index:])
+            break
+        if not arg.startswith("-") or arg == "-":
+            options.prompt.append(arg)
+            continue
+        name, equals, value = arg.partition("=")
+        if name in CHAT_BOOL_FLAGS and not equals:
+            setattr(options, CHAT_BOOL_FLAGS[name], True)
+            continue
+        if name not in CHAT_VALUE_FLAGS:
+            return None
+        if not equals:
+            if index >= len(args):
+                return None
+            value = args[index]
+            index += 1
+        dest = CHAT_VALUE_FLAGS[name]
+        try:
+            setattr(options, dest, CHAT_CONVERTERS[dest](value) if dest in CHAT_CONVERTERS else value)
+        except ValueError:
+            return None
+    return options
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run orchat with ARGV (default sys.argv[1:]); return the exit code. Never raises."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -121,8 +178,9 @@ def _dispatch(args: list[str]) -> int:
         args = ["daemon", *args[1:]]
     if args and args[0] in COMMANDS:
         return _run_command(args[0], args[1:])
-    parser = build_parser()
-    options = parser.parse_args(args)
+    options = parse_chat_args(args)
+    if options is None:  # --help, an unknown flag or a bad value: argparse explains
+        options = build_parser().parse_args(args)
     from orchat.commands.chat import run_chat_command
 
     return run_chat_command(options)

@@ -12,7 +12,6 @@ comments included) resets. There is deliberately no total deadline: long answers
 from __future__ import annotations
 
 import os
-import random
 import socket
 import time
 from urllib.parse import urlsplit
@@ -270,7 +269,9 @@ class Transport:
         stage = "connect"
         sock: socket.socket | None = None
         try:
-            sock = socket.create_connection((host, port), timeout=self.connect_timeout)
+            # An ASCII host passed as bytes skips the idna codec (stringprep, unicodedata) at start-up.
+            address = host.encode("ascii") if host.isascii() else host
+            sock = socket.create_connection((address, port), timeout=self.connect_timeout)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self.keepalive:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
@@ -386,6 +387,8 @@ def _open_tunnel(sock: socket.socket, endpoint: Endpoint) -> None:
 
 def backoff_seconds(attempt: int) -> float:
     """Return the wait before retry ATTEMPT (0-based): 0.5 s doubling to 8 s, with full jitter."""
+    import random  # lazy: only a retry needs it
+
     ceiling = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * (2**attempt))
     return random.uniform(ceiling / 2, ceiling)
 

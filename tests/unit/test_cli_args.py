@@ -1,0 +1,31 @@
+"""The fast chat-argument parser must agree with argparse on everything it accepts."""
+
+from __future__ import annotations
+
+import pytest
+
+from orchat.cli import build_parser, parse_chat_args
+
+AGREEING = [
+    ["hello"],
+    ["what", "is", "up?"],
+    ["-m", "a/b", "-s", "@f", "--temperature", "0.5", "--max-tokens", "9", "q"],
+    ["--model=a/b", "--temperature=1", "q"],
+    ["-c", "-u", "--json", "--no-stream", "--reasoning", "--no-history", "q"],
+    ["-i"],
+    ["--", "-m", "is", "a", "word"],
+    ["-"],
+    [],
+]
+
+
+@pytest.mark.parametrize("args", AGREEING)
+def test_fast_parser_matches_argparse(args: list[str]) -> None:
+    fast = parse_chat_args(args)
+    assert fast is not None
+    assert vars(fast) == vars(build_parser().parse_args(args))
+
+
+@pytest.mark.parametrize("args", [["--help"], ["-h"], ["--bogus"], ["-cu", "x"], ["--temperature", "hot"], ["-m"], ["--json=1"]])
+def test_fast_parser_defers_unusual_input_to_argparse(args: list[str]) -> None:
+    assert parse_chat_args(args) is None
