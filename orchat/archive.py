@@ -1,0 +1,370 @@
+"""The backup archive format, and reading it as if it came from an attacker.
+
+An archive is a gzip'd POSIX tar whose first member is manifest.json: format version, ORCHAT
+version, host, UTC time, the components it holds, and path, type, mode, size and sha256 of every
+member. Beside it lives NAME.sha256 in `sha256sum` format so admins can check it with coreutils.
+
+Python 3.9 has no tarfile extraction filter (PEP 706 arrived in 3.12 and later patch releases), so
+nothing here calls extract(): each member is checked by hand (absolute paths, `..`, links, devices,
+fifos, setuid/setgid/sticky bits, duplicates, names missing from the manifest, member count and
+total size against tar bombs) and regular files are written by our own code with O_EXCL|O_NOFOLLOW
+into a fresh directory, hashing as they stream.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import os
+import re
+import tarfile
+import zlib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO, Iterator
+
+from orchat.errors import InputError
+from orchat.fsutil import atomic_write
+
+FORMAT_NAME = "orchat-backup"
+FORMAT_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+MAX_MANIFEST_BYTES = 16 * 1024 * 1024
+MAX_MEMBERS = 100_000
+MAX_TOTAL_BYTES = 4 * 1024 * 1024 * 1024
+CHUNK_BYTES = 1024 * 1024
+# Component name -> kind. Names are also the top-level member names inside the tar.
+COMPONENT_KINDS = {"config": "dir", "history": "file", "state": "dir", "audit": "file", "sysconfig": "dir"}
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class ArchiveError(InputError):
+    """A backup archive is corrupt, truncated, tampered with or unsafe (exit 65: bad input data)."""
+
+
+@dataclass
+class Entry:
+    path: str
+    kind: str  # "file" or "dir"
+    mode: int
+    size: int = 0
+    sha256: str = ""
+    mtime: int = 0
+
+
+@dataclass
+class Manifest:
+    id: str
+    created: str
+    host: str
+    orchat_version: str
+    kind: str  # "backup" or "pre-restore"
+    full: bool
+    components: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> {present, source}
+    entries: list[Entry] = field(default_factory=list)
+
+    def to_json(self) -> bytes:
+        data = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, **asdict(self)}
+        return (json.dumps(data, indent=1, sort_keys=True) + "\n").encode("utf-8")
+
+    @property
+    def file_count(self) -> int:
+        return sum(1 for entry in self.entries if entry.kind == "file")
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(entry.size for entry in self.entries)
+
+
+def parse_manifest(data: bytes, origin: str) -> Manifest:
+    """Given manifest.json bytes, return the Manifest. Raise ArchiveError naming ORIGIN if it is invalid."""
+    try:
+        raw = json.loads(data.decode("utf-8"))
+        if not isinstance(raw, dict) or raw.get("format") != FORMAT_NAME:
+            raise ValueError("not an ORCHAT backup manifest")
+        if raw.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"unsupported format version {raw.get('format_version')!r}")
+        components = raw["components"]
+        if not isinstance(components, dict) or not set(components) <= set(COMPONENT_KINDS):
+            raise ValueError("unknown component")
+        entries = [_parse_entry(item) for item in raw["entries"]]
+        manifest = Manifest(
+            id=str(raw["id"]),
+            created=str(raw["created"]),
+            host=str(raw["host"]),
+            orchat_version=str(raw["orchat_version"]),
+            kind=str(raw["kind"]),
+            full=bool(raw["full"]),
+            components={name: {"present": bool(info["present"]), "source": str(info.get("source", ""))} for name, info in components.items()},
+            entries=entries,
+        )
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        raise ArchiveError(f"{origin}: invalid manifest: {err}") from None
+    for entry in entries:
+        top = entry.path.split("/", 1)[0]
+        if top not in manifest.components or not manifest.components[top]["present"]:
+            raise ArchiveError(f"{origin}: invalid manifest: {entry.path!r} is outside its components")
+        if COMPONENT_KINDS[top] == "file" and (entry.path != top or entry.kind != "file"):
+            raise ArchiveError(f"{origin}: invalid manifest: {entry.path!r} does not fit component {top}")
+    return manifest
+
+
+def _parse_entry(item: Any) -> Entry:
+    entry = Entry(path=item["path"], kind=item["kind"], mode=item["mode"], size=item.get("size", 0), sha256=item.get("sha256", ""), mtime=item.get("mtime", 0))
+    check_member_name(entry.path)
+    if entry.kind not in ("file", "dir"):
+        raise ValueError(f"{entry.path!r}: unknown kind {entry.kind!r}")
+    if not isinstance(entry.mode, int) or not 0 <= entry.mode <= 0o777:
+        raise ValueError(f"{entry.path!r}: mode must be 0..0o777")
+    if entry.kind == "file" and (not isinstance(entry.size, int) or entry.size < 0 or not _HEX64.match(str(entry.sha256))):
+        raise ValueError(f"{entry.path!r}: bad size or sha256")
+    if not isinstance(entry.mtime, int):
+        raise ValueError(f"{entry.path!r}: bad mtime")
+    return entry
+
+
+def check_member_name(name: Any) -> tuple[str, ...]:
+    """Return NAME's path components. Raise ValueError for absolute paths, `..`, `.`, empty parts or NUL."""
+    if not isinstance(name, str) or not name or "\x00" in name:
+        raise ValueError(f"bad member name {name!r}")
+    if name.startswith("/"):
+        raise ValueError(f"member {name!r} has an absolute path")
+    parts = tuple(name.split("/"))
+    if ".." in parts:
+        raise ValueError(f"member {name!r} contains '..'")
+    if any(part in ("", ".") for part in parts):
+        raise ValueError(f"member {name!r} is not a normalised path")
+    return parts
+
+
+# -- checksums ------------------------------------------------------------------------------------
+
+
+def checksum_path(archive: Path) -> Path:
+    return archive.with_name(archive.name + ".sha256")
+
+
+def sha256_file(path: Path) -> str:
+    """Return the hex sha256 of the file at PATH (read in chunks). Raise OSError if unreadable."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(CHUNK_BYTES), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def write_checksum(archive: Path, digest: str) -> None:
+    """Write ARCHIVE.sha256 (`HEX  NAME`, as sha256sum prints it) atomically, mode 0600."""
+    atomic_write(checksum_path(archive), f"{digest}  {archive.name}\n".encode("ascii"))
+
+
+def check_checksum(archive: Path) -> str:
+    """Return ARCHIVE's sha256 after comparing it with ARCHIVE.sha256. Raise ArchiveError on mismatch."""
+    try:
+        text = checksum_path(archive).read_text(encoding="ascii", errors="replace")
+    except FileNotFoundError:
+        raise ArchiveError(f"{archive.name}: checksum file {checksum_path(archive).name} is missing; refusing an unverifiable archive") from None
+    except OSError as err:
+        raise ArchiveError(f"{archive.name}: cannot read its checksum file: {err.strerror}") from None
+    expected = text.split()[0].lower() if text.split() else ""
+    if not _HEX64.match(expected):
+        raise ArchiveError(f"{archive.name}: checksum file is malformed")
+    try:
+        actual = sha256_file(archive)
+    except OSError as err:
+        raise ArchiveError(f"{archive.name}: cannot read archive: {err.strerror}") from None
+    if actual != expected:
+        raise ArchiveError(f"{archive.name}: sha256 mismatch (corrupt or truncated archive); nothing was changed")
+    return actual
+
+
+# -- writing --------------------------------------------------------------------------------------
+
+
+class _HashingWriter(io.RawIOBase):
+    """A raw file descriptor writer that hashes what it writes (one os.write loop, ENOSPC surfaces)."""
+
+    def __init__(self, fd: int) -> None:
+        super().__init__()
+        self.fd = fd
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        total = len(view)
+        self.digest.update(view)
+        while view:
+            view = view[os.write(self.fd, view) :]
+        self.size += total
+        return total
+
+
+def write_archive(fd: int, manifest: Manifest, staging: Path) -> str:
+    """Write MANIFEST and the staged copies under STAGING as a tar.gz to FD; return its sha256.
+
+    FD is left open and unsynced; the caller fsyncs and renames. Raise OSError on write failure.
+    """
+    raw = _HashingWriter(fd)
+    buffered = io.BufferedWriter(raw, CHUNK_BYTES)
+    with gzip.GzipFile(filename="", mode="wb", fileobj=buffered, compresslevel=6, mtime=0) as gz:
+        with tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            data = manifest.to_json()
+            tar.addfile(_tarinfo(MANIFEST_NAME, tarfile.REGTYPE, 0o600, len(data), 0), io.BytesIO(data))
+            for entry in manifest.entries:
+                if entry.kind == "dir":
+                    tar.addfile(_tarinfo(entry.path, tarfile.DIRTYPE, entry.mode, 0, entry.mtime))
+                    continue
+                with open(staging / entry.path, "rb") as handle:
+                    tar.addfile(_tarinfo(entry.path, tarfile.REGTYPE, entry.mode, entry.size, entry.mtime), handle)
+    buffered.flush()
+    return raw.digest.hexdigest()
+
+
+def _tarinfo(name: str, kind: bytes, mode: int, size: int, mtime: int) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.mode, info.size, info.mtime = kind, mode, size, mtime
+    info.uname = info.gname = ""
+    return info
+
+
+# -- reading --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Limits:
+    max_members: int = field(default_factory=lambda: MAX_MEMBERS)
+    max_total_bytes: int = field(default_factory=lambda: MAX_TOTAL_BYTES)
+
+
+def read_archive(path: Path, destinations: dict[str, Path] | None = None, limits: Limits | None = None) -> Manifest:
+    """Check every member of the archive at PATH against its manifest; return the Manifest.
+
+    DESTINATIONS maps component names to where they go (a new directory for a "dir" component, a
+    file path for a "file" one); other components are only hashed. Written files are new (O_EXCL),
+    so the caller passes fresh temp locations and deletes them when this raises ArchiveError.
+    """
+    limits = limits or Limits()
+    try:
+        with tarfile.open(path, mode="r|gz") as tar:
+            return _read_members(tar, path.name, destinations or {}, limits)
+    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as err:
+        raise ArchiveError(f"{path.name}: corrupt or truncated archive ({err or type(err).__name__}); nothing was changed") from None
+    except OSError as err:
+        if isinstance(err, (FileNotFoundError, PermissionError)) or err.errno is None:
+            raise ArchiveError(f"{path.name}: cannot read archive: {err.strerror or err}") from None
+        raise
+
+
+def _read_members(tar: tarfile.TarFile, origin: str, destinations: dict[str, Path], limits: Limits) -> Manifest:
+    first = tar.next()
+    if first is None or first.name != MANIFEST_NAME or not first.isreg() or first.size > MAX_MANIFEST_BYTES:
+        raise ArchiveError(f"{origin}: the first member is not {MANIFEST_NAME}; not an ORCHAT backup")
+    manifest = parse_manifest(_read_all(tar, first), origin)
+    expected = {entry.path: entry for entry in manifest.entries}
+    seen: set[str] = set()
+    total = 0
+    while True:
+        member = tar.next()
+        if member is None:
+            break
+        _refuse_unsafe(member, origin)
+        total += member.size
+        if len(seen) + 1 > limits.max_members or total > limits.max_total_bytes:
+            raise ArchiveError(f"{origin}: more than {limits.max_members} members or {limits.max_total_bytes} bytes; refusing a possible tar bomb")
+        entry = expected.get(member.name)
+        if entry is None or member.name in seen:
+            why = "appears twice" if member.name in seen else "is not in the manifest"
+            raise ArchiveError(f"{origin}: member {member.name!r} {why}; refusing it")
+        if entry.kind != ("dir" if member.isdir() else "file") or (entry.kind == "file" and member.size != entry.size):
+            raise ArchiveError(f"{origin}: member {member.name!r} does not match the manifest")
+        seen.add(member.name)
+        target = _destination(destinations, member.name)
+        if entry.kind == "dir":
+            if target is not None:
+                target.mkdir(mode=0o700, parents=True, exist_ok=True)
+            continue
+        digest = _copy_member(tar, member, target)
+        if digest != entry.sha256:
+            raise ArchiveError(f"{origin}: {member.name!r} does not match its sha256 in the manifest")
+    missing = sorted(set(expected) - seen)
+    if missing:
+        raise ArchiveError(f"{origin}: {len(missing)} members listed in the manifest are missing (first: {missing[0]!r}); truncated archive?")
+    for entry in manifest.entries:
+        target = _destination(destinations, entry.path)
+        if target is not None:
+            os.chmod(target, entry.mode)
+            os.utime(target, (entry.mtime, entry.mtime))
+    return manifest
+
+
+def read_manifest(path: Path) -> Manifest:
+    """Return the manifest of the archive at PATH without checking the other members (for listings)."""
+    try:
+        with tarfile.open(path, mode="r|gz") as tar:
+            first = tar.next()
+            if first is None or first.name != MANIFEST_NAME or not first.isreg() or first.size > MAX_MANIFEST_BYTES:
+                raise ArchiveError(f"{path.name}: the first member is not {MANIFEST_NAME}; not an ORCHAT backup")
+            return parse_manifest(_read_all(tar, first), path.name)
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as err:
+        raise ArchiveError(f"{path.name}: unreadable ({err or type(err).__name__})") from None
+
+
+def _refuse_unsafe(member: tarfile.TarInfo, origin: str) -> None:
+    try:
+        check_member_name(member.name)
+    except ValueError as err:
+        raise ArchiveError(f"{origin}: {err}; refusing the archive") from None
+    if member.issym() or member.islnk():
+        raise ArchiveError(f"{origin}: member {member.name!r} is a link; refusing the archive")
+    if not (member.isreg() or member.isdir()) or member.issparse():
+        raise ArchiveError(f"{origin}: member {member.name!r} is a device, fifo or other special file; refusing the archive")
+    if member.mode & 0o7000:
+        raise ArchiveError(f"{origin}: member {member.name!r} has setuid, setgid or sticky bits; refusing the archive")
+
+
+def _destination(destinations: dict[str, Path], name: str) -> Path | None:
+    top, _, rest = name.partition("/")
+    base = destinations.get(top)
+    if base is None:
+        return None
+    return base / rest if rest else base
+
+
+def _read_all(tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
+    handle = tar.extractfile(member)
+    return handle.read() if handle is not None else b""
+
+
+def _copy_member(tar: tarfile.TarFile, member: tarfile.TarInfo, target: Path | None) -> str:
+    source = tar.extractfile(member)
+    digest = hashlib.sha256()
+    fd = -1
+    if target is not None:
+        target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        for chunk in _chunks(source):
+            digest.update(chunk)
+            view = memoryview(chunk)
+            while fd >= 0 and view:
+                view = view[os.write(fd, view) :]
+        if fd >= 0:
+            os.fsync(fd)
+    finally:
+        if fd >= 0:
+            os.close(fd)
+    return digest.hexdigest()
+
+
+def _chunks(source: BinaryIO | None) -> Iterator[bytes]:
+    while source is not None:
+        chunk = source.read(CHUNK_BYTES)
+        if not chunk:
+            return
+        yield chunk
