@@ -43,6 +43,19 @@ test: lint ## lint, then the whole suite under branch coverage (gate: 90% of orc
 test-fast: venv ## unit tests only, no coverage
 	$(VENV)/bin/pytest -q tests/unit
 
+# The offline demo's own virtualenv (llama-cpp-python[server] + the SmolLM2 model); never on a server.
+DEMO_VENV ?= .venv-demo
+
+$(DEMO_VENV)/.stamp: scripts/demo.sh
+	DEMO_VENV=$(DEMO_VENV) PYTHON=$(PYTHON) scripts/demo.sh build
+	touch $@
+
+.PHONY: demo-venv
+demo-venv: $(DEMO_VENV)/.stamp ## build .venv-demo: llama.cpp server + SmolLM2-135M (compiles once, ~6 min)
+
+demo: demo-venv ## offline demo: orchat asks a local llama.cpp server (no key, no network)
+	DEMO_VENV=$(DEMO_VENV) PYTHON=$(PYTHON) scripts/demo.sh run
+
 dist: ## build dist/orchat-VERSION.tar.gz and its .sha256
 	@echo "dist: see issue 5"
 
