@@ -336,10 +336,12 @@ class Client:
         parser = SSEParser()
         size = self.settings.stream_buffer
         done = False
+        saw_event = False
         while not done:
             data = self._read(response, size)
             events = parser.feed(data) if data else parser.close()
             for event in events:
+                saw_event = True
                 if self.on_event is not None:
                     self.on_event((":" if event.is_comment else "data: ") + event.data)
                 if event.is_comment:
@@ -370,6 +372,8 @@ class Client:
                 raise ProtocolError("stream ended ([DONE]) before a finish_reason: the answer may be cut short", error_type="protocol")
             return
         if result.finish_reason is None:
+            if not saw_event:  # llama.cpp answers an over-long prompt with an empty 200 stream
+                raise ProtocolError("the server sent an empty stream (HTTP 200 with no events)", error_type="protocol")
             raise ProtocolError("stream truncated: connection closed before the answer finished", error_type="protocol")
         result.warnings.append("stream ended without [DONE]")
 

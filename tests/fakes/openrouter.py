@@ -48,6 +48,7 @@ SCENARIOS = {
     "nonstream-choice-error",
     "garbage-event",
     "long",
+    "empty-stream",
 }
 DEFAULT_ANSWER = "Hello from the fake! ünïcödé ✓ 日本語"
 
@@ -422,6 +423,9 @@ class _Handler(BaseHTTPRequestHandler):
                 self._chunk((": OPENROUTER PROCESSING" + sep + sep).encode())
             if scenario == "hang":
                 owner.hang_release.wait(60)
+                return
+            if scenario == "empty-stream":  # llama.cpp's answer to an over-long streamed prompt
+                self._end()
                 return
             base = {"id": gen, "object": "chat.completion.chunk", "created": int(time.time()), "model": model, "provider": "OpenAI"}
 

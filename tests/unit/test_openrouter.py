@@ -65,6 +65,12 @@ def test_done_before_any_finish_reason_is_a_protocol_error_keeping_partial_text(
     assert result.content == DEFAULT_ANSWER
 
 
+def test_an_empty_200_stream_is_a_protocol_error_that_says_so(client: Client, fake_openrouter: FakeOpenRouter) -> None:
+    fake_openrouter.comments_before = 0
+    with pytest.raises(ProtocolError, match="empty stream"):
+        ask(client, "fake/empty-stream")
+
+
 def test_truncated_stream_is_a_protocol_error_after_the_partial_text(client: Client) -> None:
     result = ChatResult()
     body = client.build_body([{"role": "user", "content": "x"}], model="fake/truncated", stream=True, temperature=None, max_tokens=None)

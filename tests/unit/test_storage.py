@@ -84,8 +84,15 @@ def test_permission_checks(tmp_path: Path) -> None:
 
 
 def record(text: str, conversation: str = "c1", status: str = "ok") -> dict:
-    return history.build_record(conversation=conversation, model="m", messages=[{"role": "user", "content": text}], answer=f"answer {text}",
-                                finish_reason="stop", usage={"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3, "cost": 0.5}, status=status)
+    return history.build_record(
+        conversation=conversation,
+        model="m",
+        messages=[{"role": "user", "content": text}],
+        answer=f"answer {text}",
+        finish_reason="stop",
+        usage={"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3, "cost": 0.5},
+        status=status,
+    )
 
 
 def test_history_round_trip_search_find_and_clear(tmp_path: Path) -> None:

@@ -89,7 +89,9 @@ def test_no_content_statuses_have_no_body(raw: type[RawServer]) -> None:
     assert response.status == 204 and response.read() == b""
 
 
-@pytest.mark.parametrize("answer", [b"garbage\r\n\r\n", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", b"", b"HTTP/1.1 200 OK\r\n" + b"X: y\r\n" * 5000])
+@pytest.mark.parametrize(
+    "answer", [b"garbage\r\n\r\n", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", b"", b"HTTP/1.1 200 OK\r\n" + b"X: y\r\n" * 5000]
+)
 def test_malformed_answers_are_upstream_unavailable(raw: type[RawServer], answer: bytes) -> None:
     server = raw([answer])
     with pytest.raises(UpstreamUnavailable, match="connection to 127.0.0.1 failed"):
