@@ -224,7 +224,10 @@ class Daemon:
             stream_buffer=settings.stream_buffer,
             cache_size_mb=settings.cache_size,
         )
-        self._announce(f"listening on {where}")
+        self._announce(
+            f"listening on {where} (upstream {settings.api_base}, {len(self.gw.tokens)} client tokens, max {settings.max_concurrency} in flight, "
+            f"stream buffer {settings.stream_buffer} B, models cache {settings.cache_size} MB)"
+        )
         self.notify(f"READY=1\nSTATUS={self.status_text()}\nMAINPID={os.getpid()}")
         loop.call_later(SWEEP_SECONDS, self._sweep)
         if self.watchdog:
@@ -306,12 +309,12 @@ class Daemon:
     async def drain(self) -> None:
         """Stop accepting, finish in-flight answers within ORCHAT_DRAIN_TIMEOUT, then close all."""
         gw = self.gw
-        self.notify(f"STOPPING=1\nSTATUS=draining {gw.in_flight} in-flight requests")
-        self.hooks.log(NOTICE, "stopping: draining", in_flight=gw.in_flight)
-        self._announce(f"draining {gw.in_flight} in-flight requests")
         assert self.server is not None
         self.server.close()
         gw.start_draining()
+        self.notify(f"STOPPING=1\nSTATUS=draining {gw.in_flight} in-flight requests")
+        self.hooks.log(NOTICE, "stopping: draining", in_flight=gw.in_flight)
+        self._announce(f"draining {gw.in_flight} in-flight requests")
         deadline = time.monotonic() + self.settings.drain_timeout
         while time.monotonic() < deadline and (gw.in_flight or any(c.state != 0 for c in gw.clients)):
             await asyncio.sleep(0.05)
