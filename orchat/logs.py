@@ -28,6 +28,7 @@ WatchedFileHandler does); user logs, which no logrotate watches, are rotated her
 
 from __future__ import annotations
 
+import _thread
 import json
 import os
 import sys
@@ -72,6 +73,7 @@ QUANTUM, TRACE, DEBUG, VERBOSE, INFO, NOTICE, WARNING, ERROR, CRITICAL, ALERT, E
 OFF = 12
 ALIASES = {"WARN": WARNING, "ERR": ERROR, "CRIT": CRITICAL, "EMERG": EMERGENCY, "BREACH": SECURITY, "OFF": OFF, "NONE": OFF}
 LOG_FILE_NAME = "orchat.log"
+WRITE_RETRY_SECONDS = 60.0
 TEXT_KEYS = frozenset(("content", "reasoning", "reasoning_content", "text", "refusal", "arguments"))
 
 
@@ -150,8 +152,8 @@ def _redact(value: Any) -> Any:
 class EventLog:
     """Where this process's log records go: a JSON-lines file, the journal, or both.
 
-    Nothing is opened until the first record at or above the threshold. A failure to write
-    disables the file for this process after one warning on stderr; log() never raises.
+    Nothing is opened until the first record at or above the threshold. A failed write draws
+    one warning on stderr and leaves the file alone for a minute; log() never raises.
     """
 
     def __init__(self, settings: Settings, *, environ: Mapping[str, str] | None = None) -> None:
@@ -179,7 +181,8 @@ class EventLog:
         self._fd = -1
         self._id: tuple[int, int] | None = None
         self._day = ""
-        self._broken = False
+        self._retry_at = 0.0  # after a failed write, the file is left alone until then (monotonic)
+        self._lock = _thread.allocate_lock()  # the daemon logs from several threads; one fd swap at a time
         self.warnings = 0
 
     def is_enabled(self, level: int) -> bool:
@@ -201,8 +204,9 @@ class EventLog:
             line = line.replace(self.secret, mask_key(self.secret))
         if self.journal is not None and not self._send_journal(level, message, logger, fields):
             self.use_file = True  # journal gone: keep the record in the file instead
-        if self.use_file and not self._broken:
-            self._write_file(line.encode("utf-8"), line[14:24])
+        if self.use_file and time.monotonic() >= self._retry_at:
+            with self._lock:
+                self._write_file(line.encode("utf-8"), line[14:24])
 
     def _send_journal(self, level: int, message: str, logger: str, fields: Mapping[str, Any]) -> bool:
         from orchat import journal
@@ -245,12 +249,14 @@ class EventLog:
                 raise OSError(28, "short write (disk full?)")
             self._day = self._day or day
         except OSError as err:
-            self._broken = True
-            self.close()
-            self._warn(f"cannot write the log file {self.path}: {err.strerror or err}; continuing without it")
+            # One warning per process; a daemon tries again a minute later (the disk may have room by then).
+            self._retry_at = time.monotonic() + WRITE_RETRY_SECONDS
+            self._close()
+            if not self.warnings:
+                self._warn(f"cannot write the log file {self.path}: {err.strerror or err}; continuing without it")
 
     def _open(self) -> os.stat_result:
-        self.close()
+        self._close()
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o750 if self.system_mode else 0o700)
         # Rotation reads the first record's date, so user logs open read-write.
         access = os.O_WRONLY if self.system_mode else os.O_RDWR
@@ -311,6 +317,10 @@ class EventLog:
             pass
 
     def close(self) -> None:
+        with self._lock:
+            self._close()
+
+    def _close(self) -> None:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1

@@ -200,6 +200,38 @@ def test_a_log_that_cannot_be_written_warns_once_and_never_raises(tmp_path, caps
     assert log.warnings == 1
 
 
+def test_after_a_failed_write_the_file_is_tried_again_a_minute_later_without_a_second_warning(tmp_path, capsys, monkeypatch):
+    target = tmp_path / "logs"
+    target.write_text("")  # a file where the directory should be
+    log = logs.EventLog(make_settings(ORCHAT_LOG_FILE=str(target / "orchat.log")))
+    log.log(logs.ERROR, "lost")
+    target.unlink()
+    log.log(logs.ERROR, "skipped: within the minute")
+    clock = time.monotonic() + logs.WRITE_RETRY_SECONDS + 1
+    monkeypatch.setattr(logs.time, "monotonic", lambda: clock)
+    log.log(logs.ERROR, "written again")
+    assert [r["message"] for r in read_lines(target / "orchat.log")] == ["written again"]
+    assert capsys.readouterr().err.count("warning") == 1
+
+
+def test_threads_sharing_one_event_log_lose_and_tear_no_line_across_rotations(log_file):
+    import threading
+
+    log = logs.EventLog(make_settings(ORCHAT_LOG_FILE=str(log_file), ORCHAT_LOG_MAX_BYTES="8192"))
+
+    def write(worker: int) -> None:
+        for number in range(200):
+            log.log(logs.INFO, "threaded", worker=worker, n=number)
+
+    threads = [threading.Thread(target=write, args=(w,)) for w in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    records = [r for f in log_file.parent.glob("orchat.log*") for r in read_lines(f)]
+    assert sorted((r["worker"], r["n"]) for r in records) == [(w, n) for w in range(8) for n in range(200)]
+
+
 def test_get_log_is_cached_per_settings_object(log_file):
     settings = make_settings(ORCHAT_LOG_FILE=str(log_file))
     first = logs.get_log(settings)
