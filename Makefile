@@ -56,8 +56,28 @@ demo-venv: $(DEMO_VENV)/.stamp ## build .venv-demo: llama.cpp server + SmolLM2-1
 demo: demo-venv ## offline demo: orchat asks a local llama.cpp server (no key, no network)
 	DEMO_VENV=$(DEMO_VENV) PYTHON=$(PYTHON) scripts/demo.sh run
 
-dist: ## build dist/orchat-VERSION.tar.gz and its .sha256
-	@echo "dist: see issue 5"
+# install/uninstall: the file layout lives in install.sh (the air-gapped installer too), so both agree.
+# SYSCONFDIR (default /etc) and UNITDIR (default $(PREFIX)/lib/systemd/system, /lib/... for /usr) may be set.
+INSTALL_FLAGS = --prefix '$(PREFIX)' $(if $(DESTDIR),--destdir '$(DESTDIR)') $(if $(SYSCONFDIR),--sysconfdir '$(SYSCONFDIR)') $(if $(UNITDIR),--unitdir '$(UNITDIR)')
+DIST_NAME = orchat-$(VERSION)
+DIST_FILES = install.sh Makefile README.md pyproject.toml LICENSE orchat bin docs etc systemd
+# Reproducible tarballs: entries sorted, owned by 0:0, dated by the last commit (or SOURCE_DATE_EPOCH).
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+
+install: ## install under $(DESTDIR)$(PREFIX): lib/orchat, bin/, man page, completions, etc/ (never overwriting config), units
+	./install.sh $(INSTALL_FLAGS)
+
+uninstall: ## remove what `make install` put there, except config
+	./install.sh --uninstall $(INSTALL_FLAGS)
+
+dist: ## build $(DISTDIR)/orchat-VERSION.tar.gz and its .sha256: what an operator carries into an air-gapped network
+	mkdir -p '$(DISTDIR)'
+	set -o pipefail; tar --sort=name --mtime=@$(SOURCE_DATE_EPOCH) --owner=0 --group=0 --numeric-owner \
+		--mode='u+rwX,go+rX,go-w' --exclude=__pycache__ --exclude='*.pyc' --exclude='*~' \
+		--transform 's,^,$(DIST_NAME)/,' -cf - $(wildcard $(DIST_FILES)) | gzip -9n > '$(DISTDIR)/$(DIST_NAME).tar.gz.tmp'
+	mv '$(DISTDIR)/$(DIST_NAME).tar.gz.tmp' '$(DISTDIR)/$(DIST_NAME).tar.gz'
+	cd '$(DISTDIR)' && sha256sum '$(DIST_NAME).tar.gz' > '$(DIST_NAME).tar.gz.sha256'
+	@echo '$(DISTDIR)/$(DIST_NAME).tar.gz'
 
 clean: ## remove build and test leftovers
 	rm -rf $(VENV) dist build .coverage .coverage.* htmlcov
