@@ -428,7 +428,7 @@ def test_a_killed_install_is_restored_by_rollback(release: Path, tmp_path: Path)
     slow_python.chmod(0o755)
     proc = subprocess.Popen(
         ["bash", str(release / "install.sh"), "--prefix", str(prefix), "--python", str(slow_python)],
-        env=offline_env(),
+        env=offline_env(TMPDIR=str(tmp_path)),  # its work dir outlives the kill
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
