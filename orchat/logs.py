@@ -340,7 +340,7 @@ def get_log(settings: Settings) -> EventLog:
 
 
 def log_event(settings: Settings, level: int, message: str, *, logger: str = "orchat", **fields: Any) -> None:
-    """Log one record through the process's EventLog; never raises."""
+    """Log one record through the process's EventLog. Raise ConfigError only for a bad ORCHAT_LOG_LEVEL."""
     get_log(settings).log(level, message, logger=logger, **fields)
 
 

@@ -22,6 +22,7 @@ def add_arguments(parser: Any) -> None:
 
 def run(args: Any) -> int:
     settings = load_settings()
+    logs.get_log(settings)  # a bad ORCHAT_LOG_LEVEL is exit 78 before anything is done
     path = Path(args.file) if args.file else audit.audit_path(settings)
     if args.action == "path":
         sys.stdout.write(f"{path}\n")

@@ -32,6 +32,7 @@ def add_arguments(parser: Any) -> None:
 
 def run(args: Any) -> int:
     settings = load_settings()
+    logs.get_log(settings)  # a bad ORCHAT_LOG_LEVEL is exit 78 before anything is done
     if args.action == "status":
         return show_status(settings, as_json=args.json)
     if args.action == "forget-previous":
