@@ -82,8 +82,8 @@ class Harness:
         self.thread.join(5)
 
 
-@pytest.fixture
-def harness(api_env: dict[str, str]) -> Iterator[Callable[..., Harness]]:
+@pytest.fixture(name="harness")
+def harness_fixture(api_env: dict[str, str]) -> Iterator[Callable[..., Harness]]:
     made: list[Harness] = []
 
     def make(extra_env: dict[str, str] | None = None, tokens: list[tuple[bytes, str]] | None = None) -> Harness:

@@ -14,10 +14,7 @@ import pytest
 from orchat.errors import UpstreamUnavailable
 from orchat.upstream import MAX_IDLE_CONNECTIONS, UpstreamConnection, UpstreamPool
 from tests.fakes.proxy import FakeProxy
-from tests.unit import test_gateway
-from tests.unit.test_gateway import CHAT, Harness
-
-_harness_fixture = test_gateway.harness  # registers the `harness` fixture (the in-process gateway) here too
+from tests.unit.test_gateway import CHAT, Harness, harness_fixture  # noqa: F401  (the `harness` fixture: an in-process gateway)
 
 
 class FakeTransport:
