@@ -36,6 +36,7 @@ STATUS_SECONDS = 10.0
 SELF_CHECK_TIMEOUT_SECONDS = 2.0
 BACKGROUND_FLUSH_SECONDS = 1.0
 AUDIT_QUEUE_LIMIT = 100000
+HEALTH_IDLE_SECONDS = 5.0  # how soon a SIGHUP's new health-checks.yaml is picked up
 VERBOSE, INFO, NOTICE, WARNING, ERROR = 2, 3, 4, 5, 6
 
 
@@ -81,10 +82,13 @@ class Hooks:
         self.gateway: Gateway | None = None
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._background, name="orchat-background", daemon=True)
+        self.health_thread = threading.Thread(target=self._health_loop, name="orchat-health", daemon=True)
+        self.reload_checks = threading.Event()
         self.warned: set[str] = set()
 
     def start(self) -> None:
         self.thread.start()
+        self.health_thread.start()
 
     def reopen(self, settings: Settings) -> None:
         """SIGHUP: adopt SETTINGS and reopen the log file (logrotate moved it away)."""
@@ -93,6 +97,7 @@ class Hooks:
         self.settings = settings
         self.audit_on = bool(settings.values.get("ORCHAT_AUDIT_LOG"))
         self.log_impl = logs.get_log(settings)
+        self.reload_checks.set()
 
     # -- called on the event loop thread ------------------------------------------------------
     def log(self, level: int, message: str, **fields: Any) -> None:
@@ -145,6 +150,32 @@ class Hooks:
         while not self.stop.is_set():
             self.stop.wait(BACKGROUND_FLUSH_SECONDS)
             self.flush()
+
+    def _health_loop(self) -> None:
+        """Run the custom health checks (health-checks.yaml) each on its interval; feed the gauges."""
+        from orchat import customchecks
+
+        scheduler = None
+        while not self.stop.is_set():
+            if scheduler is None or self.reload_checks.is_set():
+                self.reload_checks.clear()
+                try:
+                    checks = customchecks.load_custom_checks()
+                except OrchatError as err:
+                    self.log_impl.log(ERROR, f"custom health checks not loaded: {err}", logger="orchat.daemon")
+                    checks = []
+                scheduler = customchecks.CustomCheckScheduler(checks, self.settings)
+                for check in checks:
+                    self.check_status.set(3, check=check.name)  # UNKNOWN until its first run
+            for result in scheduler.run_due():
+                self.check_status.set(int(result.status), check=result.label)
+                self.check_last_run.set(result.finished_at, check=result.label)
+                if int(result.status):
+                    self.log_impl.log(WARNING, f"health check {result.label}: {result.status.name} {result.summary}", logger="orchat.daemon")
+            wait = scheduler.seconds_until_next() if scheduler.checks else HEALTH_IDLE_SECONDS
+            self.stop.wait(max(0.2, min(wait, HEALTH_IDLE_SECONDS)))
+            if self.reload_checks.is_set():
+                scheduler = None
 
     def flush(self) -> None:
         """Write queued chat events to the metrics store and queued audit records to the audit log."""

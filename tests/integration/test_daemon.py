@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import resource
 import signal
 import socket
@@ -298,3 +299,25 @@ def test_bin_orchatd_is_the_same_daemon(api_env: dict[str, str]) -> None:
     assert proc.returncode == 0 and "--addr" in proc.stdout
     shim = (REPO / "bin" / "orchatd").read_text()
     assert 'main(["daemon", *sys.argv[1:]])' in shim and os.access(REPO / "bin" / "orchatd", os.X_OK)
+
+
+def test_custom_health_checks_run_on_their_interval_and_feed_the_metrics(daemons: list[DaemonProc], api_env: dict[str, str], home: Path) -> None:
+    checks = home / ".config" / "orchat" / "health-checks.yaml"
+    checks.parent.mkdir(parents=True, exist_ok=True)
+    checks.write_text(
+        'checks:\n  - name: "Disk Space"\n    command: "echo 85"\n    interval: 1\n    warning: "> 80"\n    critical: "> 90"\n'
+        '  - name: "Service Status"\n    command: "echo active"\n    interval: 1\n    expect: "active"\n'
+    )
+    checks.chmod(0o600)
+    daemon = start(daemons, api_env)
+
+    def metric(name: str, check: str) -> float | None:
+        text = request(daemon.port, "GET", "/metrics")[2].decode()
+        found = re.search(rf'^{name}{{check="{check}"}} (\S+)$', text, re.M)
+        return float(found.group(1)) if found else None
+
+    wait_for(lambda: metric("orchat_health_check_status", "Disk Space") == 1.0, timeout=15)
+    assert metric("orchat_health_check_status", "Service Status") == 0.0
+    first = metric("orchat_health_check_last_run_timestamp_seconds", "Disk Space")
+    assert first and abs(first - time.time()) < 30
+    wait_for(lambda: (metric("orchat_health_check_last_run_timestamp_seconds", "Disk Space") or 0) > first, timeout=15)  # ran again on its interval

@@ -152,3 +152,30 @@ def test_check_settings_refuses_public_listening_without_tokens_and_openrouter_w
     with pytest.raises(ConfigError, match="no API key"):
         daemon.check_settings(settings_with())
     assert daemon.check_settings(settings_with(ORCHAT_API_BASE="http://127.0.0.1:8081/v1")) == []
+
+
+def test_a_broken_health_checks_file_is_logged_and_a_reload_picks_up_the_fix(
+    api_env: dict[str, str], home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(daemon, "HEALTH_IDLE_SECONDS", 0.05)
+    checks = home / ".config" / "orchat" / "health-checks.yaml"
+    checks.parent.mkdir(parents=True, exist_ok=True)
+    checks.write_text("checks:\n  - name: [broken\n")
+    checks.chmod(0o600)
+    log_file = tmp_path / "orchat.log"
+    settings = settings_with(ORCHAT_LOG_FILE=str(log_file))
+    hooks = daemon.Hooks(settings)
+    hooks.start()
+    try:
+        deadline = time.monotonic() + 10
+        while "custom health checks not loaded" not in (log_file.read_text() if log_file.exists() else "") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "custom health checks not loaded" in log_file.read_text()
+        checks.write_text('checks:\n  - name: "Fails"\n    command: "exit 2"\n    interval: 1\n')
+        hooks.reopen(settings)
+        while hooks.check_status.value(check="Fails") != 2.0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert hooks.check_status.value(check="Fails") == 2.0
+        assert "health check Fails: CRITICAL" in log_file.read_text()
+    finally:
+        hooks.close()
