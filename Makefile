@@ -79,6 +79,12 @@ dist: ## build $(DISTDIR)/orchat-VERSION.tar.gz and its .sha256: what an operato
 	cd '$(DISTDIR)' && sha256sum '$(DIST_NAME).tar.gz' > '$(DIST_NAME).tar.gz.sha256'
 	@echo '$(DISTDIR)/$(DIST_NAME).tar.gz'
 
+bench: venv ## run bench/ (start-up, one-shot, metrics, daemon) and write docs/benchmarks.md
+	$(VPY) bench/startup
+	$(VPY) bench/oneshot
+	$(VPY) bench/metrics
+	@if [ -x bench/daemon ]; then $(VPY) bench/daemon; fi
+
 clean: ## remove build and test leftovers
 	rm -rf $(VENV) dist build .coverage .coverage.* htmlcov
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
