@@ -239,6 +239,7 @@ class ClientConnection(asyncio.Protocol):
         self.body_parts: list[bytes] = []
         self.body_size = 0
         self.paused = False
+        self.corked: list[bytes] | None = None
 
     # -- asyncio.Protocol ------------------------------------------------------------------------
     def connection_made(self, transport: Any) -> None:
@@ -266,7 +267,8 @@ class ClientConnection(asyncio.Protocol):
         self.process()
 
     def eof_received(self) -> bool:
-        # A half-closed client still gets the answer it is waiting for.
+        # A half-closed client still gets the answer it is waiting for; then the connection closes.
+        self.keep_alive = False
         return self.state == BUSY
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -460,7 +462,7 @@ class ClientConnection(asyncio.Protocol):
             extra,
             self._connection_header(),
         )
-        transport.write(head if self.head_only else head + body)
+        self.write(head if self.head_only else head + body)
         self.done()
 
     def start_stream(self, status: int, headers: list[tuple[str, str]]) -> None:
@@ -472,24 +474,42 @@ class ClientConnection(asyncio.Protocol):
         self.chunked = not self.http10
         extra = "".join(f"{k}: {v}\r\n" for k, v in headers).encode("latin-1")
         framing = b"Transfer-Encoding: chunked\r\n" if self.chunked else b""
-        self.transport.write(b"%b%b%b%b%b\r\n" % (status_line(status), extra, self.gw.common_headers, framing, self._connection_header()))
+        self.write(b"%b%b%b%b%b\r\n" % (status_line(status), extra, self.gw.common_headers, framing, self._connection_header()))
 
     def send_stream(self, data: bytes) -> None:
         if self.state != CLOSED and data:
-            self.transport.write(encode_chunk(data) if self.chunked else data)
+            self.write(encode_chunk(data) if self.chunked else data)
 
     def end_stream(self) -> None:
         if self.state == CLOSED:
             return
         if self.chunked:
-            self.transport.write(LAST_CHUNK)
+            self.write(LAST_CHUNK)
         self.done()
 
+    def write(self, data: bytes) -> None:
+        if self.corked is not None:
+            self.corked.append(data)
+        else:
+            self.transport.write(data)
+
+    def cork(self) -> None:
+        """Collect writes until uncork(): a head, body and end that arrive together go out in one send()."""
+        if self.corked is None:
+            self.corked = []
+
+    def uncork(self) -> None:
+        parts, self.corked = self.corked, None
+        if parts and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(parts[0] if len(parts) == 1 else b"".join(parts))
+
     def abort(self) -> None:
+        self.corked = None
         if self.transport is not None:
             self.transport.abort()
 
     def close(self) -> None:
+        self.uncork()
         self.state = CLOSED
         if self.transport is not None:
             self.transport.close()

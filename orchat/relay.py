@@ -144,6 +144,12 @@ class ChatRelay:
         conn.send(self.gw.pool.chat_request(self.body), self)
 
     # -- upstream callbacks ----------------------------------------------------------------
+    def cork(self) -> None:
+        self.client.cork()
+
+    def uncork(self) -> None:
+        self.client.uncork()
+
     def on_head(self, status: int, headers: dict[str, str]) -> None:
         if not 200 <= status < 300:
             self.error_status = status
@@ -275,6 +281,11 @@ class ModelsFetch:
             self._reply(502, error_json(502, str(err), error_type="upstream_unavailable"))
             return
         conn.send(self.gw.pool.models_request(), self)
+
+    def cork(self) -> None:
+        pass
+
+    uncork = cork
 
     def on_head(self, status: int, headers: dict[str, str]) -> None:
         self.status = status

@@ -30,6 +30,8 @@ class Exchange(Protocol):
     def on_body(self, data: bytes) -> None: ...
     def on_end(self) -> None: ...
     def on_lost(self, reason: str, *, retryable: bool) -> None: ...
+    def cork(self) -> None: ...
+    def uncork(self) -> None: ...
 
 
 class UpstreamConnection(asyncio.Protocol):
@@ -78,15 +80,16 @@ class UpstreamConnection(asyncio.Protocol):
             self.transport.close()  # bytes nobody asked for: the connection is out of sync
             return
         self.got_bytes = True
+        exchange.cork()
         try:
             if self.state == 1:
                 data = self._take_head(exchange, data)
-                if data is None:
-                    return
             if self.state == 2 and data:
                 self._take_body(exchange, data)
         except WireError as err:
             self._fail(f"malformed answer from upstream: {err}", retryable=False)
+        finally:
+            exchange.uncork()
 
     def _take_head(self, exchange: Exchange, data: bytes) -> bytes | None:
         buf = self.buf + data if self.buf else data

@@ -423,3 +423,18 @@ def test_load_tokens_refuses_a_world_readable_or_missing_file(tmp_path: Path) ->
 def test_is_loopback_recognises_loopback_names_and_addresses() -> None:
     assert all(is_loopback(a) for a in ("127.0.0.1", "127.8.9.1", "::1", "[::1]", "localhost"))
     assert not any(is_loopback(a) for a in ("0.0.0.0", "::", "10.0.0.1", "example.org"))
+
+
+def test_a_half_closed_client_still_gets_its_answer_then_the_connection_closes(harness: Callable[..., Harness]) -> None:
+    h = harness()
+    data = json.dumps(CHAT).encode()
+    with socket.create_connection(("127.0.0.1", h.port), timeout=5) as sock:
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%b" % (len(data), data))
+        sock.shutdown(socket.SHUT_WR)
+        answer = b""
+        while True:
+            piece = sock.recv(65536)
+            if not piece:
+                break
+            answer += piece
+    assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"0\r\n\r\n")

@@ -55,6 +55,12 @@ class Recorder:
     def on_lost(self, reason: str, *, retryable: bool) -> None:
         self.events.append(("lost", (reason, retryable)))
 
+    def cork(self) -> None:
+        self.corks = getattr(self, "corks", 0) + 1
+
+    def uncork(self) -> None:
+        self.corks -= 1
+
 
 def make_conn(pool: UpstreamPool | None = None) -> tuple[UpstreamPool, UpstreamConnection, Recorder]:
     pool = pool or UpstreamPool("http://127.0.0.1:9/api/v1", api_key="sk-test-key")
