@@ -321,3 +321,20 @@ def test_custom_health_checks_run_on_their_interval_and_feed_the_metrics(daemons
     first = metric("orchat_health_check_last_run_timestamp_seconds", "Disk Space")
     assert first and abs(first - time.time()) < 30
     wait_for(lambda: (metric("orchat_health_check_last_run_timestamp_seconds", "Disk Space") or 0) > first, timeout=15)  # ran again on its interval
+
+
+def test_orchat_on_an_air_gapped_server_chats_through_the_daemon_with_a_token_only(
+    daemons: list[DaemonProc], api_env: dict[str, str], tmp_path: Path, fake_openrouter: FakeOpenRouter
+) -> None:
+    tokens = write_tokens(tmp_path / "tokens", [f"web-01:{TOKEN}"])
+    daemon = start(daemons, api_env, ORCHAT_DAEMON_TOKENS_FILE=str(tokens))
+    client_env = {k: v for k, v in api_env.items() if k != "OPENROUTER_API_KEY"}
+    client_env.update(ORCHAT_API_BASE=f"http://127.0.0.1:{daemon.port}/v1", ORCHAT_API_KEY=TOKEN)
+    proc = run_orchat("-m", "openai/gpt-4o-mini", "hello", env=client_env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == fake_openrouter.answer
+    assert fake_openrouter.chat_requests()[-1].headers["Authorization"] == f"Bearer {TEST_KEY}"  # the gateway's key upstream, not the token
+    listed = run_orchat("models", "--json", env=client_env)
+    assert listed.returncode == 0 and "openai/gpt-4o-mini" in listed.stdout
+    refused = run_orchat("-m", "openai/gpt-4o-mini", "hello", env={**client_env, "ORCHAT_API_KEY": "not-a-valid-token-at-all"})
+    assert refused.returncode == 77 and TEST_KEY not in refused.stderr
