@@ -285,8 +285,8 @@ class Daemon:
         if now - self.last_status >= STATUS_SECONDS:
             self.last_status = now
             self.notify(f"STATUS={self.status_text()}")
-        if self.stopping is not None and not self.stopping.is_set():
-            asyncio.get_running_loop().call_later(SWEEP_SECONDS, self._sweep)
+        # Also while draining: slow clients and silent upstreams still time out.
+        asyncio.get_running_loop().call_later(SWEEP_SECONDS, self._sweep)
 
     def _watchdog_tick(self) -> None:
         assert self.watchdog is not None

@@ -107,6 +107,7 @@ class Gateway:
         self.requests_served = 0
         self.hooks = hooks  # orchat.daemon.Hooks: logs, metrics, audit; None in tests of the wire alone
         self.pool: UpstreamPool | None = None
+        self.old_pools: list[UpstreamPool] = []
         self.apply(settings, tokens or [])
 
     def apply(self, settings: Settings, tokens: list[tuple[bytes, str]]) -> None:
@@ -137,6 +138,7 @@ class Gateway:
         )
         if old is not None:
             old.close()
+            self.old_pools.append(old)  # its busy connections still need their timeouts
         instance = self.instance.encode("latin-1", errors="replace")
         self.common_headers = b"X-Orchat-Instance: " + instance + b"\r\n"
 
@@ -206,6 +208,9 @@ class Gateway:
             client.expire()
         if self.pool is not None:
             self.pool.sweep(now)
+        for pool in self.old_pools:
+            pool.sweep(now)
+        self.old_pools = [pool for pool in self.old_pools if pool.active]
 
     def start_draining(self) -> None:
         """Stop keeping connections alive: idle ones close now, busy ones after their answer."""

@@ -438,3 +438,20 @@ def test_a_half_closed_client_still_gets_its_answer_then_the_connection_closes(h
                 break
             answer += piece
     assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"0\r\n\r\n")
+
+
+def test_a_reload_swaps_the_pool_and_still_times_out_the_old_pools_requests(harness: Callable[..., Harness], fake_openrouter: FakeOpenRouter) -> None:
+    h = harness({"ORCHAT_REQUEST_TIMEOUT": "0.3"})
+    conn = h.connection()
+    conn.request("POST", "/v1/chat/completions", body=json.dumps(chat_body(model="fake/hang", stream=True)).encode())
+    response = conn.getresponse()
+    old = h.gw.pool
+    h.call(lambda: h.gw.apply(h.gw.settings, []))
+    assert h.gw.pool is not old and h.gw.old_pools == [old]
+    time.sleep(0.5)
+    h.call(h.gw.sweep)
+    assert b"sent nothing" in response.read()
+    h.call(h.gw.sweep)
+    assert h.gw.old_pools == []
+    conn.close()
+    fake_openrouter.hang_release.set()
