@@ -66,6 +66,8 @@ class Hooks:
         self.in_flight = self.registry.gauge("orchat_in_flight_requests", "Chat requests the daemon is relaying now.")
         self.connections = self.registry.gauge("orchat_daemon_connections", "Open client connections.")
         self.ready = self.registry.gauge("orchat_daemon_ready", "1 while /readyz answers 200, else 0.")
+        self.info = self.registry.gauge("orchat_daemon_info", "This daemon's ORCHAT_INSTANCE_NAME; the value is always 1.", ["instance_name"])
+        self.info.set(1, instance_name=settings.instance_name or "orchat")
         self.rejected = self.registry.counter(
             "orchat_daemon_rejected_total",
             "Requests the daemon refused itself, by reason.",

@@ -9,6 +9,7 @@ import re
 import resource
 import signal
 import socket
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Iterator
 
 import pytest
 
-from tests.conftest import REPO, run_orchat
+from tests.conftest import REPO, require_tool, run_orchat
 from tests.daemonproc import DaemonProc, request, start_roomy_fake, stream_content, wait_for, write_tokens
 from tests.fakes.openrouter import TEST_KEY, FakeOpenRouter
 
@@ -338,3 +339,15 @@ def test_orchat_on_an_air_gapped_server_chats_through_the_daemon_with_a_token_on
     assert listed.returncode == 0 and "openai/gpt-4o-mini" in listed.stdout
     refused = run_orchat("-m", "openai/gpt-4o-mini", "hello", env={**client_env, "ORCHAT_API_KEY": "not-a-valid-token-at-all"})
     assert refused.returncode == 77 and TEST_KEY not in refused.stderr
+
+
+@pytest.mark.component
+def test_promtool_accepts_the_daemons_metrics(daemons: list[DaemonProc], api_env: dict[str, str]) -> None:
+    promtool = require_tool("promtool")
+    daemon = start(daemons, api_env, ORCHAT_INSTANCE_NAME="gw-prom")
+    assert request(daemon.port, "POST", "/v1/chat/completions", CHAT)[0] == 200
+    status, headers, body = request(daemon.port, "GET", "/metrics")
+    assert status == 200 and headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
+    proc = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert b'orchat_daemon_info{instance_name="gw-prom"} 1' in body

@@ -358,12 +358,13 @@ def test_models_larger_than_the_cache_bound_are_refused(harness: Callable[..., H
 
 
 def test_metrics_expose_the_daemon_families(harness: Callable[..., Harness]) -> None:
-    h = harness()
+    h = harness({"ORCHAT_INSTANCE_NAME": "gw-metrics"})
     h.request("POST", "/v1/chat/completions", b"{bad")
     status, headers, body = h.request("GET", "/metrics")
     text = body.decode()
     assert status == 200 and headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
     assert "orchat_in_flight_requests 0.0" in text and 'orchat_daemon_rejected_total{reason="bad_request"} 1.0' in text
+    assert 'orchat_daemon_info{instance_name="gw-metrics"} 1.0' in text
 
 
 def test_connections_beyond_the_limit_get_503(harness: Callable[..., Harness]) -> None:
