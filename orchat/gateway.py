@@ -272,9 +272,10 @@ class ClientConnection(asyncio.Protocol):
         self.process()
 
     def eof_received(self) -> bool:
-        # A half-closed client still gets the answer it is waiting for; then the connection closes.
+        # A half-closed client still gets the whole answer it waits for; but a stream's client
+        # that hangs up is gone, and its upstream request must stop (OpenRouter stops billing).
         self.keep_alive = False
-        return self.state == BUSY
+        return self.state == BUSY and not (self.relay is not None and self.relay.stream)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.state = CLOSED
