@@ -16,7 +16,8 @@ from orchat.errors import UpstreamUnavailable
 from orchat.httpwire import error_json, sse_error_event, upstream_error_message
 
 if TYPE_CHECKING:  # pragma: no cover
-    from orchat.gateway import ClientConnection, Gateway
+    from orchat.clientconn import ClientConnection
+    from orchat.gateway import Gateway
     from orchat.upstream import UpstreamConnection
 
 ERROR_BODY_LIMIT_BYTES = 65536

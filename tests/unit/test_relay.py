@@ -6,8 +6,9 @@ import asyncio
 import json
 from typing import Any
 
+from orchat.clientconn import ClientConnection
 from orchat.errors import UpstreamUnavailable
-from orchat.gateway import ClientConnection, Gateway
+from orchat.gateway import Gateway
 from orchat.relay import ChatRelay, ModelsFetch
 
 
