@@ -198,28 +198,3 @@ def error_json(status: int, message: str, *, error_type: str = "", code: Any = N
 def sse_error_event(status: int, message: str, error_type: str) -> bytes:
     """Return an SSE event carrying an error (the shape OpenAI, vLLM and OpenRouter send mid-stream)."""
     return b"data: " + error_json(status, message, error_type=error_type) + b"\n\n"
-
-
-def upstream_error_message(body: bytes) -> tuple[str, str, Any]:
-    """Given an upstream error body, return (message, type, code) without user ids or raw dumps.
-
-    OpenRouter's {"error": {"message", "code", "metadata"}, "user_id"} loses user_id and keeps
-    metadata.error_type as the type; anything that is not JSON becomes a short one-line preview.
-    """
-    text = body.decode("utf-8", errors="replace").strip()
-    try:
-        data = json.loads(text) if text else None
-    except ValueError:
-        data = None
-    if isinstance(data, dict):
-        error = data.get("error", data)
-        if isinstance(error, dict):
-            metadata = error.get("metadata") if isinstance(error.get("metadata"), dict) else {}
-            message = str(error.get("message") or "upstream error")
-            kind = str(metadata.get("error_type") or error.get("type") or "")
-            return " ".join(message.split())[:500], kind, error.get("code")
-        if isinstance(error, str):
-            return " ".join(error.split())[:500], "", None
-    if text.startswith("<"):
-        return "upstream answered with an HTML error page", "", None
-    return (" ".join(text.split())[:200] or "upstream answered with an empty body"), "", None

@@ -13,7 +13,8 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from orchat.errors import UpstreamUnavailable
-from orchat.httpwire import error_json, sse_error_event, upstream_error_message
+from orchat.httpwire import error_json, sse_error_event
+from orchat.openrouter import describe_error_body
 
 if TYPE_CHECKING:  # pragma: no cover
     from orchat.clientconn import ClientConnection
@@ -244,14 +245,15 @@ class ChatRelay:
         self._finish("cancelled")
 
     def _answer_upstream_error(self) -> None:
-        message, kind, code = upstream_error_message(b"".join(self.error_body))
+        # The same reading of error bodies as the CLI's (every OpenRouter shape, HTML, empty); user_id is never kept.
+        message, kind, _ = describe_error_body(self.error_status, b"".join(self.error_body))
         status = client_status_for(self.error_status)
         self.error_kind = error_kind_for(status)
         if self.error_status == 401:
             message = "the upstream API refused the gateway's key: " + message
             kind = "upstream_auth_error"
         self.gw.note(5 if status < 500 else 6, "upstream error", upstream_status=self.error_status, status=status, model=self.model)
-        self.client.respond(status, error_json(status, message, error_type=kind, code=code if code is not None else status), headers=self.error_headers)
+        self.client.respond(status, error_json(status, message, error_type=kind), headers=self.error_headers)
 
     def _answer_error(self, status: int, message: str, kind: str) -> None:
         self.client.respond(status, error_json(status, message, error_type=kind))
@@ -300,7 +302,7 @@ class ModelsFetch:
         body = b"".join(self.parts)
         if self.status != 200:
             status = client_status_for(self.status)
-            message, kind, _ = upstream_error_message(body)
+            message, kind, _ = describe_error_body(self.status, body)
             self._reply(status, error_json(status, message, error_type=kind or "upstream_error"))
             return
         if self.size > self.gw.models_limit_bytes:

@@ -18,7 +18,6 @@ from orchat.httpwire import (
     parse_response_head,
     sse_error_event,
     status_line,
-    upstream_error_message,
 )
 from orchat.relay import client_status_for, error_kind_for, find_usage
 
@@ -96,19 +95,6 @@ def test_error_json_has_openais_shape() -> None:
     assert json.loads(error_json(502, "x"))["error"]["type"] == "api_error"
     assert sse_error_event(502, "cut", "upstream_error").startswith(b"data: {")
     assert status_line(418).startswith(b"HTTP/1.1 418 ")
-
-
-def test_upstream_error_message_strips_user_id_and_keeps_the_error_type() -> None:
-    body = json.dumps(
-        {"error": {"message": "Rate  limit\nexceeded", "code": 429, "metadata": {"error_type": "rate_limit_exceeded"}}, "user_id": "user_secret"}
-    ).encode()
-    message, kind, code = upstream_error_message(body)
-    assert (message, kind, code) == ("Rate limit exceeded", "rate_limit_exceeded", 429)
-    assert "user_secret" not in message
-    assert upstream_error_message(b'{"error": "plain words"}')[0] == "plain words"
-    assert "HTML" in upstream_error_message(b"<html><body>oops</body></html>")[0]
-    assert upstream_error_message(b"")[0] == "upstream answered with an empty body"
-    assert upstream_error_message(b"some text")[0] == "some text"
 
 
 def test_client_status_for_maps_the_gateway_key_failure_to_502() -> None:
