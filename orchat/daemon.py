@@ -228,6 +228,10 @@ class Daemon:
         self.port = 0
         self.last_status = 0.0
         self.watchdog = sdnotify.watchdog_interval_seconds(self.environ)
+        from orchat import journal
+
+        # Under systemd the structured log already reaches the journal: no plain duplicate lines.
+        self.plain_stderr = not journal.is_journal_stream(self.environ)
 
     def notify(self, message: str) -> None:
         sdnotify.notify(message, self.environ)
@@ -271,6 +275,8 @@ class Daemon:
 
     def _announce(self, text: str) -> None:
         # One plain line on stderr so `orchat --daemon &` and tests see where it listens.
+        if not self.plain_stderr:
+            return
         try:
             os.write(2, f"orchat: daemon {self.gw.instance}: {text}\n".encode())
         except OSError:

@@ -179,3 +179,13 @@ def test_a_broken_health_checks_file_is_logged_and_a_reload_picks_up_the_fix(
         assert "health check Fails: CRITICAL" in log_file.read_text()
     finally:
         hooks.close()
+
+
+def test_plain_stderr_lines_are_left_out_when_stderr_is_the_journal(api_env: dict[str, str], capfd: pytest.CaptureFixture[str]) -> None:
+    st = os.fstat(2)
+    quiet = daemon.Daemon(settings_with(), environ={"JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino}"})
+    quiet._announce("listening on nowhere")
+    loud = daemon.Daemon(settings_with(), environ={})
+    loud._announce("listening on somewhere")
+    err = capfd.readouterr().err
+    assert "somewhere" in err and "nowhere" not in err
