@@ -80,7 +80,7 @@ class ClientConnection(asyncio.Protocol):
             gw.reject("connections")
             self.respond(503, error_json(503, "too many connections"), headers=[("Retry-After", "1")])
             return
-        high = max(65536, gw.stream_buffer * 16)
+        high = max(16384, gw.stream_buffer * 16)  # ORCHAT_STREAM_BUFFER: 8192 -> 128 KiB, 4096 -> 64 KiB per client
         transport.set_write_buffer_limits(high=high, low=high // 4)
         self.deadline = time.monotonic() + gw.idle_timeout
 
