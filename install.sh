@@ -148,6 +148,7 @@ resolve_layout() {
     BINDIR=$PREFIX/bin
     LIBDIR=$PREFIX/lib/orchat
     MANDIR=$PREFIX/share/man
+    EXAMPLEDIR=$PREFIX/share/doc/orchat/examples
     BASHCOMPDIR=$PREFIX/share/bash-completion/completions
     ZSHCOMPDIR=$PREFIX/share/zsh/site-functions
     ROOT=$DESTDIR
@@ -496,7 +497,13 @@ install_files() {
                 rel=${rel#./}
                 mode=644
                 if [ -x "$SRC/etc/$rel" ]; then mode=755; fi
-                put_config "$SRC/etc/$rel" "$SYSCONFDIR/$rel" "$mode"
+                case $rel in
+                    # Other software's config (a balancer, keepalived, Prometheus, journald for the
+                    # whole host): shipped as examples to copy on purpose, never dropped into /etc.
+                    haproxy/* | keepalived/* | nginx/* | prometheus/* | systemd/*)
+                        put_file "$SRC/etc/$rel" "$EXAMPLEDIR/etc/$rel" 644 ;;
+                    *) put_config "$SRC/etc/$rel" "$SYSCONFDIR/$rel" "$mode" ;;
+                esac
             done < <(cd "$SRC/etc" && find . -type f -print0 | sort -z)
         fi
         for file in "$SRC"/systemd/*.service "$SRC"/systemd/*.timer "$SRC"/systemd/*.socket "$SRC"/systemd/*.path; do
@@ -504,6 +511,14 @@ install_files() {
             render_unit "$file" "$WORK/unit"
             put_file "$WORK/unit" "$UNITDIR/${file##*/}" 644
         done
+    fi
+    if [ "$SYSTEM_FILES" = 1 ] && [ -z "$ROOT" ] && [ "$(id -u)" = 0 ]; then
+        # The units run as the `orchat` user and read the key from /etc/orchat/credentials.
+        ensure_dir "$SYSCONFDIR/orchat/credentials"
+        chmod 700 "$SYSCONFDIR/orchat/credentials" 2>/dev/null || true
+        if command -v systemd-sysusers >/dev/null 2>&1 && [ -f "$SYSCONFDIR/sysusers.d/orchat.conf" ]; then
+            systemd-sysusers "$SYSCONFDIR/sysusers.d/orchat.conf" >/dev/null 2>&1 || say "warning: systemd-sysusers could not create the orchat user"
+        fi
     fi
     if [ -z "$ROOT" ]; then
         # Compiled now, as root may own the tree: users' runs could not write __pycache__ themselves.

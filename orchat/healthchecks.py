@@ -133,10 +133,10 @@ def check_network(ctx: HealthContext) -> CheckResult:
         return _unchecked("network")
     from urllib.parse import urlsplit
 
-    from orchat.transport import Endpoint, Transport, _proxy_for
+    from orchat.transport import Endpoint, Transport, proxy_for
 
     endpoint = Endpoint.from_url(ctx.settings.api_base)
-    proxy = _proxy_for(endpoint, ctx.environ)
+    proxy = proxy_for(endpoint, ctx.environ)
     host, port, via = endpoint.host, endpoint.port, ""
     if proxy:
         parts = urlsplit(proxy if "://" in proxy else "http://" + proxy)

@@ -70,7 +70,8 @@ class Endpoint:
         return host if self.port == default else f"{host}:{self.port}"
 
 
-def _proxy_for(endpoint: Endpoint, environ: dict[str, str]) -> str:
+def proxy_for(endpoint: Endpoint, environ: dict[str, str]) -> str:
+    """Return the proxy URL to use for ENDPOINT under ENVIRON (http(s)_proxy, no_proxy), or ""."""
     names = ("https_proxy", "HTTPS_PROXY") if endpoint.scheme == "https" else ("http_proxy", "HTTP_PROXY")
     proxy = next((environ[n] for n in names if environ.get(n)), "")
     if not proxy or is_no_proxy(endpoint.host, environ):
@@ -248,24 +249,14 @@ class Transport:
         self.sleep = sleep
         self.retries_done = 0
 
-    def _ssl_context(self) -> Any:
-        import ssl  # lazy: plain-http endpoints (local llama.cpp, an ORCHAT gateway) never pay for it
-
-        cafile = self.ca_file or self.environ.get("SSL_CERT_FILE") or None
-        try:
-            return ssl.create_default_context(cafile=cafile)
-        except (OSError, ssl.SSLError) as err:
-            raise UpstreamUnavailable(f"cannot load CA file {cafile}: {err}", error_type="network") from err
-
     def connect(self) -> Connection:
         """Return an open Connection. Raise UpstreamUnavailable on DNS/connect/proxy/TLS failure."""
         ep = self.endpoint
-        proxy = _proxy_for(ep, self.environ)
+        proxy = proxy_for(ep, self.environ)
         host, port = ep.host, ep.port
         if proxy:
-            p = urlsplit(proxy if "://" in proxy else "http://" + proxy)
-            host, port = p.hostname or "", p.port or 8080
-        context = self._ssl_context() if ep.scheme == "https" else None
+            host, port = proxy_address(proxy)
+        context = make_ssl_context(self.ca_file, self.environ) if ep.scheme == "https" else None
         stage = "connect"
         sock: socket.socket | None = None
         try:
@@ -277,7 +268,7 @@ class Transport:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
             if proxy and context is not None:
                 stage = "proxy CONNECT"
-                _open_tunnel(sock, ep)
+                open_tunnel(sock, ep)
             if context is not None:
                 stage = "TLS"
                 sock = context.wrap_socket(sock, server_hostname=ep.host)
@@ -377,10 +368,34 @@ def _close(sock: socket.socket | None) -> None:
             pass
 
 
-def _open_tunnel(sock: socket.socket, endpoint: Endpoint) -> None:
+def make_ssl_context(ca_file: str, environ: dict[str, str]) -> Any:
+    """Return a verifying SSLContext (ORCHAT_CA_FILE, else SSL_CERT_FILE, else the system store).
+
+    Raise UpstreamUnavailable when the CA file cannot be loaded.
+    """
+    import ssl  # lazy: plain-http endpoints (local llama.cpp, an ORCHAT gateway) never pay for it
+
+    cafile = ca_file or environ.get("SSL_CERT_FILE") or None
+    try:
+        return ssl.create_default_context(cafile=cafile)
+    except (OSError, ssl.SSLError) as err:
+        raise UpstreamUnavailable(f"cannot load CA file {cafile}: {err}", error_type="network") from err
+
+
+def proxy_address(proxy: str) -> tuple[str, int]:
+    """Return (host, port) of a proxy given as URL or host:port (port 8080 when absent)."""
+    parts = urlsplit(proxy if "://" in proxy else "http://" + proxy)
+    return parts.hostname or "", parts.port or 8080
+
+
+def open_tunnel(sock: socket.socket, endpoint: Endpoint) -> None:
+    """Ask the proxy connected on SOCK for a CONNECT tunnel to ENDPOINT. Raise OSError if refused."""
     target = f"{endpoint.host}:{endpoint.port}"
     sock.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\nUser-Agent: {USER_AGENT}\r\n\r\n".encode("latin-1"))
-    answer = Response(sock, head_only=True)
+    try:
+        answer = Response(sock, head_only=True)
+    except WireError as err:
+        raise OSError(f"proxy sent a malformed answer to CONNECT {target}: {err}") from err
     if answer.status != 200:
         raise OSError(f"proxy answered {answer.status} to CONNECT {target}")
 

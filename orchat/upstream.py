@@ -14,11 +14,10 @@ import os
 import socket
 import time
 from typing import Any, Callable, Protocol
-from urllib.parse import urlsplit
 
 from orchat.errors import UpstreamUnavailable
 from orchat.httpwire import MAX_HEAD_BYTES, ChunkedDecoder, WireError, parse_response_head
-from orchat.transport import USER_AGENT, Endpoint, _proxy_for
+from orchat.transport import USER_AGENT, Endpoint, make_ssl_context, open_tunnel, proxy_address, proxy_for
 
 MAX_IDLE_CONNECTIONS = 256
 
@@ -212,7 +211,7 @@ class UpstreamPool:
         self.keepalive = keepalive
         self.ca_file = ca_file
         self.environ = dict(os.environ if environ is None else environ)
-        self.proxy = _proxy_for(self.endpoint, self.environ)
+        self.proxy = proxy_for(self.endpoint, self.environ)
         self.idle: list[UpstreamConnection] = []
         self.active: set[UpstreamConnection] = set()
         self.closed = False
@@ -272,33 +271,15 @@ class UpstreamPool:
 
     def _ssl_context(self) -> Any:
         if self._ssl is None:
-            import ssl
-
-            cafile = self.ca_file or self.environ.get("SSL_CERT_FILE") or None
-            try:
-                self._ssl = ssl.create_default_context(cafile=cafile)
-            except (OSError, ssl.SSLError) as err:
-                raise UpstreamUnavailable(f"cannot load CA file {cafile}: {err}", error_type="network") from err
+            self._ssl = make_ssl_context(self.ca_file, self.environ)
         return self._ssl
 
     def _proxy_socket(self) -> socket.socket:
         # Runs in the executor: a blocking connect plus, for https, the CONNECT handshake.
-        parts = urlsplit(self.proxy if "://" in self.proxy else "http://" + self.proxy)
-        sock = socket.create_connection((parts.hostname or "", parts.port or 8080), timeout=self.connect_timeout)
+        sock = socket.create_connection(proxy_address(self.proxy), timeout=self.connect_timeout)
         try:
             if self.endpoint.scheme == "https":
-                target = f"{self.endpoint.host}:{self.endpoint.port}"
-                sock.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode("latin-1"))
-                answer = b""
-                while b"\r\n\r\n" not in answer:
-                    piece = sock.recv(4096)
-                    if not piece or len(answer) > MAX_HEAD_BYTES:
-                        raise OSError(f"proxy {parts.hostname} closed the CONNECT")
-                    answer += piece
-                status = answer.split(b" ", 2)[1] if answer.count(b" ") >= 2 else b""
-                if status != b"200":
-                    first_line = answer.split(b"\r\n", 1)[0].decode("latin-1")
-                    raise OSError(f"proxy refused CONNECT: {first_line}")
+                open_tunnel(sock, self.endpoint)
             sock.setblocking(False)
         except OSError:
             sock.close()

@@ -105,6 +105,7 @@ class FakeOpenRouter:
         class Handler(_Handler):
             owner = fake
 
+        _QuietServer.request_queue_size = 1024  # 200 simultaneous connects must not stall in the backlog
         self.server = _QuietServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.scheme = "http"

@@ -357,6 +357,11 @@ def test_destdir_install_with_prefix_usr_renders_units_and_never_overwrites_conf
         "usr/share/zsh/site-functions/_orchat",
     ):
         assert (dest / path).is_file(), path
+    # Other software's config and the host-wide journald drop-in are examples, never put in /etc.
+    for rel in ("keepalived/keepalived.conf", "haproxy/orchat.cfg", "nginx/orchat.conf", "systemd/journald.conf.d/orchat.conf"):
+        assert not (dest / "etc" / rel).exists(), rel
+        assert (dest / "usr" / "share" / "doc" / "orchat" / "examples" / "etc" / rel).is_file(), rel
+    assert (dest / "etc" / "logrotate.d" / "orchat").is_file()
     # DESTDIR staging compiles nothing: distro tooling byte-compiles for its own interpreter.
     assert not list(dest.rglob("__pycache__"))
     assert str(dest) not in (dest / "usr" / "lib" / "orchat" / "INSTALLED").read_text()
