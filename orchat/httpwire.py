@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import json
 from http import HTTPStatus
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs start-up time on every chat; annotations are strings here
+    from typing import Any
 
 MAX_HEAD_BYTES = 16384
 MAX_CHUNK_LINE_BYTES = 4096

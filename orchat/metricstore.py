@@ -21,13 +21,15 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from orchat import fsutil, paths
 from orchat.config import Settings
 from orchat.errors import OrchatError, StorageError
 
-if TYPE_CHECKING:
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs start-up time on every chat; annotations are strings here
+    from typing import Any, Mapping, Sequence
+
     from orchat.metrics import Family
 
 STORE_FORMAT = 1
