@@ -49,9 +49,9 @@ def ratio(a: list[float], b: list[float]) -> float:
 
 def machine_line(python: str = "/usr/bin/python3") -> str:
     version = subprocess.run([python, "--version"], capture_output=True, text=True, check=False).stdout.strip()
-    return (
-        f"{platform.node() or 'host'}, {os.cpu_count()} cores, {platform.machine()}, {version} ({python}), {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
-    )
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    return f"{platform.node() or 'host'}, {os.cpu_count()} cores, {platform.machine()}, {version} ({python}), {stamp}, load average {load}"
 
 
 def write_section(title: str, body: str) -> None:
