@@ -149,7 +149,10 @@ class Response:
     def read1(self, amount: int = 65536) -> bytes:
         """Return up to AMOUNT body bytes as soon as any are available; b"" at the end of the body."""
         while not self.done:
-            data, self._pending = (self._pending, b"") if self._pending else (self.sock.recv(amount), b"")
+            if self._pending:  # bytes that came with the head: hand them out AMOUNT at a time too
+                data, self._pending = self._pending[:amount], self._pending[amount:]
+            else:
+                data = self.sock.recv(amount)
             if not data:
                 if self._decoder is None and self._left is None:
                     self.done = True  # body delimited by the connection closing

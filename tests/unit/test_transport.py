@@ -159,3 +159,24 @@ def test_retry_after_parsing() -> None:
     assert parse_retry_after("") is None and parse_retry_after("soon") is None
     later = parse_retry_after(formatdate(time.time() + 30, usegmt=True))
     assert later is not None and 25 <= later <= 31
+
+
+@pytest.mark.parametrize("keepalive", [True, False])
+def test_tcp_keepalive_follows_the_setting(raw: type[RawServer], keepalive: bool) -> None:
+    server = raw([b"HTTP/1.1 204 No Content\r\n\r\n"])
+    conn = server.transport(keepalive=keepalive).connect()
+    try:
+        assert bool(conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE)) is keepalive
+        assert conn.sock.gettimeout() == 30.0  # the idle timeout applies once connected
+    finally:
+        conn.close()
+
+
+def test_stream_buffer_bounds_each_read(raw: type[RawServer]) -> None:
+    server = raw([b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + b"x" * 1000])
+    _, response = server.transport().request("GET", "/x")
+    time.sleep(0.1)  # let the whole body arrive: reads are then limited only by the size asked for
+    sizes = []
+    while chunk := response.read1(256):
+        sizes.append(len(chunk))
+    assert sum(sizes) == 1000 and max(sizes) == 256
