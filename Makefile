@@ -85,6 +85,10 @@ bench: venv ## run bench/ (start-up, one-shot, metrics, daemon) and write docs/b
 	$(VPY) bench/metrics
 	@if [ -x bench/daemon ]; then $(VPY) bench/daemon; fi
 
+bench-peers: venv ## install llm, shell-gpt, litellm[proxy] into .bench-peers/ and compare ORCHAT with them (docs/benchmarks.md)
+	$(VPY) bench/peers install
+	$(VPY) bench/peers run
+
 clean: ## remove build and test leftovers
 	rm -rf $(VENV) dist build .coverage .coverage.* htmlcov
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
