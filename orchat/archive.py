@@ -81,7 +81,10 @@ class Manifest:
 def parse_manifest(data: bytes, origin: str) -> Manifest:
     """Given manifest.json bytes, return the Manifest. Raise ArchiveError naming ORIGIN if it is invalid."""
     try:
-        raw = json.loads(data.decode("utf-8"))
+        try:
+            raw = json.loads(data.decode("utf-8"))
+        except RecursionError as err:  # a hostile manifest nested deeper than the parser's stack
+            raise ValueError("nested too deeply") from err
         if not isinstance(raw, dict) or raw.get("format") != FORMAT_NAME:
             raise ValueError("not an ORCHAT backup manifest")
         if raw.get("format_version") != FORMAT_VERSION:

@@ -140,7 +140,7 @@ def append_record(path: Path, fields: Sequence[str], key: bytes | None = None) -
     body = SEPARATOR.join(escape_field(f) for f in fields)
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK, 0o600)
     except OSError as err:
         raise StorageError(f"cannot open the audit log {path}: {err.strerror or err}") from err
     try:

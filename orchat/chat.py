@@ -54,6 +54,7 @@ class Output:
         self.quiet = quiet
         self.wrote_any = False
         self.ends_with_newline = True
+        self.failure: OSError | None = None  # stdout could not be written (disk full, I/O error)
 
     def answer(self, text: str) -> None:
         if self.closed or self.quiet or not text:
@@ -64,8 +65,17 @@ class Output:
         except BrokenPipeError:
             self.closed = True
             return
+        except OSError as err:  # /dev/full, a failing disk: keep reading so the turn is recorded
+            self.closed = True
+            self.failure = err
+            return
         self.wrote_any = True
         self.ends_with_newline = text.endswith("\n")
+
+    def raise_failure(self) -> None:
+        """Raise StorageError (exit 74) if writing stdout failed."""
+        if self.failure is not None:
+            raise StorageError(f"cannot write the answer to stdout: {self.failure.strerror or self.failure}", error_type="io")
 
     def finish_answer(self) -> None:
         if self.wrote_any and not self.ends_with_newline:
@@ -142,6 +152,10 @@ def run_turn(
     finally:
         output.finish_answer()
     partial = result
+    if output.failure is not None and failure is None:
+        reason = output.failure.strerror or str(output.failure)
+        status, error_text = "error", f"cannot write the answer to stdout: {reason}"
+        failure = StorageError(error_text, error_type="io")
     elapsed = time.monotonic() - started
     if partial.content or status == "ok":
         conversation.messages.append({"role": "assistant", "content": partial.content})
@@ -174,6 +188,7 @@ def run_turn(
             status=status,
             error=error_text,
             generation_id=partial.id,
+            requested_model=options.model,
         )
         try:
             history.append_history(settings.history_path, record)

@@ -12,9 +12,12 @@ import sys
 
 from orchat import __version__
 from orchat.errors import (
+    EX_IOERR,
+    EX_SIGHUP,
     EX_SIGINT,
     EX_UNEXPECTED,
     OrchatError,
+    StorageError,
     Terminated,
 )
 
@@ -39,9 +42,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 EXIT_CODES_HELP = """exit codes:
   0 ok · 1 unexpected · 2 usage · 65 request refused (input too large, HTTP 400/404/413/422)
-  69 upstream unavailable (DNS/connect/TLS, 5xx after retries) · 74 I/O (history/log write, disk full)
+  69 upstream unavailable (DNS/connect/TLS, 5xx after retries) · 74 I/O (history/log/stdout write, disk full)
   75 temporary (429, 408, timeout) · 76 protocol (malformed or cut stream, error event in a stream)
-  77 permission (401/402/403) · 78 config (missing key, bad value) · 130 SIGINT · 143 SIGTERM
+  77 permission (401/402/403) · 78 config (missing key, bad value, redirect) · 129 SIGHUP · 130 SIGINT · 143 SIGTERM
   health-check: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN"""
 
 STDIN_HELP = """input:
@@ -51,6 +54,10 @@ STDIN_HELP = """input:
 
 def _on_sigterm(signum: int, frame: Any) -> None:
     raise Terminated("terminated by SIGTERM")
+
+
+def _on_sighup(signum: int, frame: Any) -> None:
+    raise Terminated("hung up (SIGHUP)", exit_code=EX_SIGHUP)
 
 
 def build_parser() -> Any:
@@ -142,16 +149,36 @@ def parse_chat_args(args: list[str]) -> Any:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run orchat with ARGV (default sys.argv[1:]); return the exit code. Never raises."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    if args == ["--version"]:
-        # Fast path: `orchat --version` is what installers and health checks call most.
-        sys.stdout.write(f"orchat {__version__}\n")
-        return 0
-    import signal
-
-    signal.signal(signal.SIGTERM, _on_sigterm)
-    _make_stdout_tolerant()
+    code = _main(list(sys.argv[1:] if argv is None else argv))
     try:
+        if sys.stdout is not None:
+            sys.stdout.flush()
+    except OSError as err:
+        # Whatever could not be written is dropped here, so the interpreter's own final flush
+        # cannot fail again and turn the exit code into 120.
+        _silence_stdout()
+        if code == 0 and not isinstance(err, BrokenPipeError):  # a reader that stopped early is fine
+            _report_text(f"I/O error: {err.strerror or err}")
+            code = EX_IOERR
+    return code
+
+
+def _main(args: list[str]) -> int:
+    try:
+        if sys.stdout is None:  # started with fd 1 closed: there is nowhere to put the product
+            raise StorageError("standard output is closed")
+        if args == ["--version"]:
+            # Fast path: `orchat --version` is what installers and health checks call most.
+            sys.stdout.write(f"orchat {__version__}\n")
+            sys.stdout.flush()
+            return 0
+        import signal
+
+        # SIGTERM (systemd, kill) and SIGHUP (a dropped ssh session) end a run the same way:
+        # the exchange is recorded, then exit 143 / 129.
+        signal.signal(signal.SIGTERM, _on_sigterm)
+        signal.signal(signal.SIGHUP, _on_sighup)
+        _make_stdout_tolerant()
         return _dispatch(args)
     except OrchatError as err:
         _report(err)
@@ -164,6 +191,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except SystemExit as exit_:  # argparse: --help (0) and usage errors (2)
         return exit_.code if isinstance(exit_.code, int) else EX_UNEXPECTED
+    except OSError as err:  # stdout on a full disk (/dev/full), an I/O error on a pipe or tty
+        _silence_stdout()
+        _report_text(f"I/O error: {err.strerror or err}")
+        return EX_IOERR
     except Exception as err:  # the one catch-all: a bug must still read as one line
         _report_text(f"unexpected error: {type(err).__name__}: {err} (set ORCHAT_DEBUG=1 for a traceback)")
         if os.environ.get("ORCHAT_DEBUG") == "1":
@@ -223,10 +254,12 @@ def _report(err: OrchatError) -> None:
 
 
 def _report_text(text: str) -> None:
+    # Server-supplied text must not drive the terminal: escape control characters (ESC, BEL, ...).
+    text = "".join(ch if ch.isprintable() or ch == "\t" else repr(ch)[1:-1] for ch in text)
     try:
         sys.stderr.write(f"orchat: error: {text}\n")
         sys.stderr.flush()
-    except (OSError, ValueError):
+    except (OSError, ValueError, AttributeError):  # stderr closed or full: the exit code still tells
         pass
 
 

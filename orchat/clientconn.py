@@ -171,6 +171,10 @@ class ClientConnection(asyncio.Protocol):
                 return False
             self.identity = identity
         if method != "POST":
+            if ("content-length" in headers and headers["content-length"] != "0") or "transfer-encoding" in headers:
+                # A GET with a body: never parse that body as the next request (desync behind a
+                # balancer that reuses connections); answer, then close.
+                self.keep_alive = False
             self.route_get()
             return False
         length = body_length(headers)
@@ -247,7 +251,7 @@ class ClientConnection(asyncio.Protocol):
         gw = self.gw
         try:
             payload = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):
             gw.reject("bad_request")
             self.respond(400, error_json(400, "We could not parse the JSON body of your request. Send valid JSON.", code="invalid_json"))
             return

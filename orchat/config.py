@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 DEFAULT_API_BASE = "https://openrouter.ai/api/v1"
 KEY_NAMES = ("ORCHAT_API_KEY", "OPENROUTER_API_KEY")
+CONFIG_MAX_BYTES = 1048576  # a larger "config" is a mistake (a log, /dev/zero): refused, never read whole
 
 
 def _int(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
@@ -60,10 +61,21 @@ def _text(text: str) -> str:
 
 
 def _base_url(text: str) -> str:
+    from urllib.parse import urlsplit
+
     url = text.strip().rstrip("/")
     if not url.startswith(("http://", "https://")):
         raise ValueError("must start with http:// or https://")
+    parts = urlsplit(url)  # raises ValueError for a bad IPv6 literal
+    if not parts.hostname:
+        raise ValueError("has no host")
+    parts.port  # noqa: B018 - raises ValueError for a port that is not a number in 0-65535
     return url
+
+
+def parse_port(text: str) -> int:
+    """Return TEXT as a TCP port (0-65535; 0 picks a free one). Raise ValueError otherwise."""
+    return _int(0, 65535)(text)
 
 
 def _log_level(text: str) -> str:
@@ -117,7 +129,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ORCHAT_LOG_ALLOW_EMERG", "0", _bool, "send EMERGENCY..SECURITY to journald as priority 0 (walls every terminal) instead of 1"),
     Setting("ORCHAT_JOURNAL_SOCKET", "/run/systemd/journal/socket", _text, "journald socket, used when stderr is the journal (JOURNAL_STREAM)"),
     Setting("ORCHAT_METRICS_ADDR", "127.0.0.1", _text, "listen address of metrics serve and the daemon"),
-    Setting("ORCHAT_METRICS_PORT", "9090", _int(0, 65535), "listen port of metrics serve and the daemon"),
+    Setting("ORCHAT_METRICS_PORT", "9090", parse_port, "listen port of metrics serve and the daemon"),
     Setting("ORCHAT_METRICS", "1", _bool, "count chat requests in the metrics store (state dir) read by `orchat metrics`"),
     Setting("ORCHAT_METRICS_MODELS", "", _text, 'models with their own metrics label (comma list); the first 10 others seen too, the rest are "other"'),
     Setting("ORCHAT_BACKUP_DIR", "", _text, "backup directory (default ~/backup/orchat, system /var/backups/orchat)"),
@@ -171,11 +183,16 @@ def parse_config_file(path: Path) -> tuple[dict[str, str], str, list[str]]:
     key = ""
     warnings: list[str] = []
     try:
-        text = path.read_text(encoding="utf-8")
+        from orchat.fsutil import open_regular
+
+        with open(open_regular(path), encoding="utf-8") as handle:  # a FIFO or device is refused, not waited on
+            text = handle.read(CONFIG_MAX_BYTES + 1)
     except FileNotFoundError:
         return pairs, key, warnings
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError(f"cannot read {path}: {err}") from err
+    if len(text) > CONFIG_MAX_BYTES:
+        raise ConfigError(f"{path} is larger than {CONFIG_MAX_BYTES} bytes: not a config file")
     for number, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
         if not line or line.startswith("#"):
@@ -266,3 +283,14 @@ def mask_key(key: str) -> str:
         return "*" * 4
     prefix = "sk-or-" if key.startswith("sk-or-") else key[:3]
     return f"{prefix}...{key[-4:]}"
+
+
+def scrub_secret(text: str, secret: str) -> str:
+    """Return TEXT with every occurrence of SECRET replaced by its masked form.
+
+    Servers sometimes echo the Authorization header or the key in an error message; that text
+    then reaches stderr, history, logs or a gateway client, where the key must never appear.
+    """
+    if not secret or len(secret) < 8 or secret not in text:
+        return text
+    return text.replace(secret, mask_key(secret))

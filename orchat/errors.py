@@ -12,6 +12,7 @@ EX_TEMPFAIL = 75
 EX_PROTOCOL = 76
 EX_NOPERM = 77
 EX_CONFIG = 78
+EX_SIGHUP = 129
 EX_SIGINT = 130
 EX_SIGTERM = 143
 
@@ -21,8 +22,10 @@ class OrchatError(Exception):
 
     exit_code = EX_UNEXPECTED
 
-    def __init__(self, message: str, *, hint: str = "", status: int = 0, error_type: str = "") -> None:
+    def __init__(self, message: str, *, hint: str = "", status: int = 0, error_type: str = "", exit_code: int = 0) -> None:
         super().__init__(message)
+        if exit_code:
+            self.exit_code = exit_code
         self.message = message
         self.hint = hint
         self.status = status  # HTTP status when the error came from a server, else 0

@@ -87,12 +87,15 @@ def append_record(path: Path, data: bytes, mode: int = 0o600, *, sync: bool = Fa
     symlink planted in place of the file. Raise StorageError if the write fails or is short.
     """
     ensure_dir(path.parent)
-    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
+    # O_NONBLOCK: a FIFO planted at the path must fail at once, not hang the run.
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
     try:
         fd = os.open(path, flags, mode)
     except OSError as err:
         raise _storage_error("open", path, err) from err
     try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
         fcntl.flock(fd, fcntl.LOCK_EX)
         size_before = os.fstat(fd).st_size
         try:
@@ -147,3 +150,15 @@ def check_not_writable_by_others(path: Path) -> None:
         raise PermissionFailure(f"{path} is writable by group or others; refusing to use it", hint="chmod go-w")
     if st.st_uid not in (os.getuid(), 0):
         raise PermissionFailure(f"{path} is owned by uid {st.st_uid}, not by you or root; refusing to use it")
+
+
+def open_regular(path: Path) -> int:
+    """Open PATH for reading without blocking on a FIFO or device; return the fd.
+
+    Raise FileNotFoundError when it is missing, OSError(EINVAL) when it is not a regular file.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "not a regular file")
+    return fd

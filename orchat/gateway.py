@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 from orchat.clientconn import HEAD, ClientConnection
-from orchat.config import Settings
+from orchat.config import Settings, mask_key
 from orchat.errors import ConfigError, PermissionFailure
 from orchat.relay import ChatRelay, ModelsFetch
 from orchat.upstream import UpstreamPool
@@ -94,6 +94,9 @@ class Gateway:
         old = self.pool
         self.settings = settings
         self.tokens = tokens
+        # The upstream key as bytes, to mask it wherever an upstream echoes it back (never relayed).
+        self.key_bytes = settings.api_key.encode() if len(settings.api_key) >= 8 else b""
+        self.masked_key_bytes = mask_key(settings.api_key).encode()
         self.instance = settings.instance_name or "orchat"
         self.max_body = settings.daemon_max_body_bytes
         self.header_timeout = settings.daemon_header_timeout

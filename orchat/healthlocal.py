@@ -163,7 +163,7 @@ def check_history(ctx: HealthContext) -> CheckResult:
                     break
                 try:
                     ok = isinstance(json.loads(raw), dict)
-                except ValueError:
+                except (ValueError, RecursionError):
                     ok = not raw.strip()
                 if ok:
                     records += bool(raw.strip())

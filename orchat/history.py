@@ -52,6 +52,7 @@ def build_record(
     status: str,
     error: str = "",
     generation_id: str = "",
+    requested_model: str = "",
 ) -> dict[str, Any]:
     """Return one history record (status is ok, interrupted or error)."""
     usage = usage or {}
@@ -60,6 +61,7 @@ def build_record(
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "conversation": conversation,
         "model": model,
+        "requested_model": requested_model or model,
         "generation_id": generation_id,
         "messages": messages,
         "answer": answer,
@@ -80,13 +82,13 @@ def append_history(path: Path, record: dict[str, Any]) -> None:
 def iter_history(path: Path) -> Iterator[Record]:
     """Yield the records of PATH oldest first, skipping torn or foreign lines."""
     try:
-        with open(path, "rb") as handle:
+        with open(fsutil.open_regular(path), "rb") as handle:
             for raw in handle:
                 if not raw.endswith(b"\n"):
                     continue  # torn last line: a writer died mid-record
                 try:
                     data = json.loads(raw)
-                except ValueError:
+                except (ValueError, RecursionError):
                     continue
                 if isinstance(data, dict):
                     yield Record(data)
@@ -100,8 +102,8 @@ def read_history(path: Path) -> list[Record]:
     return list(iter_history(path))
 
 
-def last_conversation(path: Path) -> tuple[str, list[dict[str, Any]]]:
-    """Return (conversation id, messages so far) of the newest exchange that produced an answer.
+def last_conversation(path: Path) -> tuple[str, list[dict[str, Any]], str]:
+    """Return (conversation id, messages so far, model asked for) of the newest answered exchange.
 
     Raise UsageError when there is nothing to continue.
     """
@@ -113,7 +115,7 @@ def last_conversation(path: Path) -> tuple[str, list[dict[str, Any]]]:
         raise UsageError("no previous conversation to continue (history is empty)")
     messages = [m for m in last.data.get("messages", []) if isinstance(m, dict)]
     messages.append({"role": "assistant", "content": last.data.get("answer", "")})
-    return last.conversation, messages
+    return last.conversation, messages, str(last.data.get("requested_model") or "")
 
 
 def trim_context(messages: list[dict[str, Any]], max_history: int) -> list[dict[str, Any]]:
@@ -149,7 +151,7 @@ def clear_history(path: Path) -> int:
     if not path.exists():
         return 0
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW)
+        fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError as err:
         raise StorageError(f"cannot clear history {path}: {err.strerror}") from err
     try:

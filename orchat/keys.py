@@ -107,7 +107,7 @@ def _read_json(path: Path) -> dict[str, Any] | None:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return None
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, RecursionError) as err:
         raise StorageError(f"cannot read {path}: {err}") from err
     return data if isinstance(data, dict) else None
 

@@ -136,7 +136,7 @@ def redact_wire_event(raw: str) -> str:
         return raw
     try:
         data = json.loads(payload)
-    except ValueError:
+    except (ValueError, RecursionError):
         return f"data: <{len(payload)} chars, not JSON>"
     return "data: " + json.dumps(_redact(data), ensure_ascii=False, separators=(",", ":"))
 
@@ -260,7 +260,7 @@ class EventLog:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o750 if self.system_mode else 0o700)
         # Rotation reads the first record's date, so user logs open read-write.
         access = os.O_WRONLY if self.system_mode else os.O_RDWR
-        fd = os.open(self.path, access | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o640 if self.system_mode else 0o600)
+        fd = os.open(self.path, access | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK, 0o640 if self.system_mode else 0o600)
         st = os.fstat(fd)
         self._fd, self._id = fd, (st.st_dev, st.st_ino)
         self._day = ""

@@ -90,7 +90,10 @@ def _normalise_histogram(raw: Any) -> dict[str, Any]:
 
 def parse_store(data: bytes) -> dict[str, Any]:
     """Given the bytes of a store file, return a well-formed store. Raise ValueError if it is not one."""
-    raw = json.loads(data.decode("utf-8"))
+    try:
+        raw = json.loads(data.decode("utf-8"))
+    except RecursionError as err:  # a hostile file nested deeper than the parser's stack
+        raise ValueError("nested too deeply") from err
     if not isinstance(raw, dict) or raw.get("format") != STORE_FORMAT:
         raise ValueError("not an ORCHAT metrics store")
     store = empty_store()

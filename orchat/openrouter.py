@@ -11,8 +11,9 @@ import json
 import socket
 import time
 
-from orchat.config import Settings
+from orchat.config import Settings, scrub_secret
 from orchat.errors import (
+    ConfigError,
     OrchatError,
     ProtocolError,
     TemporaryFailure,
@@ -20,7 +21,7 @@ from orchat.errors import (
     api_error_for_status,
 )
 from orchat.httpwire import WireError
-from orchat.sse import SSEParser
+from orchat.sse import LineTooLong, SSEParser
 from orchat.transport import REASONS, Transport, backoff_seconds, parse_retry_after
 
 TYPE_CHECKING = False
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from typing import Any, Callable, Iterator
 
 ERROR_BODY_PREVIEW_CHARS = 200
+MAX_BODY_BYTES = 64 * 1024 * 1024  # a whole (non-streamed) answer or model list; beyond is a broken server
 
 
 class ChatResult:
@@ -70,7 +72,7 @@ def describe_error_body(status: int, body: bytes) -> tuple[str, str, float | Non
     text = body.decode("utf-8", errors="replace").strip()
     try:
         data = json.loads(text) if text else None
-    except ValueError:
+    except (ValueError, RecursionError):
         data = None
     if isinstance(data, dict):
         error = data.get("error", data)
@@ -185,6 +187,10 @@ class Client:
     def _raise_for_status(self, response: Any) -> None:
         if 200 <= response.status < 300:
             return
+        if 300 <= response.status < 400:
+            # Redirects are not followed (a POST must not be replayed elsewhere): the base is wrong.
+            where = response.getheader("Location") or "another URL"
+            raise ConfigError(f"HTTP {response.status}: the server redirects to {where}; set ORCHAT_API_BASE to the final URL", status=response.status)
         try:
             body = response.read()
         except (OSError, WireError):
@@ -205,9 +211,21 @@ class Client:
         """GET PATH under the API base; return the decoded JSON. Raise OrchatError on failure."""
         conn, response = self.transport.request("GET", path, headers=self._headers(), is_retryable_answer=retry_verdict)
         try:
-            self._raise_for_status(response)
             try:
-                body = response.read()
+                self._raise_for_status(response)
+            except OrchatError as err:
+                raise self._scrubbed(err) from None
+            try:
+                parts, size = [], 0
+                while True:
+                    data = response.read1(65536)
+                    if not data:
+                        break
+                    parts.append(data)
+                    size += len(data)
+                    if size > MAX_BODY_BYTES:
+                        raise ProtocolError(f"GET {path}: answer is larger than {MAX_BODY_BYTES} bytes", error_type="protocol")
+                body = b"".join(parts)
             except socket.timeout as err:
                 raise TemporaryFailure(f"server stopped answering for {self.settings.request_timeout:g}s", error_type="timeout") from err
             except (OSError, WireError) as err:
@@ -216,7 +234,7 @@ class Client:
             conn.close()
         try:
             return json.loads(body)
-        except ValueError as err:
+        except (ValueError, RecursionError) as err:
             raise ProtocolError(f"GET {path}: answer is not JSON", error_type="protocol") from err
 
     def list_models(self) -> list[dict[str, Any]]:
@@ -268,8 +286,15 @@ class Client:
                 yield from self._read_stream(response, result, started)
             else:
                 yield from self._read_whole(response, result, started)
+        except OrchatError as err:
+            raise self._scrubbed(err) from None
         finally:
             conn.close()
+
+    def _scrubbed(self, err: OrchatError) -> OrchatError:
+        # A server that echoes the key in an error message must not put it on stderr or in history.
+        err.message = scrub_secret(err.message, self.settings.api_key)
+        return err
 
     def _read(self, response: Any, amount: int) -> bytes:
         try:
@@ -280,16 +305,19 @@ class Client:
             raise ProtocolError(f"connection lost mid-answer: {err or type(err).__name__}", error_type="protocol") from err
 
     def _read_whole(self, response: Any, result: ChatResult, started: float) -> Iterator[tuple[str, str]]:
-        chunks = []
+        chunks, size = [], 0
         while True:
             data = self._read(response, self.settings.stream_buffer)
             if not data:
                 break
             chunks.append(data)
+            size += len(data)
+            if size > MAX_BODY_BYTES:
+                raise ProtocolError(f"answer is larger than {MAX_BODY_BYTES} bytes", error_type="protocol")
         text = b"".join(chunks).decode("utf-8", errors="replace").strip()
         try:
             payload = json.loads(text)
-        except ValueError as err:
+        except (ValueError, RecursionError) as err:
             raise ProtocolError("answer is not JSON" + (f": {text[:80]!r}" if text else " (empty body)"), error_type="protocol") from err
         if not isinstance(payload, dict):
             raise ProtocolError("answer is not a JSON object", error_type="protocol")
@@ -339,7 +367,10 @@ class Client:
         saw_event = False
         while not done:
             data = self._read(response, size)
-            events = parser.feed(data) if data else parser.close()
+            try:
+                events = parser.feed(data) if data else parser.close()
+            except LineTooLong as err:
+                raise ProtocolError(str(err), error_type="protocol") from err
             for event in events:
                 saw_event = True
                 if self.on_event is not None:
@@ -357,7 +388,7 @@ class Client:
                     continue  # a proxy that wrapped the keep-alive comment as data
                 try:
                     chunk = json.loads(text)
-                except ValueError:
+                except (ValueError, RecursionError):
                     result.warnings.append("skipped a stream event that is not JSON")
                     continue
                 if not isinstance(chunk, dict):

@@ -12,6 +12,7 @@ import json
 import time
 from typing import TYPE_CHECKING, Any
 
+from orchat.config import scrub_secret
 from orchat.errors import UpstreamUnavailable
 from orchat.httpwire import error_json, sse_error_event
 from orchat.openrouter import describe_error_body
@@ -67,7 +68,7 @@ def find_usage(data: bytes) -> dict[str, Any] | None:
         if brace >= 0:
             try:
                 value, _ = _decoder.raw_decode(data[brace:].decode("utf-8", errors="replace"))
-            except ValueError:
+            except (ValueError, RecursionError):
                 value = None
             if isinstance(value, dict):
                 return value
@@ -153,7 +154,9 @@ class ChatRelay:
         self.client.uncork()
 
     def on_head(self, status: int, headers: dict[str, str]) -> None:
-        if not 200 <= status < 300:
+        # A chat answer always has a body: a 1xx/204/205/3xx here is an upstream fault (502), and
+        # relaying a bodiless status with a chunked body would desync the client's connection.
+        if not 200 <= status < 300 or status in (204, 205):
             self.error_status = status
             self.error_headers = [(name, headers[name]) for name in PASSED_ERROR_HEADERS if name in headers]
             return
@@ -176,7 +179,8 @@ class ChatRelay:
         if _USAGE_MARK in data:
             self.usage = find_usage(data) or self.usage
         if not self.sse:
-            self.client.send_stream(data)
+            key = self.gw.key_bytes
+            self.client.send_stream(data.replace(key, self.gw.masked_key_bytes) if key and key in data else data)
             return
         # Relay whole events only, so an error event appended later never lands mid-line.
         if self.pending:
@@ -192,7 +196,11 @@ class ChatRelay:
                 return
             cut = len(data)
         self.pending = data[cut:]
-        self.client.send_stream(data[:cut] if cut < len(data) else data)
+        events = data[:cut] if cut < len(data) else data
+        key = self.gw.key_bytes
+        if key and key in events:  # an in-band error event that echoes the gateway's key
+            events = events.replace(key, self.gw.masked_key_bytes)
+        self.client.send_stream(events)
 
     def _settled(self) -> bool:
         """Return True when this exchange needs nothing more (finished, or an upstream error answered)."""
@@ -252,6 +260,7 @@ class ChatRelay:
         if self.error_status == 401:
             message = "the upstream API refused the gateway's key: " + message
             kind = "upstream_auth_error"
+        message = scrub_secret(message, self.gw.settings.api_key)  # an upstream may echo the key
         self.gw.note(5 if status < 500 else 6, "upstream error", upstream_status=self.error_status, status=status, model=self.model)
         self.client.respond(status, error_json(status, message, error_type=kind), headers=self.error_headers)
 
@@ -310,7 +319,7 @@ class ModelsFetch:
             return
         try:
             data = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):
             self._reply(502, error_json(502, "the upstream model list is not JSON", error_type="upstream_error"))
             return
         items = data.get("data") if isinstance(data, dict) else data

@@ -7,6 +7,12 @@ even without a blank line (llama.cpp ends with `data: [DONE]` and no blank line)
 
 from __future__ import annotations
 
+MAX_LINE_BYTES = 16 * 1024 * 1024  # no real event comes near; a server streaming one endless line is refused
+
+
+class LineTooLong(ValueError):
+    """A line grew past MAX_LINE_BYTES without a line end."""
+
 
 class Event:
     """One dispatched event: its data (lines joined by newlines), its name, or a comment."""
@@ -29,7 +35,8 @@ class SSEParser:
     """
 
     def __init__(self) -> None:
-        self._buffer = b""
+        self._parts: list[bytes] = []  # bytes of the unfinished line, kept as pieces: no quadratic re-joins
+        self._size = 0
         self._data: list[str] = []
         self._name = ""
         self._pending_cr = False
@@ -41,10 +48,17 @@ class SSEParser:
         if self._pending_cr and chunk.startswith(b"\n"):
             chunk = chunk[1:]
         self._pending_cr = False
-        buffer = self._buffer + chunk
+        if b"\n" not in chunk and b"\r" not in chunk:
+            self._parts.append(chunk)
+            self._size += len(chunk)
+            if self._size > MAX_LINE_BYTES:
+                raise LineTooLong(f"a stream line is longer than {MAX_LINE_BYTES} bytes")
+            return events
+        buffer = b"".join(self._parts) + chunk if self._parts else chunk
         if b"\r" not in buffer:
             # Fast path for the LF-only framing every real server uses.
-            *lines, self._buffer = buffer.split(b"\n")
+            *lines, rest = buffer.split(b"\n")
+            self._keep(rest)
             for line in lines:
                 self._take_line(line, events)
             return events
@@ -63,15 +77,21 @@ class SSEParser:
                         self._pending_cr = True
                 start = i + 1
             i += 1
-        self._buffer = buffer[start:]
+        self._keep(buffer[start:])
         return events
+
+    def _keep(self, rest: bytes) -> None:
+        self._parts = [rest] if rest else []
+        self._size = len(rest)
+        if self._size > MAX_LINE_BYTES:
+            raise LineTooLong(f"a stream line is longer than {MAX_LINE_BYTES} bytes")
 
     def close(self) -> list[Event]:
         """Signal EOF; return the last event if one was pending."""
         events: list[Event] = []
-        if self._buffer:
-            self._take_line(self._buffer, events)
-            self._buffer = b""
+        if self._parts:
+            self._take_line(b"".join(self._parts), events)
+            self._parts, self._size = [], 0
         self._dispatch(events)
         return events
 

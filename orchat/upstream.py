@@ -107,7 +107,9 @@ class UpstreamConnection(asyncio.Protocol):
         self.buf = b""
         if "close" in headers.get("connection", "").lower():
             self.reusable = False
-        if "chunked" in headers.get("transfer-encoding", "").lower():
+        if status in (204, 304):  # never a body (RFC 9112 6.3), whatever the headers say
+            self.decoder, self.length = None, 0
+        elif "chunked" in headers.get("transfer-encoding", "").lower():
             self.decoder, self.length = ChunkedDecoder(), None
         elif headers.get("content-length", "").isdigit():
             self.decoder, self.length = None, int(headers["content-length"])

@@ -86,7 +86,9 @@ def run_chat_command(options: Any) -> int:
     ensure_key(settings)
     conversation = Conversation(id=history.new_conversation_id(), system=read_system_prompt(settings.system_prompt))
     if options.continue_:
-        conversation.id, messages = history.last_conversation(settings.history_path)
+        conversation.id, messages, model = history.last_conversation(settings.history_path)
+        if model and settings.sources.get("ORCHAT_MODEL") != "flag":  # -c keeps the conversation's model unless -m
+            settings.values["ORCHAT_MODEL"] = model
         conversation.messages = [m for m in messages if m.get("role") != "system"]
         if not settings.system_prompt:
             conversation.system = next((str(m.get("content", "")) for m in messages if m.get("role") == "system"), "")
@@ -111,6 +113,7 @@ def run_chat_command(options: Any) -> int:
         quiet = Output(sys.stdout, sys.stderr, quiet=True)
         result = run_turn(client, settings, conversation, prompt, turn, quiet, record_history=not options.no_history, observers=observers)
         output.answer(json.dumps(result.as_json(), ensure_ascii=False) + "\n")
+        output.raise_failure()
     else:
         result = run_turn(client, settings, conversation, prompt, turn, output, record_history=not options.no_history, observers=observers)
     if options.usage:

@@ -7,9 +7,21 @@ from typing import Any
 from orchat.config import load_settings
 
 
+def port_argument(text: str) -> int:
+    """argparse type: a TCP port 0-65535, or a usage error (exit 2) naming the value."""
+    import argparse
+
+    from orchat.config import parse_port
+
+    try:
+        return parse_port(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port (0-65535): {text!r}") from None
+
+
 def add_arguments(parser: Any) -> None:
     parser.add_argument("--addr", help="listen address (default ORCHAT_METRICS_ADDR, 127.0.0.1)")
-    parser.add_argument("--port", type=int, help="listen port (default ORCHAT_METRICS_PORT, 9090)")
+    parser.add_argument("--port", type=port_argument, help="listen port (default ORCHAT_METRICS_PORT, 9090)")
     parser.add_argument("--instance-name", help="name in logs, metrics and the X-Orchat-Instance header (ORCHAT_INSTANCE_NAME)")
     parser.add_argument("--check", action="store_true", help="check the configuration (key, tokens, listen address) and exit")
 

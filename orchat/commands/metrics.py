@@ -18,11 +18,23 @@ from orchat.metrics import CONTENT_TYPE, render_metrics
 from orchat.metricstore import allowed_models
 
 
+def port_argument(text: str) -> int:
+    """argparse type: a TCP port 0-65535, or a usage error (exit 2) naming the value."""
+    import argparse
+
+    from orchat.config import parse_port
+
+    try:
+        return parse_port(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port (0-65535): {text!r}") from None
+
+
 def add_arguments(parser: Any) -> None:
     parser.add_argument("action", nargs="?", choices=["serve"], help="serve: answer GET /metrics over HTTP until stopped")
     parser.add_argument("--textfile", metavar="PATH", help="write the exposition to PATH atomically (for node_exporter; name it *.prom)")
     parser.add_argument("--addr", help="serve: listen address (default ORCHAT_METRICS_ADDR, 127.0.0.1)")
-    parser.add_argument("--port", type=int, help="serve: listen port (default ORCHAT_METRICS_PORT, 9090; 0 picks a free one)")
+    parser.add_argument("--port", type=port_argument, help="serve: listen port (default ORCHAT_METRICS_PORT, 9090; 0 picks a free one)")
 
 
 def run(args: Any) -> int:

@@ -52,5 +52,4 @@ def run(args: Any) -> int:
         sys.stdout.write(f"{model['id']}{'  ' + extra if extra else ''}\n")
     if not chosen:
         sys.stderr.write(f"orchat: no model matches {args.search!r}\n")
-        return 1
     return 0

@@ -310,7 +310,16 @@ class _Handler(BaseHTTPRequestHandler):
         with owner.lock:
             scripted = owner.scripted.pop(0) if owner.scripted else None
         if scripted is not None:
-            self._json(scripted.status, scripted.body, {"X-Generation-Id": _gen_id(), **scripted.headers})
+            if scripted.status == 204:  # a misbehaving upstream: no content where an answer belongs
+                self.send_response(204)
+                self.end_headers()
+                return
+            if isinstance(scripted.body, bytes):  # raw bytes: hostile or odd bodies, sent as they are
+                self._start(scripted.status, "application/json", {"X-Generation-Id": _gen_id(), **scripted.headers})
+                self._chunk(scripted.body)
+                self._end()
+            else:
+                self._json(scripted.status, scripted.body, {"X-Generation-Id": _gen_id(), **scripted.headers})
             return
         body = rec.body
         if not isinstance(body, dict):
@@ -458,6 +467,7 @@ class _Handler(BaseHTTPRequestHandler):
                     )
             if scenario == "garbage-event":
                 self._event("{not json")
+                self._event("[" * 100000 + "]" * 100000)  # deeper than any JSON parser's stack
                 self._event(": OPENROUTER PROCESSING")  # a proxy that wrapped a comment as data
             pieces = _pieces(answer, owner.words_per_chunk)
             for number, piece in enumerate(pieces):

@@ -284,7 +284,8 @@ def test_models_lists_ids_and_filters_and_caches(api_env: dict[str, str], fake_o
     gets = [r for r in fake_openrouter.requests if r.path.endswith("/models")]
     assert len(gets) == 1  # second call served from ~/.cache/orchat
     assert list((home / ".cache" / "orchat" / "cache").glob("*.json"))
-    assert run_orchat("models", "--refresh", "nomatch").returncode == 1
+    nomatch = run_orchat("models", "--refresh", "nomatch")
+    assert nomatch.returncode == 0 and nomatch.stdout == "" and "no model matches" in nomatch.stderr
 
 
 def test_config_show_masks_the_key_and_names_sources(api_env: dict[str, str]) -> None:
@@ -316,3 +317,67 @@ def test_the_key_never_appears_in_output_history_or_errors(api_env: dict[str, st
     for path in home.rglob("*"):
         if path.is_file():
             assert TEST_KEY.encode() not in path.read_bytes(), path
+
+
+def test_a_server_echoing_the_key_in_an_error_never_gets_it_onto_stderr_or_history(
+    api_env: dict[str, str], fake_openrouter: FakeOpenRouter, home: Path
+) -> None:
+    fake_openrouter.fail_next(401, body={"error": {"message": f"bad key Authorization: Bearer {TEST_KEY}", "code": 401}})
+    proc = run_orchat("hi")
+    assert proc.returncode == 77
+    assert TEST_KEY not in proc.stderr and "sk-or-...7e57" in proc.stderr
+    assert TEST_KEY.encode() not in (home / ".orchat_history").read_bytes()
+
+
+def test_control_characters_from_the_server_are_escaped_on_stderr(api_env: dict[str, str], fake_openrouter: FakeOpenRouter) -> None:
+    fake_openrouter.fail_next(400, body={"error": {"message": "\x1b]0;pwned\x07\x1b[31mred", "code": 400}})
+    proc = run_orchat("hi")
+    assert proc.returncode == 65
+    assert "\x1b" not in proc.stderr and "\x07" not in proc.stderr and "\\x1b]0;pwned\\x07" in proc.stderr
+
+
+@pytest.mark.parametrize("args", [["-m", "fake/echo", "x"], ["--version"], ["config", "show"], ["--json", "x"]])
+def test_stdout_on_a_full_disk_exits_74_with_one_line(api_env: dict[str, str], home: Path, args: list[str]) -> None:
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run(
+            orchat_command(*args), stdout=full, stderr=subprocess.PIPE, text=True, env=dict(api_env, PYTHONPATH=str(REPO)), timeout=60, check=False
+        )
+    assert proc.returncode == 74, proc.stderr
+    assert proc.stderr.count("\n") == 1 and "No space left on device" in proc.stderr and "Traceback" not in proc.stderr
+    if args[0] == "-m":
+        record = history_records(home)[-1]
+        assert record["answer"] == "echo: x" and record["status"] == "error" and "stdout" in record["error"]
+
+
+def test_a_closed_stdout_is_an_io_error_not_a_traceback(api_env: dict[str, str]) -> None:
+    proc = subprocess.run(
+        orchat_command("--version"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(api_env, PYTHONPATH=str(REPO)),
+        timeout=60,
+        check=False,
+        preexec_fn=lambda: os.close(1),
+    )
+    assert proc.returncode == 74 and proc.stderr == "orchat: error: standard output is closed\n"
+
+
+def test_sighup_during_a_stream_exits_129_and_records_the_exchange(api_env: dict[str, str], fake_openrouter: FakeOpenRouter, home: Path) -> None:
+    import signal
+
+    fake_openrouter.chunk_delay = 0.3
+    proc = subprocess.Popen(orchat_command("hi"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(api_env, PYTHONPATH=str(REPO)))
+    assert proc.stdout is not None
+    proc.stdout.read(5)
+    proc.send_signal(signal.SIGHUP)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 129 and b"SIGHUP" in err
+    assert history_records(home)[-1]["status"] == "error"
+
+
+def test_continue_keeps_the_conversations_model_unless_m_is_given(api_env: dict[str, str], fake_openrouter: FakeOpenRouter) -> None:
+    run_orchat("-m", "anthropic/claude-sonnet-4", "first")
+    run_orchat("-c", "second")
+    run_orchat("-c", "-m", "openai/gpt-4o-mini", "third")
+    assert [r.body["model"] for r in fake_openrouter.chat_requests()] == ["anthropic/claude-sonnet-4", "anthropic/claude-sonnet-4", "openai/gpt-4o-mini"]

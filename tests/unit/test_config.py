@@ -147,3 +147,22 @@ def test_every_setting_default_parses() -> None:
 def test_unknown_attribute_raises_attribute_error(home: Path) -> None:
     with pytest.raises(AttributeError):
         load_settings().no_such_setting  # noqa: B018
+
+
+def test_a_config_that_is_a_device_or_too_large_is_refused(home: Path) -> None:
+    path = home / ".config" / "orchat" / "config"
+    path.parent.mkdir(parents=True)
+    path.symlink_to("/dev/zero")
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_settings()
+    path.unlink()
+    path.write_text("# padding\n" * 200000)
+    with pytest.raises(ConfigError, match="larger than"):
+        load_settings()
+
+
+@pytest.mark.parametrize("base", ["http://127.0.0.1:99999/v1", "http://127.0.0.1:abc/v1", "http://[::1", "http:///v1"])
+def test_api_base_with_a_bad_host_or_port_is_a_config_error(home: Path, monkeypatch: pytest.MonkeyPatch, base: str) -> None:
+    monkeypatch.setenv("ORCHAT_API_BASE", base)
+    with pytest.raises(ConfigError, match="ORCHAT_API_BASE"):
+        load_settings()

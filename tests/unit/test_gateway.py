@@ -456,3 +456,35 @@ def test_a_reload_swaps_the_pool_and_still_times_out_the_old_pools_requests(harn
     assert h.gw.old_pools == []
     conn.close()
     fake_openrouter.hang_release.set()
+
+
+def test_a_get_with_a_body_is_answered_once_and_its_body_is_never_read_as_a_request(harness: Callable[..., Harness]) -> None:
+    h = harness()
+    smuggled = b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n"
+    answer = h.raw(b"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(smuggled), smuggled))
+    assert answer.count(b"HTTP/1.1 ") == 1 and b'"ready"' not in answer
+
+
+def test_deeply_nested_json_from_a_client_gets_400_not_a_dropped_connection(harness: Callable[..., Harness]) -> None:
+    h = harness()
+    status, _, body = h.request("POST", "/v1/chat/completions", b"[" * 100000 + b"]" * 100000)
+    assert status == 400 and json.loads(body)["error"]["type"] == "invalid_request_error"
+
+
+def test_an_upstream_204_becomes_a_502_with_a_json_body(harness: Callable[..., Harness], fake_openrouter: FakeOpenRouter) -> None:
+    h = harness()
+    fake_openrouter.fail_next(204)
+    status, headers, body = h.request("POST", "/v1/chat/completions", chat_body())
+    assert status == 502 and json.loads(body)["error"]["message"]
+    assert headers.get("transfer-encoding") != "chunked" or body
+
+
+def test_the_gateways_key_echoed_by_the_upstream_never_reaches_the_client(harness: Callable[..., Harness], fake_openrouter: FakeOpenRouter) -> None:
+    h = harness()
+    fake_openrouter.fail_next(401, body={"error": {"message": f"bad key Authorization: Bearer {TEST_KEY}", "code": 401}})
+    status, _, body = h.request("POST", "/v1/chat/completions", chat_body())
+    assert status == 502 and TEST_KEY.encode() not in body and b"sk-or-...7e57" in body
+    fake_openrouter.answer = f"the key is {TEST_KEY}"
+    for stream in (False, True):
+        status, _, body = h.request("POST", "/v1/chat/completions", chat_body(stream=stream))
+        assert status == 200 and TEST_KEY.encode() not in body and b"sk-or-...7e57" in body

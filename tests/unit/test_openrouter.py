@@ -110,7 +110,7 @@ def test_reasoning_deltas_are_reported_separately(client: Client, fake_openroute
 def test_non_json_events_and_data_wrapped_comments_are_skipped(client: Client) -> None:
     result, _ = ask(client, "fake/garbage-event")
     assert result.content == DEFAULT_ANSWER
-    assert result.warnings == ["skipped a stream event that is not JSON"]
+    assert result.warnings == ["skipped a stream event that is not JSON"] * 2  # broken, then nested too deeply
 
 
 def test_non_streaming_answer_with_leading_whitespace_keepalive(client: Client, fake_openrouter: FakeOpenRouter) -> None:
@@ -270,3 +270,16 @@ def test_daily_cap_detection_by_headers() -> None:
     assert not is_daily_cap({"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(int(time.time() * 1000))}, b"{}")
     assert retry_verdict(429, {"x-ratelimit-remaining": "0", "x-ratelimit-reset": far}, b"{}") is None
     assert retry_verdict(503, {"retry-after": "1"}, b"") == 1.0
+
+
+NESTED = b"[" * 100000 + b"]" * 100000
+
+
+def test_deeply_nested_json_in_an_error_body_is_a_clean_error(client: Client, fake_openrouter: FakeOpenRouter) -> None:
+    fake_openrouter.fail_next(400, body=NESTED)
+    with pytest.raises(RequestRejected, match="HTTP 400"):
+        ask(client)
+
+
+def test_deeply_nested_json_in_an_error_body_is_described_not_raised() -> None:
+    assert describe_error_body(500, NESTED)[0].startswith("[[[")

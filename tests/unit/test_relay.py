@@ -80,6 +80,9 @@ class StubGateway:
         self.cached: bytes | None = None
         self.observed: list[str] = []
         self.spawned: list[Any] = []
+        self.key_bytes = b"sk-or-v1-stubkey0000"
+        self.settings = type("StubSettings", (), {"api_key": "sk-or-v1-stubkey0000"})()
+        self.masked_key_bytes = b"sk-or-...0000"
 
     def spawn(self, coro: Any) -> None:
         self.spawned.append(coro)

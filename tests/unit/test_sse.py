@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import random
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -66,3 +67,23 @@ def test_parse_sse_gives_same_events_for_any_split_of_the_bytes(payloads: list[s
     chunks = [raw[a:b] for a, b in zip([0, *cuts], [*cuts, len(raw)])]
     expected = [("message", p, False) for p in payloads]
     assert parse_all(chunks) == expected
+
+
+def test_a_long_line_fed_in_small_pieces_is_kept_as_pieces_until_its_end() -> None:
+    parser = SSEParser()
+    piece = b"x" * 1024
+    parser.feed(b"data: ")
+    for _ in range(8192):  # 8 MiB in 1 KiB reads (re-joining the buffer on each read was quadratic)
+        assert parser.feed(piece) == []
+    events = parser.feed(b"\n\n")
+    assert len(events) == 1 and len(events[0].data) == 8192 * 1024
+
+
+def test_a_line_past_the_limit_is_refused() -> None:
+    from orchat.sse import MAX_LINE_BYTES, LineTooLong
+
+    parser = SSEParser()
+    chunk = b"y" * (1024 * 1024)
+    with pytest.raises(LineTooLong):
+        for _ in range(MAX_LINE_BYTES // len(chunk) + 2):
+            parser.feed(chunk)

@@ -107,8 +107,8 @@ def test_history_round_trip_search_find_and_clear(tmp_path: Path) -> None:
     assert history.find_record(path, records[0].id).conversation == "c1"
     with pytest.raises(UsageError):
         history.find_record(path, "nope")
-    conversation, messages = history.last_conversation(path)
-    assert conversation == "c2" and messages[-1] == {"role": "assistant", "content": "answer beta"}
+    conversation, messages, model = history.last_conversation(path)
+    assert conversation == "c2" and messages[-1] == {"role": "assistant", "content": "answer beta"} and model == "m"
     assert history.clear_history(path) == 2
     assert history.read_history(path) == []
     assert history.clear_history(tmp_path / "missing") == 0
@@ -167,3 +167,19 @@ def test_cache_ignores_corrupt_entries_and_unwritable_dirs(tmp_path: Path) -> No
     (tmp_path / "file").write_text("")
     Cache(tmp_path / "file" / "sub").put("k", 1)  # never raises
     Cache(tmp_path / "absent").evict()
+
+
+def test_a_fifo_in_place_of_the_history_is_refused_at_once_not_waited_on(tmp_path: Path) -> None:
+    fifo = tmp_path / "history"
+    os.mkfifo(fifo)
+    with pytest.raises(StorageError, match="not a regular file|No such device"):
+        history.append_history(fifo, record("x"))
+    with pytest.raises(StorageError, match="not a regular file"):
+        history.read_history(fifo)
+
+
+def test_a_history_line_nested_too_deeply_is_skipped(tmp_path: Path) -> None:
+    path = tmp_path / "history"
+    path.write_bytes(b"[" * 100000 + b"]" * 100000 + b"\n")
+    history.append_history(path, record("ok"))
+    assert [r.data["answer"] for r in history.read_history(path)] == ["answer ok"]
