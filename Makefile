@@ -10,7 +10,7 @@ VERSION := $(shell $(PYTHON) -c 'import sys; sys.path.insert(0, "."); import orc
 DEV_PACKAGES := pytest pytest-timeout coverage ruff prometheus-client PyYAML openai hypothesis vermin
 
 .DEFAULT_GOAL := help
-.PHONY: help venv lint fmt test test-fast demo bench bench-peers install uninstall dist clean
+.PHONY: help venv lint fmt test test-fast demo bench bench-peers install uninstall dist docs clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -88,6 +88,11 @@ bench: venv ## run bench/ (start-up, one-shot, metrics, daemon) and write docs/b
 bench-peers: venv ## install llm, shell-gpt, litellm[proxy] into .bench-peers/ and compare ORCHAT with them (docs/benchmarks.md)
 	$(VPY) bench/peers install
 	$(VPY) bench/peers run
+
+docs: ## regenerate docs/orchat.1 and the completions from the argument parser (a test fails on drift)
+	$(PYTHON) -m orchat man > docs/orchat.1
+	$(PYTHON) -m orchat completion bash > docs/completions/orchat.bash
+	$(PYTHON) -m orchat completion zsh > docs/completions/_orchat
 
 clean: ## remove build and test leftovers
 	rm -rf $(VENV) dist build .coverage .coverage.* htmlcov
