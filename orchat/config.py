@@ -78,6 +78,16 @@ def parse_port(text: str) -> int:
     return _int(0, 65535)(text)
 
 
+def port_argument(text: str) -> int:
+    """argparse type for --port: a TCP port 0-65535, or a usage error (exit 2) naming the value."""
+    import argparse
+
+    try:
+        return parse_port(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port (0-65535): {text!r}") from None
+
+
 def _log_level(text: str) -> str:
     # Validated against the 13-level table by orchat.logs; here we only normalise.
     return text.strip().upper()

@@ -4,19 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from orchat.config import load_settings
-
-
-def port_argument(text: str) -> int:
-    """argparse type: a TCP port 0-65535, or a usage error (exit 2) naming the value."""
-    import argparse
-
-    from orchat.config import parse_port
-
-    try:
-        return parse_port(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port (0-65535): {text!r}") from None
+from orchat.config import load_settings, port_argument
 
 
 def add_arguments(parser: Any) -> None:

@@ -12,22 +12,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from orchat import fsutil
-from orchat.config import load_settings
+from orchat.config import load_settings, port_argument
 from orchat.errors import OrchatError, Terminated, UsageError
 from orchat.metrics import CONTENT_TYPE, render_metrics
 from orchat.metricstore import allowed_models
-
-
-def port_argument(text: str) -> int:
-    """argparse type: a TCP port 0-65535, or a usage error (exit 2) naming the value."""
-    import argparse
-
-    from orchat.config import parse_port
-
-    try:
-        return parse_port(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port (0-65535): {text!r}") from None
 
 
 def add_arguments(parser: Any) -> None:

@@ -194,35 +194,23 @@ def test_non_utf8_terminal_does_not_crash_the_output(api_env: dict[str, str]) ->
     assert proc.stdout.startswith(b"Hello from the fake! ")
 
 
-def test_sigterm_during_a_stream_exits_143_and_records_the_exchange(api_env: dict[str, str], fake_openrouter: FakeOpenRouter, home: Path) -> None:
+@pytest.mark.parametrize(
+    ("signame", "code", "said", "status"),
+    [("SIGTERM", 143, b"SIGTERM", "error"), ("SIGINT", 130, b"interrupted", "interrupted"), ("SIGHUP", 129, b"SIGHUP", "error")],
+)
+def test_a_signal_during_a_stream_exits_with_its_code_and_records_the_exchange(
+    api_env: dict[str, str], fake_openrouter: FakeOpenRouter, home: Path, signame: str, code: int, said: bytes, status: str
+) -> None:
     import signal
-    import time
 
     fake_openrouter.chunk_delay = 0.3
     proc = subprocess.Popen(orchat_command("hi"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(api_env, PYTHONPATH=str(REPO)))
     assert proc.stdout is not None
     proc.stdout.read(5)  # the answer has started
-    proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=30)
-    assert proc.returncode == 143
-    assert b"SIGTERM" in err
-    deadline = time.time() + 5
-    while not history_records(home) and time.time() < deadline:
-        time.sleep(0.1)
-    assert history_records(home)[-1]["status"] == "error"
-
-
-def test_sigint_during_a_stream_exits_130_and_records_interrupted(api_env: dict[str, str], fake_openrouter: FakeOpenRouter, home: Path) -> None:
-    import signal
-
-    fake_openrouter.chunk_delay = 0.3
-    proc = subprocess.Popen(orchat_command("hi"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(api_env, PYTHONPATH=str(REPO)))
-    assert proc.stdout is not None
-    proc.stdout.read(5)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(getattr(signal, signame))
     _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 130 and b"interrupted" in err
-    assert history_records(home)[-1]["status"] == "interrupted"
+    assert proc.returncode == code and said in err
+    assert history_records(home)[-1]["status"] == status
 
 
 def test_fifty_concurrent_runs_leave_fifty_intact_history_records(api_env: dict[str, str], home: Path) -> None:
@@ -361,19 +349,6 @@ def test_a_closed_stdout_is_an_io_error_not_a_traceback(api_env: dict[str, str])
         preexec_fn=lambda: os.close(1),
     )
     assert proc.returncode == 74 and proc.stderr == "orchat: error: standard output is closed\n"
-
-
-def test_sighup_during_a_stream_exits_129_and_records_the_exchange(api_env: dict[str, str], fake_openrouter: FakeOpenRouter, home: Path) -> None:
-    import signal
-
-    fake_openrouter.chunk_delay = 0.3
-    proc = subprocess.Popen(orchat_command("hi"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(api_env, PYTHONPATH=str(REPO)))
-    assert proc.stdout is not None
-    proc.stdout.read(5)
-    proc.send_signal(signal.SIGHUP)
-    _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 129 and b"SIGHUP" in err
-    assert history_records(home)[-1]["status"] == "error"
 
 
 def test_continue_keeps_the_conversations_model_unless_m_is_given(api_env: dict[str, str], fake_openrouter: FakeOpenRouter) -> None:
