@@ -156,6 +156,19 @@ def _error_from_object(error: Any, default_status: int = 0) -> OrchatError:
     return ProtocolError("error in stream: " + ", ".join(parts), status=code if isinstance(code, int) else default_status, error_type="protocol")
 
 
+def read_bounded(read: Callable[[], bytes], what: str) -> bytes:
+    """Call READ until it returns b""; return the bytes joined. Raise ProtocolError past MAX_BODY_BYTES."""
+    parts, size = [], 0
+    while True:
+        data = read()
+        if not data:
+            return b"".join(parts)
+        parts.append(data)
+        size += len(data)
+        if size > MAX_BODY_BYTES:
+            raise ProtocolError(f"{what} is larger than {MAX_BODY_BYTES} bytes", error_type="protocol")
+
+
 class Client:
     """An OpenAI-compatible API client bound to one Settings."""
 
@@ -216,16 +229,7 @@ class Client:
             except OrchatError as err:
                 raise self._scrubbed(err) from None
             try:
-                parts, size = [], 0
-                while True:
-                    data = response.read1(65536)
-                    if not data:
-                        break
-                    parts.append(data)
-                    size += len(data)
-                    if size > MAX_BODY_BYTES:
-                        raise ProtocolError(f"GET {path}: answer is larger than {MAX_BODY_BYTES} bytes", error_type="protocol")
-                body = b"".join(parts)
+                body = read_bounded(lambda: response.read1(65536), f"GET {path}: answer")
             except socket.timeout as err:
                 raise TemporaryFailure(f"server stopped answering for {self.settings.request_timeout:g}s", error_type="timeout") from err
             except (OSError, WireError) as err:
@@ -305,16 +309,8 @@ class Client:
             raise ProtocolError(f"connection lost mid-answer: {err or type(err).__name__}", error_type="protocol") from err
 
     def _read_whole(self, response: Any, result: ChatResult, started: float) -> Iterator[tuple[str, str]]:
-        chunks, size = [], 0
-        while True:
-            data = self._read(response, self.settings.stream_buffer)
-            if not data:
-                break
-            chunks.append(data)
-            size += len(data)
-            if size > MAX_BODY_BYTES:
-                raise ProtocolError(f"answer is larger than {MAX_BODY_BYTES} bytes", error_type="protocol")
-        text = b"".join(chunks).decode("utf-8", errors="replace").strip()
+        body = read_bounded(lambda: self._read(response, self.settings.stream_buffer), "answer")
+        text = body.decode("utf-8", errors="replace").strip()
         try:
             payload = json.loads(text)
         except (ValueError, RecursionError) as err:
