@@ -89,7 +89,7 @@ def port_argument(text: str) -> int:
 
 
 def _log_level(text: str) -> str:
-    # Validated against the 13-level table by orchat.logs; here we only normalise.
+    # Validated against the 13-level table by orchat.telemetry.logs; here we only normalise.
     return text.strip().upper()
 
 

@@ -71,7 +71,7 @@ orchat() {
 }
 
 is_registered() {
-  "$PYTHON" -c 'import sys; sys.path.insert(0, "."); from orchat.cli import COMMANDS; raise SystemExit(sys.argv[1] not in COMMANDS)' "$1"
+  "$PYTHON" -c 'import sys; sys.path.insert(0, "."); from orchat.args import COMMANDS; raise SystemExit(sys.argv[1] not in COMMANDS)' "$1"
 }
 
 # step TITLE SHOWN CMD...: show SHOWN, run CMD, report its time and exit code; a failed step fails the demo.

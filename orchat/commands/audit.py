@@ -6,8 +6,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from orchat import audit, logs
 from orchat.config import load_settings
+from orchat.telemetry import audit, logs
 
 
 def add_arguments(parser: Any) -> None:
@@ -30,7 +30,7 @@ def run(args: Any) -> int:
     try:
         result = audit.verify_file(path, audit.audit_key(settings), args.anchor)
     except audit.AuditTampered as err:
-        logs.log_event(settings, logs.SECURITY, "audit chain verification failed", logger="orchat.audit", file=str(path), reason=err.message)
+        logs.log_event(settings, logs.SECURITY, "audit chain verification failed", logger="orchat.telemetry.audit", file=str(path), reason=err.message)
         raise
     sys.stdout.write(f"ok: {result.records} records, head {result.head}\n")
     return 0

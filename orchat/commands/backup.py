@@ -48,7 +48,7 @@ def _non_negative(text: str) -> int:
 
 
 def run(args: Any) -> int:
-    from orchat.backup import resolve_locations
+    from orchat.backup.snapshot import resolve_locations
 
     settings = _load_settings_tolerantly()
     locations = resolve_locations(settings)
@@ -71,7 +71,7 @@ def run(args: Any) -> int:
 
 
 def _create(args: Any, locations: Any) -> tuple[int, str]:
-    from orchat.backup import create_backup
+    from orchat.backup.snapshot import create_backup
 
     taken = create_backup(locations, full=args.full, output_dir=Path(args.output).expanduser() if args.output else None)
     _warn(taken.warnings)
@@ -83,8 +83,8 @@ def _create(args: Any, locations: Any) -> tuple[int, str]:
 
 
 def _list(args: Any, locations: Any) -> tuple[int, str]:
-    from orchat.archive import ArchiveError, read_manifest
-    from orchat.backup import list_backups
+    from orchat.backup.archive import ArchiveError, read_manifest
+    from orchat.backup.snapshot import list_backups
 
     for path in list_backups(locations.backup_dir):
         ident = path.name[len("orchat-") : -len(".tar.gz")]
@@ -99,8 +99,8 @@ def _list(args: Any, locations: Any) -> tuple[int, str]:
 
 
 def _verify(args: Any, locations: Any) -> tuple[int, str]:
-    from orchat.archive import sha256_file
-    from orchat.backup import find_backup, list_backups, verify_backup, verify_latest_copies
+    from orchat.backup.archive import sha256_file
+    from orchat.backup.snapshot import find_backup, list_backups, verify_backup, verify_latest_copies
 
     path = find_backup(locations.backup_dir, args.backup)
     manifest = verify_backup(path)
@@ -113,7 +113,7 @@ def _verify(args: Any, locations: Any) -> tuple[int, str]:
 
 
 def _prune(args: Any, locations: Any) -> tuple[int, str]:
-    from orchat.backup import list_backups, prune_backups
+    from orchat.backup.snapshot import list_backups, prune_backups
 
     removed = prune_backups(locations.backup_dir, args.keep_days)
     for path in removed:
@@ -123,8 +123,8 @@ def _prune(args: Any, locations: Any) -> tuple[int, str]:
 
 
 def _restore(args: Any, locations: Any) -> tuple[int, str]:
-    from orchat.backup import find_backup
-    from orchat.restore import restore_backup, undo_last_restore
+    from orchat.backup.restore import restore_backup, undo_last_restore
+    from orchat.backup.snapshot import find_backup
 
     if args.undo == bool(args.backup):
         raise UsageError("restore needs an archive (ID or latest) or --undo, not both")
@@ -168,9 +168,9 @@ def _load_settings_tolerantly() -> Settings:
 
 
 def _audit(settings: Settings, command: str, resource: str, status: str) -> None:
-    # orchat.audit (another module) may be absent in a trimmed install; a backup still works without it.
+    # orchat.telemetry.audit (another module) may be absent in a trimmed install; a backup still works without it.
     try:
-        audit = importlib.import_module("orchat.audit")
+        audit = importlib.import_module("orchat.telemetry.audit")
     except ImportError:
         return
     record = getattr(audit, "record_event", None)

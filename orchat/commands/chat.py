@@ -6,12 +6,12 @@ import json
 import sys
 from pathlib import Path
 
-from orchat import history
-from orchat.chat import Conversation, Output, TurnOptions, format_usage, run_turn, stdin_is_tty
+from orchat.chat import history
+from orchat.chat.observers import chat_observers
+from orchat.chat.turn import Conversation, Output, TurnOptions, format_usage, run_turn, stdin_is_tty
 from orchat.config import Settings, load_settings
 from orchat.errors import ConfigError, InputError, UsageError
-from orchat.observe import chat_observers
-from orchat.openrouter import Client
+from orchat.wire.openrouter import Client
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -99,12 +99,12 @@ def run_chat_command(options: Any) -> int:
         max_tokens=settings.max_tokens,
         show_reasoning=options.reasoning,
     )
-    from orchat.logs import client_hooks  # retries at WARNING, each SSE event at QUANTUM (-1)
+    from orchat.telemetry.logs import client_hooks  # retries at WARNING, each SSE event at QUANTUM (-1)
 
     client = Client(settings, **client_hooks(settings))
     observers = chat_observers(settings)
     if interactive:
-        from orchat.repl import run_repl
+        from orchat.chat.repl import run_repl
 
         return run_repl(client, settings, conversation, turn, output, record_history=not options.no_history, observers=observers)
     if not prompt:

@@ -6,7 +6,7 @@ import sys
 from typing import Any
 
 from orchat import __version__
-from orchat.completion import SHELLS
+from orchat.docgen.completion import SHELLS
 
 
 def add_arguments(parser: Any) -> None:
@@ -14,8 +14,8 @@ def add_arguments(parser: Any) -> None:
 
 
 def run(args: Any) -> int:
-    from orchat.clispec import describe_cli
-    from orchat.completion import render_completion
+    from orchat.docgen.completion import render_completion
+    from orchat.docgen.spec import describe_cli
 
     sys.stdout.write(render_completion(args.shell, describe_cli(), __version__))
     return 0

@@ -17,7 +17,7 @@ def add_arguments(parser: Any) -> None:
 def run(args: Any) -> int:
     flags = {"ORCHAT_METRICS_ADDR": args.addr, "ORCHAT_METRICS_PORT": args.port, "ORCHAT_INSTANCE_NAME": args.instance_name}
     settings = load_settings(flags)
-    from orchat import daemon
+    from orchat.gateway import daemon
 
     if args.check:
         tokens = daemon.check_settings(settings)

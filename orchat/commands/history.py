@@ -6,7 +6,7 @@ import json
 import sys
 from typing import Any
 
-from orchat import history
+from orchat.chat import history
 from orchat.config import load_settings
 from orchat.errors import UsageError
 

@@ -7,9 +7,10 @@ import sys
 import time
 from typing import Any
 
-from orchat import audit, keys, logs
+from orchat import keys
 from orchat.config import Settings, load_settings, mask_key
 from orchat.errors import ConfigError, OrchatError, UsageError
+from orchat.telemetry import audit, logs
 
 
 def add_arguments(parser: Any) -> None:
@@ -52,7 +53,7 @@ def set_key(settings: Settings, *, rotate: bool, verify: bool) -> int:
     """Read a new key, check it with GET /key, write it, audit each step; return 0."""
     import getpass
 
-    from orchat.chat import stdin_is_tty
+    from orchat.chat.turn import stdin_is_tty
 
     key = keys.read_key(sys.stdin, stdin_is_tty(), getpass.getpass)
     old = settings.api_key
@@ -60,7 +61,7 @@ def set_key(settings: Settings, *, rotate: bool, verify: bool) -> int:
         raise UsageError(f"that is the current key; create a new one at {keys.DISABLE_URL} first")
     masked = mask_key(key)
     if verify:
-        from orchat.openrouter import Client
+        from orchat.wire.openrouter import Client
 
         try:
             Client(keys.with_key(settings, key)).key_info()
@@ -104,7 +105,7 @@ def _credits(value: Any) -> str:
 
 def show_status(settings: Settings, *, as_json: bool) -> int:
     """Print the masked key, what GET /key says about it, its age and the grace period; warn when due."""
-    from orchat.openrouter import Client
+    from orchat.wire.openrouter import Client
 
     if not settings.api_key:
         raise ConfigError("no API key is set", hint="orchat key set")

@@ -13,8 +13,8 @@ def add_arguments(parser: Any) -> None:
 
 
 def run(args: Any) -> int:
-    from orchat.clispec import describe_cli
-    from orchat.manpage import render_manpage
+    from orchat.docgen.manpage import render_manpage
+    from orchat.docgen.spec import describe_cli
 
     sys.stdout.write(render_manpage(describe_cli(), __version__))
     return 0

@@ -14,8 +14,8 @@ from typing import Any, Callable
 from orchat import fsutil
 from orchat.config import load_settings, port_argument
 from orchat.errors import OrchatError, Terminated, UsageError
-from orchat.metrics import CONTENT_TYPE, render_metrics
-from orchat.metricstore import allowed_models
+from orchat.telemetry.exposition import CONTENT_TYPE, render_metrics
+from orchat.telemetry.store import allowed_models
 
 
 def add_arguments(parser: Any) -> None:

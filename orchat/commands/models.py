@@ -6,9 +6,9 @@ import json
 import sys
 from typing import Any
 
-from orchat.cache import BYTES_PER_MEGABYTE, Cache
 from orchat.config import load_settings
-from orchat.openrouter import Client
+from orchat.wire.cache import BYTES_PER_MEGABYTE, Cache
+from orchat.wire.openrouter import Client
 
 MODELS_MAX_AGE_SECONDS = 120  # OpenRouter: Cache-Control public, max-age=120
 

@@ -25,9 +25,9 @@ from typing import Iterator
 import pytest
 
 from orchat import __version__
-from orchat.cli import COMMANDS
-from orchat.clispec import describe_cli
-from orchat.manpage import render_manpage
+from orchat.args import COMMANDS
+from orchat.docgen.manpage import render_manpage
+from orchat.docgen.spec import describe_cli
 from tests.conftest import REPO, require_tool
 
 INSTALL_SH = REPO / "install.sh"
@@ -455,3 +455,38 @@ def test_a_killed_install_is_restored_by_rollback(release: Path, tmp_path: Path)
     assert restored.returncode == 0, restored.stderr
     assert snapshot(prefix) == before
     assert run([str(prefix / "bin" / "orchat"), "--version"]).stdout == f"orchat {__version__}\n"
+
+
+# The last release whose orchat/ was one flat folder of modules (before the wings).
+FLAT_LAYOUT_COMMIT = "9017c403e265574272ca982974688dadc52342e5"
+
+
+def test_upgrade_replaces_an_old_flat_install_with_the_wing_tree_and_rollback_restores_it(release: Path, tmp_path: Path, home: Path) -> None:
+    archive = tmp_path / "flat.tar"
+    proc = run(["git", "-C", str(REPO), "archive", "--prefix=orchat-0.0.9/", "-o", str(archive), FLAT_LAYOUT_COMMIT])
+    assert proc.returncode == 0, proc.stderr
+    with tarfile.open(archive) as tar:
+        tar.extractall(tmp_path / "flat")  # noqa: S202 - our own history
+    flat = tmp_path / "flat" / "orchat-0.0.9"
+    init = flat / "orchat" / "__init__.py"
+    init.write_text(init.read_text().replace('__version__ = "0.1.0"', '__version__ = "0.0.9"'))
+    prefix = tmp_path / "prefix"
+    assert install_sh("--prefix", str(prefix), cwd=flat).returncode == 0
+    lib = prefix / "lib" / "orchat" / "orchat"
+    orchat = str(prefix / "bin" / "orchat")
+    assert (lib / "metrics.py").is_file() and run([orchat, "--version"]).stdout == "orchat 0.0.9\n"
+
+    tarball = make_tarball(release, f"orchat-{__version__}", tmp_path)
+    proc = install_sh("--upgrade", "--prefix", str(prefix), "--tarball", str(tarball), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert run([orchat, "--version"]).stdout == f"orchat {__version__}\n"
+    assert (lib / "telemetry" / "exposition.py").is_file() and (lib / "health" / "runner.py").is_file()
+    stale = [p.name for p in lib.glob("*.py") if p.stem in {"metrics", "health", "gateway", "chat", "backup", "relay"}]
+    assert stale == []
+    metrics = run([orchat, "metrics"])
+    assert metrics.returncode == 0 and "orchat_build_info{" in metrics.stdout, metrics.stderr
+
+    back = install_sh("--rollback", "--prefix", str(prefix), cwd=tmp_path)
+    assert back.returncode == 0, back.stderr
+    assert run([orchat, "--version"]).stdout == "orchat 0.0.9\n"
+    assert (lib / "metrics.py").is_file() and not (lib / "telemetry").exists()

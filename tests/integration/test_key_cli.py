@@ -196,4 +196,4 @@ def test_the_key_appears_in_no_log_audit_metric_history_or_output(key_env, home,
         data = path.read_bytes()
         assert TEST_KEY.encode() not in data and NEW_KEY.encode() not in data, path
     log_text = (home / ".cache" / "orchat" / "logs" / "orchat.log").read_text()
-    assert '"logger":"orchat.wire"' in log_text and '"logger":"orchat.transport"' in log_text
+    assert '"logger":"orchat.wire"' in log_text and '"logger":"orchat.wire.transport"' in log_text

@@ -13,9 +13,9 @@ import subprocess
 import pytest
 
 from orchat import __version__
-from orchat.clispec import describe_cli
-from orchat.completion import render_bash, render_zsh
-from orchat.manpage import render_manpage
+from orchat.docgen.completion import render_bash, render_zsh
+from orchat.docgen.manpage import render_manpage
+from orchat.docgen.spec import describe_cli
 from tests.conftest import REPO, require_tool
 
 REGENERATE = (

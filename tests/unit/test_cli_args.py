@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from orchat.cli import build_parser, parse_chat_args
+from orchat.args import build_parser, parse_chat_args
 
 AGREEING = [
     ["hello"],

@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 
 from orchat import cli
-from orchat.chat import Conversation, Output, TurnOptions, format_usage
+from orchat.chat.repl import read_message, run_repl
+from orchat.chat.turn import Conversation, Output, TurnOptions, format_usage
 from orchat.config import load_settings
-from orchat.openrouter import ChatResult, Client
-from orchat.repl import read_message, run_repl
+from orchat.wire.openrouter import ChatResult, Client
 
 
 def boom(exc: BaseException) -> Any:

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from orchat import fsutil, history
-from orchat.cache import Cache
+from orchat import fsutil
+from orchat.chat import history
 from orchat.errors import PermissionFailure, StorageError, UsageError
+from orchat.wire.cache import Cache
 
 
 def test_atomic_write_replaces_the_file_with_mode_0600(tmp_path: Path) -> None:

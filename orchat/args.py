@@ -1,0 +1,127 @@
+"""The command line's shape: the chat flags, the subcommand table, and the help texts.
+
+Kept apart from orchat.cli (which runs them) so the man page and completion generators
+(orchat.docgen) read the same definitions without importing the entry point. Nothing here imports
+argparse at module level: the chat path parses its flags by hand (parse_chat_args).
+"""
+
+from __future__ import annotations
+
+from orchat import __version__
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs ~8 ms to import; annotations here are strings anyway
+    from typing import Any
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "models": ("orchat.commands.models", "list models from GET /models"),
+    "config": ("orchat.commands.config", "show effective settings and config files"),
+    "history": ("orchat.commands.history", "list, show, search or clear the history"),
+    # Registered by later modules (each adds one line here):
+    "health-check": ("orchat.commands.health_check", "check API, network, disk, memory, config, history, logs, daemon (exit 0/1/2/3)"),
+    "daemon": ("orchat.commands.daemon", "run the OpenAI-compatible gateway (also `orchat --daemon`, bin/orchatd)"),
+    "backup": ("orchat.commands.backup", "create, list, verify, prune and restore backups of config and history"),
+    "audit": ("orchat.commands.audit", "verify the audit log's hash chain (orchat audit verify [FILE])"),
+    "key": ("orchat.commands.key", "set, check and rotate the API key (set, status, rotate, forget-previous)"),
+    "completion": ("orchat.commands.completion", "print the bash or zsh completion script (source <(orchat completion bash))"),
+    "man": ("orchat.commands.man", "print the orchat(1) man page (orchat man | man -l -)"),
+    "metrics": ("orchat.commands.metrics", "print Prometheus metrics, write a textfile, or serve GET /metrics"),
+}
+
+EXIT_CODES_HELP = """exit codes:
+  0 ok · 1 unexpected · 2 usage · 65 request refused (input too large, HTTP 400/404/413/422)
+  69 upstream unavailable (DNS/connect/TLS, 5xx after retries) · 74 I/O (history/log/stdout write, disk full)
+  75 temporary (429, 408, timeout) · 76 protocol (malformed or cut stream, error event in a stream)
+  77 permission (401/402/403) · 78 config (missing key, bad value, redirect) · 129 SIGHUP · 130 SIGINT · 143 SIGTERM
+  health-check: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN"""
+
+STDIN_HELP = """input:
+  `cmd | orchat "question"` sends stdin first, then a blank line, then the question.
+  Stdin is read only when it is not a terminal; more than ORCHAT_MAX_INPUT_BYTES is refused."""
+
+
+def build_parser() -> Any:
+    """Return the argparse parser for the chat command (subcommands are parsed separately)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="orchat",
+        description="Ask a model on OpenRouter or any OpenAI-compatible server; streams the answer to stdout.",
+        epilog="commands:\n"
+        + "\n".join(f"  orchat {name:<13} {help_text}" for name, (_, help_text) in COMMANDS.items())
+        + "\n\n"
+        + STDIN_HELP
+        + "\n\n"
+        + EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("prompt", nargs="*", help="the question (words are joined with spaces)")
+    parser.add_argument("-m", "--model", help="model id (default openrouter/auto, or ORCHAT_MODEL)")
+    parser.add_argument("-s", "--system", help="system prompt, or @FILE to read it from a file")
+    parser.add_argument("--temperature", type=float, help="sampling temperature 0-2")
+    parser.add_argument("--max-tokens", type=int, help="cap on answer tokens")
+    parser.add_argument("--no-stream", action="store_true", help="wait for the whole answer")
+    parser.add_argument("--json", action="store_true", help="print one JSON object (content, model, id, finish_reason, usage)")
+    parser.add_argument("-u", "--usage", action="store_true", help="print tokens and cost on stderr after the answer")
+    parser.add_argument("-c", "--continue", dest="continue_", action="store_true", help="continue the last conversation")
+    parser.add_argument("-i", "--interactive", action="store_true", help="start the interactive REPL")
+    parser.add_argument("--reasoning", action="store_true", help="show the model's reasoning on stderr")
+    parser.add_argument("--no-history", action="store_true", help="do not record this exchange")
+    parser.add_argument("--version", action="version", version=f"orchat {__version__}")
+    return parser
+
+
+CHAT_VALUE_FLAGS = {"-m": "model", "--model": "model", "-s": "system", "--system": "system", "--temperature": "temperature", "--max-tokens": "max_tokens"}
+CHAT_BOOL_FLAGS = {
+    "--no-stream": "no_stream",
+    "--json": "json",
+    "-u": "usage",
+    "--usage": "usage",
+    "-c": "continue_",
+    "--continue": "continue_",
+    "-i": "interactive",
+    "--interactive": "interactive",
+    "--reasoning": "reasoning",
+    "--no-history": "no_history",
+}
+CHAT_CONVERTERS = {"temperature": float, "max_tokens": int}
+
+
+def parse_chat_args(args: list[str]) -> Any:
+    """Parse the chat command's ARGS without argparse; return a namespace, or None to defer.
+
+    argparse (with gettext, locale and shutil) is a large share of a one-shot's start-up, and
+    the chat command is the hot path. Anything unusual (--help, an unknown or combined flag, a
+    value that does not convert) returns None so build_parser() handles it with its messages.
+    The result has exactly the attributes build_parser() would produce.
+    """
+    from types import SimpleNamespace
+
+    options = SimpleNamespace(prompt=[], model=None, system=None, temperature=None, max_tokens=None, **dict.fromkeys(CHAT_BOOL_FLAGS.values(), False))
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        index += 1
+        if arg == "--":
+            options.prompt.extend(args[index:])
+            break
+        if not arg.startswith("-") or arg == "-":
+            options.prompt.append(arg)
+            continue
+        name, equals, value = arg.partition("=")
+        if name in CHAT_BOOL_FLAGS and not equals:
+            setattr(options, CHAT_BOOL_FLAGS[name], True)
+            continue
+        if name not in CHAT_VALUE_FLAGS:
+            return None
+        if not equals:
+            if index >= len(args):
+                return None
+            value = args[index]
+            index += 1
+        dest = CHAT_VALUE_FLAGS[name]
+        try:
+            setattr(options, dest, CHAT_CONVERTERS[dest](value) if dest in CHAT_CONVERTERS else value)
+        except ValueError:
+            return None
+    return options

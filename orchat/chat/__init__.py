@@ -1,0 +1,7 @@
+"""Chat: one turn from question to streamed answer, the REPL, the history file, turn observers.
+
+turn (build the request, stream the answer, record it), repl (the interactive loop), history
+(~/.orchat_history, one JSON line per exchange), observers (logs, metrics, audit per turn).
+May import: the foundation, wire, telemetry. Imported by: commands. Never imports backup,
+health or gateway.
+"""

@@ -1,0 +1,210 @@
+"""One chat turn (one-shot) and the interactive REPL, on top of openrouter.Client."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from orchat.chat import history
+from orchat.config import Settings
+from orchat.errors import OrchatError, StorageError
+from orchat.wire.openrouter import ChatResult, Client, run_chat
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, TextIO
+
+
+class Conversation:
+    """Messages of one conversation plus its id; trimmed to ORCHAT_MAX_HISTORY when sent."""
+
+    def __init__(self, id: str, messages: list[dict[str, Any]] | None = None, system: str = "") -> None:
+        self.id = id
+        self.messages = messages if messages is not None else []
+        self.system = system
+
+    def context(self, max_history: int) -> list[dict[str, Any]]:
+        base = [{"role": "system", "content": self.system}] if self.system else []
+        others = [m for m in self.messages if m.get("role") != "system"]
+        return base + history.trim_context(others, max_history)
+
+
+class TurnOptions:
+    """How to ask: model, streaming, sampling, whether to show reasoning."""
+
+    def __init__(self, model: str, stream: bool = True, temperature: float | None = None, max_tokens: int | None = None, show_reasoning: bool = False) -> None:
+        self.model = model
+        self.stream = stream
+        self.temperature = temperature
+        self.max_tokens = max_tokens
+        self.show_reasoning = show_reasoning
+
+
+class Output:
+    """Writes the answer to stdout (flushed per delta) and side information to stderr.
+
+    A closed pipe (`orchat ... | head -c 10`) sets .closed and stops writing; the answer is
+    still read to the end and recorded.
+    """
+
+    def __init__(self, out: TextIO, err: TextIO, *, quiet: bool = False) -> None:
+        self.out = out
+        self.err = err
+        self.closed = False
+        self.quiet = quiet
+        self.wrote_any = False
+        self.ends_with_newline = True
+        self.failure: OSError | None = None  # stdout could not be written (disk full, I/O error)
+
+    def answer(self, text: str) -> None:
+        if self.closed or self.quiet or not text:
+            return
+        try:
+            self.out.write(text)
+            self.out.flush()
+        except BrokenPipeError:
+            self.closed = True
+            return
+        except OSError as err:  # /dev/full, a failing disk: keep reading so the turn is recorded
+            self.closed = True
+            self.failure = err
+            return
+        self.wrote_any = True
+        self.ends_with_newline = text.endswith("\n")
+
+    def raise_failure(self) -> None:
+        """Raise StorageError (exit 74) if writing stdout failed."""
+        if self.failure is not None:
+            raise StorageError(f"cannot write the answer to stdout: {self.failure.strerror or self.failure}", error_type="io")
+
+    def finish_answer(self) -> None:
+        if self.wrote_any and not self.ends_with_newline:
+            self.answer("\n")
+
+    def note(self, text: str) -> None:
+        try:
+            self.err.write(text + "\n")
+            self.err.flush()
+        except (BrokenPipeError, ValueError):
+            pass
+
+    def reasoning(self, text: str) -> None:
+        try:
+            self.err.write(text)
+            self.err.flush()
+        except (BrokenPipeError, ValueError):
+            pass
+
+
+def format_usage(result: ChatResult) -> str:
+    """Return the one-line usage summary printed by -u/--usage."""
+    usage = result.usage
+    if not usage:
+        return "usage: unknown (the server sent none)"
+    parts = [f"prompt {usage.get('prompt_tokens', '?')}", f"completion {usage.get('completion_tokens', '?')}", f"total {usage.get('total_tokens', '?')} tokens"]
+    reasoning = (usage.get("completion_tokens_details") or {}).get("reasoning_tokens")
+    if reasoning:
+        parts.append(f"reasoning {reasoning}")
+    cost = usage.get("cost")
+    text = "usage: " + ", ".join(parts)
+    if isinstance(cost, (int, float)):
+        text += f", cost {cost:.8f}".rstrip("0").rstrip(".") + " credits"
+    return text
+
+
+def run_turn(
+    client: Client,
+    settings: Settings,
+    conversation: Conversation,
+    prompt: str,
+    options: TurnOptions,
+    output: Output,
+    *,
+    record_history: bool = True,
+    observers: list[Callable[[dict[str, Any]], None]] | None = None,
+) -> ChatResult:
+    """Send PROMPT in CONVERSATION, stream the answer to OUTPUT, record it; return the result.
+
+    The exchange is written to history whatever happens (status ok, interrupted or error); the
+    conversation gains the turn only when an answer came back. Raise the OrchatError (or
+    KeyboardInterrupt) that ended the turn after recording it.
+    """
+    conversation.messages.append({"role": "user", "content": prompt})
+    sent = conversation.context(settings.max_history)
+    body = client.build_body(sent, model=options.model, stream=options.stream, temperature=options.temperature, max_tokens=options.max_tokens)
+    started = time.monotonic()
+    result = ChatResult(model=options.model)
+    status, error_text = "ok", ""
+    failure: BaseException | None = None
+
+    def on_delta(kind: str, text: str) -> None:
+        if kind == "content":
+            output.answer(text)
+        elif kind == "reasoning" and options.show_reasoning:
+            output.reasoning(text)
+
+    try:
+        run_chat(client, body, on_delta, result)
+    except KeyboardInterrupt as err:
+        status, error_text, failure = "interrupted", "interrupted by user", err
+    except OrchatError as err:
+        status, error_text, failure = "error", str(err), err
+    finally:
+        output.finish_answer()
+    partial = result
+    if output.failure is not None and failure is None:
+        reason = output.failure.strerror or str(output.failure)
+        status, error_text = "error", f"cannot write the answer to stdout: {reason}"
+        failure = StorageError(error_text, error_type="io")
+    elapsed = time.monotonic() - started
+    if partial.content or status == "ok":
+        conversation.messages.append({"role": "assistant", "content": partial.content})
+    else:
+        conversation.messages.pop()
+    event = {
+        "status": status,
+        "error": error_text,
+        "error_type": getattr(failure, "error_type", "") if failure is not None else "",
+        "model": partial.model or options.model,
+        "latency_seconds": elapsed,
+        "first_token_seconds": partial.first_token_seconds,
+        "usage": partial.usage,
+        "retries": client.transport.retries_done,
+        "id": partial.id,
+        "conversation": conversation.id,
+        "prompt": prompt,  # text: only orchat/telemetry/logs.py reads it, at level <= 0 with ORCHAT_LOG_PROMPTS=1
+        "answer": partial.content,
+    }
+    for observe in observers or []:
+        observe(event)
+    if record_history:
+        record = history.build_record(
+            conversation=conversation.id,
+            model=partial.model or options.model,
+            messages=sent,
+            answer=partial.content,
+            finish_reason=partial.finish_reason,
+            usage=partial.usage,
+            status=status,
+            error=error_text,
+            generation_id=partial.id,
+            requested_model=options.model,
+        )
+        try:
+            history.append_history(settings.history_path, record)
+        except StorageError as err:
+            if failure is None:
+                raise
+            output.note(f"orchat: warning: {err}")
+    if failure is not None:
+        raise failure
+    for warning in partial.warnings:
+        output.note(f"orchat: warning: {warning}")
+    return partial
+
+
+def stdin_is_tty() -> bool:
+    try:
+        return sys.stdin is not None and sys.stdin.isatty()
+    except (ValueError, OSError):
+        return False

@@ -1,0 +1,9 @@
+"""Gateway: `orchat --daemon`, the OpenAI-compatible HTTP server in front of the upstream.
+
+daemon (lifecycle: signals, reload, drain, hooks for logs/metrics/audit), server (the listening
+socket), connection (one client socket: parsing, routing, answers), relay (one request forwarded
+upstream), upstream (the pool of upstream connections), state (what every connection shares),
+sdnotify (systemd readiness and watchdog). Inside the wing: upstream < state < relay <
+connection < server < daemon. May import: the foundation, wire, telemetry, health.
+Imported by: commands.
+"""

@@ -1,0 +1,375 @@
+"""One client socket of the gateway: HTTP/1.1 request parsing, routing, and answers.
+
+A ClientConnection parses requests incrementally (head, then a Content-Length or chunked body),
+checks route, method, token and size before reading a body, and keeps the connection alive
+between requests. Answers are written whole (respond) or in pieces (start_stream, send_stream,
+end_stream); writes made while the upstream's bytes are handled are corked into one send().
+The once-a-second sweep calls expire() on connections past their deadline (slowloris).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+from orchat.gateway.relay import ChatRelay, ModelsFetch
+from orchat.gateway.state import Gateway
+from orchat.wire.framing import (
+    LAST_CHUNK,
+    MAX_HEAD_BYTES,
+    ChunkedDecoder,
+    WireError,
+    body_length,
+    encode_chunk,
+    error_json,
+    parse_request_head,
+    status_line,
+)
+
+HEAD, BODY, BUSY, CLOSED = range(4)
+JSON = "application/json"
+ROUTES = {
+    "/v1/chat/completions": ("POST",),
+    "/v1/models": ("GET", "HEAD"),
+    "/metrics": ("GET", "HEAD"),
+    "/healthz": ("GET", "HEAD"),
+    "/readyz": ("GET", "HEAD"),
+}
+OPEN_ROUTES = frozenset({"/healthz", "/readyz"})  # load balancer checks carry no token
+
+
+class ClientConnection(asyncio.Protocol):
+    """One client socket: parse requests, route them, write answers (kept alive between requests)."""
+
+    def __init__(self, gw: Gateway) -> None:
+        self.gw = gw
+        self.transport: Any = None
+        self.peer = "?"
+        self.buf = b""
+        self.state = HEAD
+        self.deadline = 0.0
+        self.keep_alive = True
+        self.http10 = False
+        self.head_only = False
+        self.chunked = False
+        self.relay: ChatRelay | None = None
+        self.method = ""
+        self.path = ""
+        self.headers: dict[str, str] = {}
+        self.identity = ""
+        self.want = 0
+        self.decoder: ChunkedDecoder | None = None
+        self.body_parts: list[bytes] = []
+        self.body_size = 0
+        self.paused = False
+        self.corked: list[bytes] | None = None
+
+    # -- asyncio.Protocol ------------------------------------------------------------------------
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        gw = self.gw
+        peer = transport.get_extra_info("peername")
+        self.peer = str(peer[0]) if isinstance(peer, tuple) and peer else "unix"
+        gw.clients.add(self)
+        if len(gw.clients) > gw.max_connections:
+            self.keep_alive = False
+            gw.reject("connections")
+            self.respond(503, error_json(503, "too many connections"), headers=[("Retry-After", "1")])
+            return
+        high = max(16384, gw.stream_buffer * 16)  # ORCHAT_STREAM_BUFFER: 8192 -> 128 KiB, 4096 -> 64 KiB per client
+        transport.set_write_buffer_limits(high=high, low=high // 4)
+        self.deadline = time.monotonic() + gw.idle_timeout
+
+    def data_received(self, data: bytes) -> None:
+        self.buf = self.buf + data if self.buf else data
+        if self.state == BUSY:
+            if len(self.buf) > MAX_HEAD_BYTES and not self.paused:
+                self.paused = True  # a pipelining client waits until this answer is out
+                self.transport.pause_reading()
+            return
+        self.process()
+
+    def eof_received(self) -> bool:
+        # A half-closed client still gets the whole answer it waits for; but a stream's client
+        # that hangs up is gone, and its upstream request must stop (OpenRouter stops billing).
+        self.keep_alive = False
+        return self.state == BUSY and not (self.relay is not None and self.relay.stream)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.state = CLOSED
+        self.gw.clients.discard(self)
+        relay = self.relay
+        if relay is not None:
+            self.relay = None
+            relay.client_gone()
+
+    def pause_writing(self) -> None:
+        relay = self.relay
+        if relay is not None and relay.conn is not None and relay.conn.transport is not None:
+            relay.conn.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        relay = self.relay
+        if relay is not None and relay.conn is not None and relay.conn.transport is not None:
+            relay.conn.transport.resume_reading()
+
+    # -- request parsing ---------------------------------------------------------------------------
+    def process(self) -> None:
+        """Consume complete requests from the buffer until one needs to wait for an answer."""
+        while self.state in (HEAD, BODY) and self.buf:
+            try:
+                if self.state == HEAD:
+                    if not self.read_head():
+                        return
+                elif not self.read_body():
+                    return
+            except WireError as err:
+                self.keep_alive = False
+                self.gw.reject("too_large" if err.status in (413, 431) else "bad_request")
+                self.respond(err.status, error_json(err.status, str(err)))
+                return
+
+    def read_head(self) -> bool:
+        gw = self.gw
+        buf = self.buf
+        end = buf.find(b"\r\n\r\n")
+        if end < 0:
+            if len(buf) > MAX_HEAD_BYTES:
+                raise WireError("request head too large", 431)
+            if self.deadline - time.monotonic() > gw.header_timeout:
+                self.deadline = time.monotonic() + gw.header_timeout  # first bytes: the header clock starts
+            return False
+        method, target, version, headers = parse_request_head(buf[:end])
+        self.buf = buf[end + 4 :]
+        self.method, self.headers = method, headers
+        self.path = target.split("?", 1)[0]
+        self.http10 = version == "HTTP/1.0"
+        connection = headers.get("connection", "").lower()
+        self.keep_alive = "keep-alive" in connection if self.http10 else "close" not in connection
+        self.head_only = method == "HEAD"
+        self.state = BUSY
+        allowed = ROUTES.get(self.path)
+        if allowed is None:
+            self.keep_alive = self.keep_alive and "content-length" not in headers and "transfer-encoding" not in headers
+            self.respond(404, error_json(404, f"no route for {method} {self.path}", code="not_found"))
+            return False
+        if method not in allowed:
+            self.keep_alive = False
+            self.respond(405, error_json(405, f"{method} is not allowed on {self.path}"), headers=[("Allow", ", ".join(allowed))])
+            return False
+        if self.path not in OPEN_ROUTES:
+            identity = gw.authenticate(headers, self.peer)
+            if identity is None:
+                self.keep_alive = False
+                gw.audit(f"unknown:{self.peer}", f"daemon:{self.path}", "", "DENIED")
+                gw.note(5, "client refused: bad or missing bearer token", peer=self.peer, path=self.path)
+                self.respond(401, error_json(401, "missing or invalid bearer token", code="invalid_api_key"), headers=[("WWW-Authenticate", "Bearer")])
+                return False
+            self.identity = identity
+        if method != "POST":
+            if ("content-length" in headers and headers["content-length"] != "0") or "transfer-encoding" in headers:
+                # A GET with a body: never parse that body as the next request (desync behind a
+                # balancer that reuses connections); answer, then close.
+                self.keep_alive = False
+            self.route_get()
+            return False
+        length = body_length(headers)
+        if length is not None and length > gw.max_body:
+            self.keep_alive = False
+            gw.reject("too_large")
+            self.respond(413, error_json(413, f"request body over {gw.max_body} bytes"))
+            return False
+        self.want = length if length is not None else -1
+        self.decoder = ChunkedDecoder() if length is None else None
+        self.body_parts, self.body_size = [], 0
+        self.state = BODY
+        self.deadline = time.monotonic() + gw.body_timeout
+        if headers.get("expect", "").lower() == "100-continue" and not self.buf:
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        if length == 0:
+            return self.read_body()
+        return True
+
+    def read_body(self) -> bool:
+        buf, self.buf = self.buf, b""
+        decoder = self.decoder
+        if decoder is not None:
+            piece = decoder.feed(buf)
+            self.body_size += len(piece)
+            self.body_parts.append(piece)
+            if self.body_size > self.gw.max_body:
+                raise WireError(f"request body over {self.gw.max_body} bytes", 413)
+            if not decoder.done:
+                return False
+            self.buf = decoder.leftover
+        else:
+            need = self.want - self.body_size
+            if len(buf) > need:
+                buf, self.buf = buf[:need], buf[need:]
+            self.body_parts.append(buf)
+            self.body_size += len(buf)
+            if self.body_size < self.want:
+                return False
+        body = self.body_parts[0] if len(self.body_parts) == 1 else b"".join(self.body_parts)
+        self.body_parts = []
+        self.state = BUSY
+        self.deadline = 0.0
+        self.route_chat(body)
+        return False
+
+    # -- routes ------------------------------------------------------------------------------------
+    def route_get(self) -> None:
+        gw = self.gw
+        path = self.path
+        self.deadline = 0.0
+        if path == "/healthz":
+            self.respond(200, b'{"status":"ok","instance":' + json.dumps(gw.instance).encode() + b"}")
+        elif path == "/readyz":
+            reason = gw.not_ready_reason()
+            body = {"status": "ready" if not reason else "not ready", "instance": gw.instance, "in_flight": gw.in_flight}
+            if reason:
+                body["reason"] = reason
+            self.respond(503 if reason else 200, json.dumps(body, separators=(",", ":")).encode())
+        elif path == "/metrics":
+            self.respond(200, gw.metrics_body(), content_type="text/plain; version=0.0.4; charset=utf-8")
+        else:
+            cached = gw.models_cache
+            if cached is not None and cached[0] > time.monotonic():
+                self.respond(200, cached[1])
+                return
+            if gw.models_fetch is None:
+                gw.models_fetch = ModelsFetch(gw)
+                gw.spawn(gw.models_fetch.run())
+            gw.models_fetch.waiters.append(self)
+            gw.audit(self.identity, "daemon:/v1/models", "", "OK")
+
+    def route_chat(self, body: bytes) -> None:
+        gw = self.gw
+        try:
+            payload = json.loads(body)
+        except (ValueError, RecursionError):
+            gw.reject("bad_request")
+            self.respond(400, error_json(400, "We could not parse the JSON body of your request. Send valid JSON.", code="invalid_json"))
+            return
+        if not isinstance(payload, dict):
+            gw.reject("bad_request")
+            self.respond(400, error_json(400, "the request body must be a JSON object", code="invalid_json"))
+            return
+        model = payload.get("model")
+        model = model if isinstance(model, str) else ""
+        if gw.in_flight >= gw.max_concurrency:
+            gw.reject("concurrency")
+            gw.note(5, "concurrency limit reached", limit=gw.max_concurrency)
+            self.respond(
+                429,
+                error_json(429, f"the gateway is serving its limit of {gw.max_concurrency} requests; retry shortly", code="concurrency_limit"),
+                headers=[("Retry-After", "1")],
+            )
+            return
+        self.relay = ChatRelay(gw, self, body, model=model, stream=payload.get("stream") is True, identity=self.identity)
+        self.relay.start()
+
+    # -- answers -------------------------------------------------------------------------------------
+    def _connection_header(self) -> bytes:
+        if not self.keep_alive or self.gw.draining:
+            self.keep_alive = False
+            return b"Connection: close\r\n"
+        return b"Connection: keep-alive\r\n" if self.http10 else b""
+
+    def respond(self, status: int, body: bytes, *, content_type: str = JSON, headers: list[tuple[str, str]] | None = None) -> None:
+        """Write a complete answer, then wait for the next request (or close)."""
+        transport = self.transport
+        if self.state == CLOSED or transport is None or transport.is_closing():
+            return
+        extra = "".join(f"{k}: {v}\r\n" for k, v in headers).encode("latin-1") if headers else b""
+        head = b"%bContent-Type: %b\r\nContent-Length: %d\r\n%b%b%b\r\n" % (
+            status_line(status),
+            content_type.encode(),
+            len(body),
+            self.gw.common_headers,
+            extra,
+            self._connection_header(),
+        )
+        self.write(head if self.head_only else head + body)
+        self.done()
+
+    def start_stream(self, status: int, headers: list[tuple[str, str]]) -> None:
+        """Write the head of an answer whose body follows in pieces (chunked, or until close for HTTP/1.0)."""
+        if self.state == CLOSED:
+            return
+        if self.http10:
+            self.keep_alive = False
+        self.chunked = not self.http10
+        extra = "".join(f"{k}: {v}\r\n" for k, v in headers).encode("latin-1")
+        framing = b"Transfer-Encoding: chunked\r\n" if self.chunked else b""
+        self.write(b"%b%b%b%b%b\r\n" % (status_line(status), extra, self.gw.common_headers, framing, self._connection_header()))
+
+    def send_stream(self, data: bytes) -> None:
+        if self.state != CLOSED and data:
+            self.write(encode_chunk(data) if self.chunked else data)
+
+    def end_stream(self) -> None:
+        if self.state == CLOSED:
+            return
+        if self.chunked:
+            self.write(LAST_CHUNK)
+        self.done()
+
+    def write(self, data: bytes) -> None:
+        if self.corked is not None:
+            self.corked.append(data)
+        else:
+            self.transport.write(data)
+
+    def cork(self) -> None:
+        """Collect writes until uncork(): a head, body and end that arrive together go out in one send()."""
+        if self.corked is None:
+            self.corked = []
+
+    def uncork(self) -> None:
+        parts, self.corked = self.corked, None
+        if parts and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(parts[0] if len(parts) == 1 else b"".join(parts))
+
+    def abort(self) -> None:
+        self.corked = None
+        if self.transport is not None:
+            self.transport.abort()
+
+    def close(self) -> None:
+        self.uncork()
+        self.state = CLOSED
+        if self.transport is not None:
+            self.transport.close()
+
+    def done(self) -> None:
+        """One answer is out: keep the connection for the next request, or close it."""
+        self.relay = None
+        if not self.keep_alive or self.gw.draining:
+            self.close()
+            return
+        self.state = HEAD
+        self.chunked = False
+        self.deadline = time.monotonic() + self.gw.idle_timeout
+        if self.paused:
+            self.paused = False
+            self.transport.resume_reading()
+        if self.buf:
+            assert self.gw.loop is not None
+            self.gw.loop.call_soon(self.process)
+
+    def is_idle(self) -> bool:
+        """Return True between requests with nothing buffered: safe to close while draining."""
+        return self.state == HEAD and not self.buf
+
+    def expire(self) -> None:
+        """The sweep found this connection past its deadline (idle, slow head, or slow body)."""
+        if self.state == BODY or (self.state == HEAD and self.buf):
+            self.keep_alive = False
+            self.gw.reject("timeout")
+            self.gw.note(5, "client too slow: request timed out", peer=self.peer)
+            self.respond(408, error_json(408, "request not received in time"))
+        else:
+            self.close()

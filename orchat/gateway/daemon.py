@@ -1,0 +1,395 @@
+"""`orchat --daemon`: the gateway's lifecycle around orchat.gateway.server's event loop.
+
+Start-up refuses unsafe or broken configurations (exit 78: listening beyond loopback without
+client tokens, no key for OpenRouter), binds, then tells systemd READY=1. SIGTERM (and SIGINT)
+stop accepting, turn /readyz to 503, let in-flight answers finish within ORCHAT_DRAIN_TIMEOUT and
+exit 0. SIGHUP reloads config, key and tokens and reopens the log. WATCHDOG=1 goes out at half
+of $WATCHDOG_USEC, and only after the daemon answered its own /healthz through its listening
+socket, so a wedged loop or a dead listener stops the pings and systemd restarts the unit.
+
+Everything slow (audit records with fsync, the metrics store, custom health checks) runs in one
+background thread fed through queues; the event loop thread only appends to them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import os
+import queue
+import resource
+import signal
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Mapping
+
+from orchat.config import Settings, load_settings
+from orchat.errors import ConfigError, OrchatError
+from orchat.gateway import sdnotify
+from orchat.gateway.server import serve
+from orchat.gateway.state import Gateway, is_loopback, load_tokens
+
+THREAD_STACK_BYTES = 512 * 1024
+EXECUTOR_THREADS = 2  # DNS look-ups and proxy CONNECTs only
+SWEEP_SECONDS = 1.0
+STATUS_SECONDS = 10.0
+SELF_CHECK_TIMEOUT_SECONDS = 2.0
+BACKGROUND_FLUSH_SECONDS = 1.0
+AUDIT_QUEUE_LIMIT = 100000
+HEALTH_IDLE_SECONDS = 5.0  # how soon a SIGHUP's new health-checks.yaml is picked up
+VERBOSE, INFO, NOTICE, WARNING, ERROR = 2, 3, 4, 5, 6
+
+
+def check_settings(settings: Settings) -> list[tuple[bytes, str]]:
+    """Return the client tokens SETTINGS name; raise ConfigError when the daemon must not start."""
+    tokens_file = settings.daemon_tokens_file
+    tokens = load_tokens(tokens_file) if tokens_file else []
+    if not is_loopback(settings.metrics_addr) and not tokens:
+        raise ConfigError(
+            f"refusing to listen on {settings.metrics_addr} without client tokens",
+            hint="set ORCHAT_DAEMON_TOKENS_FILE (one token or name:token per line), or listen on 127.0.0.1",
+        )
+    if settings.is_openrouter and not settings.api_key:
+        raise ConfigError("no API key for the upstream", hint="set OPENROUTER_API_KEY, /etc/orchat/config, or the orchat-api-key credential")
+    return tokens
+
+
+class Hooks:
+    """Logs, metrics and audit for the gateway; cheap to call from the event loop thread."""
+
+    def __init__(self, settings: Settings) -> None:
+        from orchat.telemetry import logs
+        from orchat.telemetry.families import Registry
+
+        self.settings = settings
+        self.log_impl = logs.get_log(settings)
+        self.registry = Registry()
+        self.in_flight = self.registry.gauge("orchat_in_flight_requests", "Chat requests the daemon is relaying now.")
+        self.connections = self.registry.gauge("orchat_daemon_connections", "Open client connections.")
+        self.ready = self.registry.gauge("orchat_daemon_ready", "1 while /readyz answers 200, else 0.")
+        self.info = self.registry.gauge("orchat_daemon_info", "This daemon's ORCHAT_INSTANCE_NAME; the value is always 1.", ["instance_name"])
+        self.info.set(1, instance_name=settings.instance_name or "orchat")
+        self.rejected = self.registry.counter(
+            "orchat_daemon_rejected_total",
+            "Requests the daemon refused itself, by reason.",
+            ["reason"],
+            series=[{"reason": r} for r in ("auth", "concurrency", "bad_request", "too_large", "timeout", "connections")],
+        )
+        self.check_status = self.registry.gauge("orchat_health_check_status", "Custom health check result: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.", ["check"])
+        self.check_last_run = self.registry.gauge(
+            "orchat_health_check_last_run_timestamp_seconds", "When the custom health check last finished (Unix time).", ["check"]
+        )
+        self.events: collections.deque[dict[str, Any]] = collections.deque()
+        self.audits: queue.Queue[tuple[str, str, str, str]] = queue.Queue(AUDIT_QUEUE_LIMIT)
+        self.audit_on = bool(settings.values.get("ORCHAT_AUDIT_LOG"))
+        self.gateway: Gateway | None = None
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._background, name="orchat-background", daemon=True)
+        self.health_thread = threading.Thread(target=self._health_loop, name="orchat-health", daemon=True)
+        self.reload_checks = threading.Event()
+        self.warned: set[str] = set()
+
+    def start(self) -> None:
+        self.thread.start()
+        self.health_thread.start()
+
+    def reopen(self, settings: Settings) -> None:
+        """SIGHUP: adopt SETTINGS and reopen the log file (logrotate moved it away)."""
+        from orchat.telemetry import logs
+
+        self.settings = settings
+        self.audit_on = bool(settings.values.get("ORCHAT_AUDIT_LOG"))
+        self.log_impl = logs.get_log(settings)
+        self.reload_checks.set()
+
+    # -- called on the event loop thread ------------------------------------------------------
+    def log(self, level: int, message: str, **fields: Any) -> None:
+        if self.log_impl.is_enabled(level):
+            self.log_impl.log(level, message, logger="orchat.gateway.daemon", **fields)
+
+    def chat_done(self, relay: Any, outcome: str) -> None:
+        elapsed = time.monotonic() - relay.started
+        status = "ok" if outcome == "ok" else ("interrupted" if outcome == "cancelled" else "error")
+        kind = relay.error_kind if status == "error" else ""
+        self.events.append({"status": status, "model": relay.model, "latency_seconds": elapsed, "usage": relay.usage, "error_type": kind})
+        if self.log_impl.is_enabled(VERBOSE):
+            self.log(VERBOSE, f"chat {status}", model=relay.model, client=relay.identity, stream=relay.stream, latency_seconds=round(elapsed, 4))
+        if self.audit_on:
+            outcome = {"ok": "OK", "interrupted": "INTERRUPTED"}.get(status, "FAILED:" + kind)
+            self.audit(relay.identity, "daemon:/v1/chat/completions", relay.model[:200], outcome)
+
+    def audit(self, identity: str, command: str, resource: str, status: str) -> None:
+        if status == "DENIED":
+            self.rejected.inc(reason="auth")
+        if not self.audit_on:
+            return
+        try:
+            self.audits.put_nowait((identity, command, resource, status))
+        except queue.Full:
+            self._warn_once("audit", "audit queue full: records dropped")
+
+    def reject(self, reason: str) -> None:
+        self.rejected.inc(reason=reason)
+
+    def render_metrics(self) -> bytes:
+        from orchat.telemetry import store as metricstore
+        from orchat.telemetry.exposition import render_metrics
+
+        gw = self.gateway
+        if gw is not None:
+            self.in_flight.set(gw.in_flight)
+            self.connections.set(len(gw.clients))
+            self.ready.set(0 if gw.not_ready_reason() else 1)
+        try:
+            return render_metrics(self.registry, models=metricstore.allowed_models(self.settings))
+        except OrchatError as err:
+            self._warn_once("metrics", f"metrics store unreadable: {err}")
+            from orchat.telemetry.families import render_families
+
+            return render_families(self.registry)
+
+    # -- background thread -----------------------------------------------------------------------
+    def _background(self) -> None:
+        while not self.stop.is_set():
+            self.stop.wait(BACKGROUND_FLUSH_SECONDS)
+            self.flush()
+
+    def _health_loop(self) -> None:
+        """Run the custom health checks (health-checks.yaml) each on its interval; feed the gauges."""
+        from orchat.health import custom as customchecks
+
+        scheduler = None
+        while not self.stop.is_set():
+            if scheduler is None or self.reload_checks.is_set():
+                self.reload_checks.clear()
+                try:
+                    checks = customchecks.load_custom_checks()
+                except OrchatError as err:
+                    self.log_impl.log(ERROR, f"custom health checks not loaded: {err}", logger="orchat.gateway.daemon")
+                    checks = []
+                scheduler = customchecks.CustomCheckScheduler(checks, self.settings)
+                for check in checks:
+                    self.check_status.set(3, check=check.name)  # UNKNOWN until its first run
+            for result in scheduler.run_due():
+                self.check_status.set(int(result.status), check=result.label)
+                self.check_last_run.set(result.finished_at, check=result.label)
+                if int(result.status):
+                    self.log_impl.log(WARNING, f"health check {result.label}: {result.status.name} {result.summary}", logger="orchat.gateway.daemon")
+            wait = scheduler.seconds_until_next() if scheduler.checks else HEALTH_IDLE_SECONDS
+            self.stop.wait(max(0.2, min(wait, HEALTH_IDLE_SECONDS)))
+            if self.reload_checks.is_set():
+                scheduler = None
+
+    def flush(self) -> None:
+        """Write queued chat events to the metrics store and queued audit records to the audit log."""
+        from orchat.telemetry import audit
+        from orchat.telemetry import store as metricstore
+
+        batch = []
+        while self.events:
+            batch.append(self.events.popleft())
+        if batch and self.settings.values.get("ORCHAT_METRICS", True):
+            try:
+                metricstore.record_events(batch, metricstore.allowed_models(self.settings))
+            except (OrchatError, OSError) as err:
+                self._warn_once("store", f"metrics not recorded: {err}")
+        while True:
+            try:
+                identity, command, resource, status = self.audits.get_nowait()
+            except queue.Empty:
+                break
+            try:
+                audit.record_event(self.settings, command, resource, status, user=identity)
+            except (OrchatError, OSError) as err:
+                self._warn_once("audit-write", f"audit record not written: {err}")
+
+    def _warn_once(self, key: str, text: str) -> None:
+        if key not in self.warned:
+            self.warned.add(key)
+            self.log_impl.log(WARNING, text, logger="orchat.gateway.daemon")
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(5.0)
+        self.flush()
+
+
+class Daemon:
+    """One gateway process: the loop, its server, signals, sd_notify and the drain."""
+
+    def __init__(self, settings: Settings, flags: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> None:
+        self.flags = dict(flags or {})
+        self.environ = os.environ if environ is None else environ
+        tokens = check_settings(settings)
+        self.settings = settings
+        self.hooks = Hooks(settings)
+        self.gw = Gateway(settings, tokens=tokens, hooks=self.hooks)
+        self.hooks.gateway = self.gw
+        self.server: asyncio.AbstractServer | None = None
+        self.stopping: asyncio.Event | None = None
+        self.port = 0
+        self.last_status = 0.0
+        self.watchdog = sdnotify.watchdog_interval_seconds(self.environ)
+        from orchat.telemetry import journal
+
+        # Under systemd the structured log already reaches the journal: no plain duplicate lines.
+        self.plain_stderr = not journal.is_journal_stream(self.environ)
+
+    def notify(self, message: str) -> None:
+        sdnotify.notify(message, self.environ)
+
+    async def main(self) -> int:
+        loop = asyncio.get_running_loop()
+        loop.set_default_executor(ThreadPoolExecutor(max_workers=EXECUTOR_THREADS, thread_name_prefix="orchat-resolve"))
+        self.stopping = asyncio.Event()
+        settings = self.settings
+        try:
+            self.server = await serve(self.gw, settings.metrics_addr, settings.metrics_port)()
+        except OSError as err:
+            raise ConfigError(f"cannot listen on {settings.metrics_addr}:{settings.metrics_port}: {err.strerror or err}") from err
+        sockets = self.server.sockets or []
+        self.port = sockets[0].getsockname()[1] if sockets else settings.metrics_port
+        for signum, handler in ((signal.SIGTERM, self.request_stop), (signal.SIGINT, self.request_stop), (signal.SIGHUP, self.reload)):
+            loop.add_signal_handler(signum, handler)
+        self.hooks.start()
+        where = f"{settings.metrics_addr}:{self.port}"
+        self.hooks.log(
+            INFO,
+            f"listening on {where}",
+            instance=self.gw.instance,
+            upstream=settings.api_base,
+            tokens=len(self.gw.tokens),
+            max_concurrency=settings.max_concurrency,
+            stream_buffer=settings.stream_buffer,
+            cache_size_mb=settings.cache_size,
+        )
+        self._announce(
+            f"listening on {where} (upstream {settings.api_base}, {len(self.gw.tokens)} client tokens, max {settings.max_concurrency} in flight, "
+            f"stream buffer {settings.stream_buffer} B, models cache {settings.cache_size} MB)"
+        )
+        self.notify(f"READY=1\nSTATUS={self.status_text()}\nMAINPID={os.getpid()}")
+        loop.call_later(SWEEP_SECONDS, self._sweep)
+        if self.watchdog:
+            loop.call_soon(self._watchdog_tick)
+        await self.stopping.wait()
+        await self.drain()
+        return 0
+
+    def _announce(self, text: str) -> None:
+        # One plain line on stderr so `orchat --daemon &` and tests see where it listens.
+        if not self.plain_stderr:
+            return
+        try:
+            os.write(2, f"orchat: daemon {self.gw.instance}: {text}\n".encode())
+        except OSError:
+            pass
+
+    def status_text(self) -> str:
+        gw = self.gw
+        state = "draining" if gw.draining else "serving"
+        return f"{state} on port {self.port}: {gw.in_flight} in flight, {len(gw.clients)} connections, {gw.requests_served} requests"
+
+    def _sweep(self) -> None:
+        self.gw.sweep()
+        now = time.monotonic()
+        if now - self.last_status >= STATUS_SECONDS:
+            self.last_status = now
+            self.notify(f"STATUS={self.status_text()}")
+        # Also while draining: slow clients and silent upstreams still time out.
+        asyncio.get_running_loop().call_later(SWEEP_SECONDS, self._sweep)
+
+    def _watchdog_tick(self) -> None:
+        assert self.watchdog is not None
+        self.gw.spawn(self._watchdog_ping())
+        asyncio.get_running_loop().call_later(self.watchdog, self._watchdog_tick)
+
+    async def _watchdog_ping(self) -> None:
+        if self.gw.draining or await self.self_check():
+            self.notify("WATCHDOG=1")
+        else:
+            self.hooks.log(ERROR, "self-check through the listening socket failed: watchdog ping withheld")
+
+    async def self_check(self) -> bool:
+        """Return True when GET /healthz through our own listening socket answers 200 in time."""
+        host = self.settings.metrics_addr
+        if host in ("0.0.0.0", "", "::"):
+            host = "127.0.0.1" if host != "::" else "::1"
+        try:
+            reader, writer = await asyncio.wait_for(asyncio.open_connection(host, self.port), SELF_CHECK_TIMEOUT_SECONDS)
+            writer.write(b"GET /healthz HTTP/1.1\r\nHost: self\r\nConnection: close\r\n\r\n")
+            line = await asyncio.wait_for(reader.readline(), SELF_CHECK_TIMEOUT_SECONDS)
+            writer.close()
+        except (OSError, asyncio.TimeoutError):
+            return False
+        return line.startswith(b"HTTP/1.1 200")
+
+    def request_stop(self) -> None:
+        if self.stopping is not None and not self.stopping.is_set():
+            self.stopping.set()
+
+    def reload(self) -> None:
+        """SIGHUP: re-read config, key and tokens; keep the old ones if the new ones are bad."""
+        self.notify(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}")
+        try:
+            settings = load_settings(self.flags)
+            tokens = check_settings(settings)
+        except OrchatError as err:
+            self.hooks.log(ERROR, f"reload failed, keeping the running configuration: {err}")
+            self._announce(f"reload failed: {err}")
+            self.notify(f"READY=1\nSTATUS=reload failed: {err}; {self.status_text()}")
+            return
+        if (settings.metrics_addr, settings.metrics_port) != (self.settings.metrics_addr, self.settings.metrics_port):
+            self.hooks.log(WARNING, "a new listen address takes effect only after a restart")
+        self.settings = settings
+        self.hooks.reopen(settings)
+        self.gw.apply(settings, tokens)
+        self.hooks.log(NOTICE, "configuration, key and tokens reloaded", tokens=len(tokens))
+        self._announce("reloaded")
+        self.notify(f"READY=1\nSTATUS={self.status_text()}")
+
+    async def drain(self) -> None:
+        """Stop accepting, finish in-flight answers within ORCHAT_DRAIN_TIMEOUT, then close all."""
+        gw = self.gw
+        assert self.server is not None
+        self.server.close()
+        gw.start_draining()
+        self.notify(f"STOPPING=1\nSTATUS=draining {gw.in_flight} in-flight requests")
+        self.hooks.log(NOTICE, "stopping: draining", in_flight=gw.in_flight)
+        self._announce(f"draining {gw.in_flight} in-flight requests")
+        deadline = time.monotonic() + self.settings.drain_timeout
+        while time.monotonic() < deadline and (gw.in_flight or any(c.state != 0 for c in gw.clients)):
+            await asyncio.sleep(0.05)
+        left = gw.in_flight
+        for client in list(gw.clients):
+            client.abort()
+        if gw.pool is not None:
+            gw.pool.close()
+        self.hooks.log(NOTICE if not left else WARNING, "stopped", cut_short=left)
+        self._announce("stopped" + (f" ({left} requests cut short by ORCHAT_DRAIN_TIMEOUT)" if left else ""))
+        self.hooks.close()
+
+
+def raise_fd_limit(wanted: int) -> None:
+    """Raise the soft RLIMIT_NOFILE towards WANTED (never above the hard limit)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):
+            pass
+
+
+def run_daemon(settings: Settings, flags: Mapping[str, Any] | None = None) -> int:
+    """Serve until SIGTERM; return 0 after a clean drain. Raise ConfigError (exit 78) on bad config."""
+    daemon = Daemon(settings, flags)
+    # Small stacks: the few helper threads need little, and `ulimit -v` counts reserved stacks.
+    threading.stack_size(THREAD_STACK_BYTES)
+    raise_fd_limit(settings.daemon_max_connections * 2 + 256)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(daemon.main())
+    finally:
+        loop.close()

@@ -1,0 +1,364 @@
+"""One gateway request forwarded upstream: POST /chat/completions relayed, GET /models cached.
+
+A ChatRelay gets the upstream answer through UpstreamConnection callbacks and writes it to its
+ClientConnection as it arrives. Upstream errors become OpenAI-shaped errors with the status a
+client of the gateway should see (the gateway's own key failing is a 502, not the client's 401);
+a stream that breaks after the 200 went out ends with an SSE error event instead.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, Protocol
+
+from orchat.config import scrub_secret
+from orchat.errors import UpstreamUnavailable
+from orchat.gateway.state import Gateway
+from orchat.gateway.upstream import UpstreamConnection
+from orchat.wire.framing import error_json, sse_error_event
+from orchat.wire.openrouter import describe_error_body
+
+
+class ClientConnection(Protocol):
+    """The client side a relay writes to; orchat.gateway.connection implements it (and creates relays)."""
+
+    relay: ChatRelay | None
+
+    def respond(self, status: int, body: bytes, *, content_type: str = ..., headers: list[tuple[str, str]] | None = None) -> None: ...
+
+    def start_stream(self, status: int, headers: list[tuple[str, str]]) -> None: ...
+
+    def send_stream(self, data: bytes) -> None: ...
+
+    def end_stream(self) -> None: ...
+
+    def cork(self) -> None: ...
+
+    def uncork(self) -> None: ...
+
+    def abort(self) -> None: ...
+
+
+ERROR_BODY_LIMIT_BYTES = 65536
+PASSED_ERROR_HEADERS = ("retry-after", "x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset")
+MAX_STALE_RETRIES = 2
+_USAGE_MARK = b'"usage"'
+_decoder = json.JSONDecoder()
+
+
+def client_status_for(upstream_status: int) -> int:
+    """Map an upstream error status to the one the gateway answers with.
+
+    The client's request problems pass through (400, 402, 403, 404, 408, 413, 422, 429); the
+    upstream refusing the gateway's own key is a 502 (the client's token was fine); other
+    5xx become 502, except 503 (with its Retry-After) and timeouts (504).
+    """
+    if upstream_status == 401:
+        return 502
+    if upstream_status in (503, 504):
+        return upstream_status
+    if upstream_status == 524:
+        return 504
+    if 400 <= upstream_status < 500:
+        return upstream_status
+    return 502
+
+
+def error_kind_for(status: int) -> str:
+    """Return the metrics error type (orchat.telemetry.store.ERROR_TYPES) for a client-facing status."""
+    if status in (401, 402, 403):
+        return "auth"
+    if status == 429:
+        return "rate_limit"
+    if status in (408, 504):
+        return "timeout"
+    if status < 500:
+        return "client"
+    return "upstream"
+
+
+def find_usage(data: bytes) -> dict[str, Any] | None:
+    """Return the last `"usage": {...}` object in DATA (a JSON body or SSE events), or None."""
+    at = data.rfind(_USAGE_MARK)
+    while at >= 0:
+        brace = data.find(b"{", at, at + 64)
+        if brace >= 0:
+            try:
+                value, _ = _decoder.raw_decode(data[brace:].decode("utf-8", errors="replace"))
+            except (ValueError, RecursionError):
+                value = None
+            if isinstance(value, dict):
+                return value
+        at = data.rfind(_USAGE_MARK, 0, at)
+    return None
+
+
+class ChatRelay:
+    """POST /chat/completions for one client request; counts as one in-flight upstream request."""
+
+    __slots__ = (
+        "attempts",
+        "body",
+        "client",
+        "conn",
+        "error_body",
+        "error_headers",
+        "error_kind",
+        "error_status",
+        "finished",
+        "gw",
+        "identity",
+        "model",
+        "pending",
+        "sent_head",
+        "sse",
+        "started",
+        "stream",
+        "usage",
+    )
+
+    def __init__(self, gw: Gateway, client: ClientConnection, body: bytes, *, model: str, stream: bool, identity: str) -> None:
+        self.gw = gw
+        self.client = client
+        self.body = body
+        self.model = model
+        self.stream = stream
+        self.identity = identity
+        self.started = time.monotonic()
+        self.conn: UpstreamConnection | None = None
+        self.sent_head = False
+        self.sse = False
+        self.pending = b""
+        self.error_status = 0
+        self.error_headers: list[tuple[str, str]] = []
+        self.error_body: list[bytes] = []
+        self.finished = False
+        self.attempts = 0
+        self.usage: dict[str, Any] | None = None
+        self.error_kind = "upstream"  # metrics error type when the request fails
+        gw.in_flight += 1
+
+    def start(self) -> None:
+        conn = self.gw.pool.take_idle()
+        if conn is not None:
+            self._send(conn)
+        else:
+            self.gw.spawn(self._connect())
+
+    async def _connect(self) -> None:
+        try:
+            conn = await self.gw.pool.connect()
+        except UpstreamUnavailable as err:
+            if not self.finished:
+                self.error_kind = err.error_type or "network"
+                self._answer_error(504 if err.error_type == "timeout" else 502, str(err), "upstream_unavailable")
+                self._finish("error")
+            return
+        if self.finished:  # the client left while we connected
+            self.gw.pool.release(conn)
+            return
+        self._send(conn)
+
+    def _send(self, conn: UpstreamConnection) -> None:
+        self.conn = conn
+        conn.send(self.gw.pool.chat_request(self.body), self)
+
+    # -- upstream callbacks ----------------------------------------------------------------
+    def cork(self) -> None:
+        self.client.cork()
+
+    def uncork(self) -> None:
+        self.client.uncork()
+
+    def on_head(self, status: int, headers: dict[str, str]) -> None:
+        # A chat answer always has a body: a 1xx/204/205/3xx here is an upstream fault (502), and
+        # relaying a bodiless status with a chunked body would desync the client's connection.
+        if not 200 <= status < 300 or status in (204, 205):
+            self.error_status = status
+            self.error_headers = [(name, headers[name]) for name in PASSED_ERROR_HEADERS if name in headers]
+            return
+        content_type = headers.get("content-type") or ("text/event-stream" if self.stream else "application/json")
+        self.sse = content_type.startswith("text/event-stream")
+        extra = [("Content-Type", content_type)]
+        for name, label in (("cache-control", "Cache-Control"), ("x-generation-id", "X-Generation-Id")):
+            if name in headers:
+                extra.append((label, headers[name]))
+        if self.sse:
+            extra.append(("X-Accel-Buffering", "no"))  # nginx: relay each event, do not buffer
+        self.sent_head = True
+        self.client.start_stream(status, extra)
+
+    def on_body(self, data: bytes) -> None:
+        if self.error_status:
+            if sum(map(len, self.error_body)) < ERROR_BODY_LIMIT_BYTES:
+                self.error_body.append(data)
+            return
+        if _USAGE_MARK in data:
+            self.usage = find_usage(data) or self.usage
+        if not self.sse:
+            key = self.gw.key_bytes
+            self.client.send_stream(data.replace(key, self.gw.masked_key_bytes) if key and key in data else data)
+            return
+        # Relay whole events only, so an error event appended later never lands mid-line.
+        if self.pending:
+            data = self.pending + data
+        cut = data.rfind(b"\n\n") + 2
+        if b"\r" in data:
+            crlf = data.rfind(b"\r\n\r\n")
+            lone = data.rfind(b"\r\r")
+            cut = max(cut, crlf + 4 if crlf >= 0 else 0, lone + 2 if lone >= 0 else 0)
+        if cut < 2:
+            if len(data) <= self.gw.event_limit:
+                self.pending = data
+                return
+            cut = len(data)
+        self.pending = data[cut:]
+        events = data[:cut] if cut < len(data) else data
+        key = self.gw.key_bytes
+        if key and key in events:  # an in-band error event that echoes the gateway's key
+            events = events.replace(key, self.gw.masked_key_bytes)
+        self.client.send_stream(events)
+
+    def _settled(self) -> bool:
+        """Return True when this exchange needs nothing more (finished, or an upstream error answered)."""
+        self.conn = None
+        if self.finished:
+            return True
+        if self.error_status:
+            self._answer_upstream_error()
+            self._finish("error")
+            return True
+        return False
+
+    def on_end(self) -> None:
+        if self._settled():
+            return
+        if self.pending:
+            self.client.send_stream(self.pending)
+            self.pending = b""
+        self.client.end_stream()
+        self._finish("ok")
+
+    def on_lost(self, reason: str, *, retryable: bool) -> None:
+        if self._settled():
+            return
+        if retryable and not self.sent_head and self.attempts < MAX_STALE_RETRIES:
+            self.attempts += 1
+            self.start()
+            return
+        timed_out = "sent nothing" in reason
+        self.error_kind = "timeout" if timed_out else "protocol" if self.sent_head else "network"
+        if not self.sent_head:
+            self._answer_error(504 if timed_out else 502, reason, "upstream_timeout" if timed_out else "upstream_error")
+        elif self.sse:
+            self.pending = b""
+            self.client.send_stream(sse_error_event(504 if timed_out else 502, "upstream stream interrupted: " + reason, "upstream_error"))
+            self.client.end_stream()
+        else:
+            self.client.abort()
+        self.gw.note(5, "upstream failed mid-request", reason=reason, model=self.model)
+        self._finish("error")
+
+    # -- endings ----------------------------------------------------------------------------
+    def client_gone(self) -> None:
+        """The client disconnected: drop the upstream request (OpenRouter stops billing on close)."""
+        if self.finished:
+            return
+        if self.conn is not None:
+            self.conn.abandon()
+            self.conn = None
+        self._finish("cancelled")
+
+    def _answer_upstream_error(self) -> None:
+        # The same reading of error bodies as the CLI's (every OpenRouter shape, HTML, empty); user_id is never kept.
+        message, kind, _ = describe_error_body(self.error_status, b"".join(self.error_body))
+        status = client_status_for(self.error_status)
+        self.error_kind = error_kind_for(status)
+        if self.error_status == 401:
+            message = "the upstream API refused the gateway's key: " + message
+            kind = "upstream_auth_error"
+        message = scrub_secret(message, self.gw.settings.api_key)  # an upstream may echo the key
+        self.gw.note(5 if status < 500 else 6, "upstream error", upstream_status=self.error_status, status=status, model=self.model)
+        self.client.respond(status, error_json(status, message, error_type=kind), headers=self.error_headers)
+
+    def _answer_error(self, status: int, message: str, kind: str) -> None:
+        self.client.respond(status, error_json(status, message, error_type=kind))
+
+    def _finish(self, outcome: str) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        self.gw.in_flight -= 1
+        self.client.relay = None
+        self.gw.observe_chat(self, outcome)
+
+
+class ModelsFetch:
+    """GET /models once for every client waiting on it; the answer is cached for a minute."""
+
+    def __init__(self, gw: Gateway) -> None:
+        self.gw = gw
+        self.waiters: list[ClientConnection] = []
+        self.status = 0
+        self.parts: list[bytes] = []
+        self.size = 0
+
+    async def run(self) -> None:
+        try:
+            conn = self.gw.pool.take_idle() or await self.gw.pool.connect()
+        except UpstreamUnavailable as err:
+            self._reply(502, error_json(502, str(err), error_type="upstream_unavailable"))
+            return
+        conn.send(self.gw.pool.models_request(), self)
+
+    def cork(self) -> None:
+        pass
+
+    uncork = cork
+
+    def on_head(self, status: int, headers: dict[str, str]) -> None:
+        self.status = status
+
+    def on_body(self, data: bytes) -> None:
+        self.size += len(data)
+        if self.size <= self.gw.models_limit_bytes:
+            self.parts.append(data)
+
+    def on_end(self) -> None:
+        body = b"".join(self.parts)
+        if self.status != 200:
+            status = client_status_for(self.status)
+            message, kind, _ = describe_error_body(self.status, body)
+            self._reply(status, error_json(status, message, error_type=kind or "upstream_error"))
+            return
+        if self.size > self.gw.models_limit_bytes:
+            self._reply(502, error_json(502, "the upstream model list is larger than ORCHAT_CACHE_SIZE allows", error_type="upstream_error"))
+            return
+        try:
+            data = json.loads(body)
+        except (ValueError, RecursionError):
+            self._reply(502, error_json(502, "the upstream model list is not JSON", error_type="upstream_error"))
+            return
+        items = data.get("data") if isinstance(data, dict) else data
+        if not isinstance(items, list):
+            self._reply(502, error_json(502, "the upstream answer has no model list", error_type="upstream_error"))
+            return
+        # OpenAI's list envelope, which its SDKs page through; OpenRouter's extra fields stay.
+        for item in items:
+            if isinstance(item, dict):
+                item.setdefault("object", "model")
+                item.setdefault("owned_by", str(item.get("id", "")).split("/")[0] or "openrouter")
+                item.setdefault("created", 0)
+        payload = json.dumps({"object": "list", "data": items}, separators=(",", ":")).encode("utf-8")
+        self.gw.cache_models(payload)
+        self._reply(200, payload)
+
+    def on_lost(self, reason: str, *, retryable: bool) -> None:
+        self._reply(502, error_json(502, reason, error_type="upstream_error"))
+
+    def _reply(self, status: int, body: bytes) -> None:
+        self.gw.models_fetch = None
+        for client in self.waiters:
+            client.respond(status, body)
+        self.waiters.clear()

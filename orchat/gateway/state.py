@@ -1,0 +1,212 @@
+"""The gateway's shared state: settings, upstream pool, client tokens, counters, drain flag.
+
+Routes: POST /v1/chat/completions (relayed upstream with the gateway's key), GET /v1/models
+(cached), GET /metrics, GET /healthz (liveness, never calls upstream), GET /readyz (config and
+key loaded, not draining). Gateway holds what every connection shares (settings, upstream pool,
+client tokens, in-flight count, drain flag); orchat.gateway.connection parses each socket's requests;
+a once-a-second sweep enforces header, body and idle deadlines (slowloris) and the upstream idle
+timeout. No thread per request: the per-request cost is a few dictionary look-ups, one
+json.loads of the body, one send() upstream and one back to the client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import ipaddress
+import os
+import stat
+import time
+from pathlib import Path
+from typing import Any, Awaitable, Protocol
+
+from orchat.config import Settings, mask_key
+from orchat.errors import ConfigError, PermissionFailure
+from orchat.gateway.upstream import UpstreamPool
+
+MIN_TOKEN_CHARS = 16
+MODELS_CACHE_SECONDS = 60.0
+BYTES_PER_MEGABYTE = 1024 * 1024
+
+
+def is_loopback(address: str) -> bool:
+    """Return True when ADDRESS only accepts connections from this host."""
+    if address in ("localhost", "ip6-localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(address.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def load_tokens(path_text: str) -> list[tuple[bytes, str]]:
+    """Read ORCHAT_DAEMON_TOKENS_FILE: `token` or `name:token` per line, `#` comments.
+
+    Return [(token bytes, client name)]; unnamed tokens are called token1, token2... by line.
+    Raise ConfigError for an unreadable file or a token shorter than 16 characters, and
+    PermissionFailure when other users may read the file.
+    """
+    path = Path(os.path.expanduser(path_text))
+    try:
+        mode = path.stat().st_mode
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"cannot read ORCHAT_DAEMON_TOKENS_FILE {path}: {err}") from err
+    if mode & stat.S_IROTH:
+        raise PermissionFailure(f"{path} is readable by every user; run: chmod 640 {path}")
+    tokens: list[tuple[bytes, str]] = []
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, colon, token = line.rpartition(":")
+        if not colon:
+            name = f"token{number}"
+        token = token.strip()
+        name = name.strip()
+        if len(token) < MIN_TOKEN_CHARS or any(ch.isspace() for ch in token) or (colon and not name):
+            raise ConfigError(f"{path}:{number}: expected `token` or `name:token` with a token of at least {MIN_TOKEN_CHARS} characters")
+        tokens.append((token.encode("utf-8"), name))
+    return tokens
+
+
+class Client(Protocol):
+    """What the shared state needs of a client socket (orchat.gateway.connection implements it)."""
+
+    deadline: float
+
+    def expire(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    def is_idle(self) -> bool: ...
+
+
+class Gateway:
+    """State shared by every connection: settings, upstream pool, tokens, counters, drain flag."""
+
+    def __init__(self, settings: Settings, *, tokens: list[tuple[bytes, str]] | None = None, hooks: Any = None) -> None:
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.clients: set[Client] = set()
+        self.in_flight = 0
+        self.draining = False
+        self.models_fetch: Any = None  # the running orchat.gateway.relay.ModelsFetch, if any
+        self.models_cache: tuple[float, bytes] | None = None
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.requests_served = 0
+        self.hooks = hooks  # orchat.gateway.daemon.Hooks: logs, metrics, audit; None in tests of the wire alone
+        self.pool: UpstreamPool | None = None
+        self.old_pools: list[UpstreamPool] = []
+        self.apply(settings, tokens or [])
+
+    def apply(self, settings: Settings, tokens: list[tuple[bytes, str]]) -> None:
+        """Adopt new settings and tokens (start-up and SIGHUP); the old pool drains on its own."""
+        old = self.pool
+        self.settings = settings
+        self.tokens = tokens
+        # The upstream key as bytes, to mask it wherever an upstream echoes it back (never relayed).
+        self.key_bytes = settings.api_key.encode() if len(settings.api_key) >= 8 else b""
+        self.masked_key_bytes = mask_key(settings.api_key).encode()
+        self.instance = settings.instance_name or "orchat"
+        self.max_body = settings.daemon_max_body_bytes
+        self.header_timeout = settings.daemon_header_timeout
+        self.body_timeout = settings.daemon_body_timeout
+        self.idle_timeout = settings.daemon_idle_timeout
+        self.max_connections = settings.daemon_max_connections
+        self.max_concurrency = settings.max_concurrency
+        self.stream_buffer = settings.stream_buffer
+        self.event_limit = max(65536, settings.stream_buffer * 8)
+        self.models_limit_bytes = settings.cache_size * BYTES_PER_MEGABYTE
+        self.models_cache = None
+        self.pool = UpstreamPool(
+            settings.api_base,
+            api_key=settings.api_key,
+            referer=settings.http_referer if settings.is_openrouter else "",
+            title=settings.title if settings.is_openrouter else "",
+            connect_timeout=settings.connect_timeout,
+            idle_timeout=settings.request_timeout,
+            keepalive=settings.tcp_keepalive,
+            ca_file=settings.ca_file,
+        )
+        if old is not None:
+            old.close()
+            self.old_pools.append(old)  # its busy connections still need their timeouts
+        instance = self.instance.encode("latin-1", errors="replace")
+        self.common_headers = b"X-Orchat-Instance: " + instance + b"\r\n"
+
+    # -- readiness -----------------------------------------------------------------------------
+    def not_ready_reason(self) -> str:
+        """Return why /readyz says 503, or "" when this instance should get traffic."""
+        if self.draining:
+            return "draining"
+        if self.settings.is_openrouter and not self.settings.api_key:
+            return "no API key loaded"
+        return ""
+
+    # -- auth ------------------------------------------------------------------------------------
+    def authenticate(self, headers: dict[str, str], peer: str) -> str | None:
+        """Return the client's name for the audit log, or None when its bearer token is wrong."""
+        if not self.tokens:
+            return f"local:{peer}"
+        value = headers.get("authorization", "")
+        scheme, _, presented = value.partition(" ")
+        if scheme.lower() != "bearer":
+            return None
+        given = presented.strip().encode("utf-8", errors="replace")
+        found = None
+        for token, name in self.tokens:  # every token compared: timing says nothing about which
+            if hmac.compare_digest(token, given):
+                found = name
+        return found
+
+    # -- tasks, models cache, observation ---------------------------------------------------------
+    def spawn(self, coro: Awaitable[Any]) -> None:
+        assert self.loop is not None
+        task = self.loop.create_task(coro)  # type: ignore[arg-type]
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def cache_models(self, payload: bytes) -> None:
+        if len(payload) <= self.models_limit_bytes:
+            self.models_cache = (time.monotonic() + MODELS_CACHE_SECONDS, payload)
+
+    def observe_chat(self, relay: Any, outcome: str) -> None:
+        self.requests_served += 1
+        if self.hooks is not None:
+            self.hooks.chat_done(relay, outcome)
+
+    def note(self, level: int, message: str, **fields: Any) -> None:
+        if self.hooks is not None:
+            self.hooks.log(level, message, **fields)
+
+    def audit(self, identity: str, command: str, resource: str, status: str) -> None:
+        if self.hooks is not None:
+            self.hooks.audit(identity, command, resource, status)
+
+    def reject(self, reason: str) -> None:
+        if self.hooks is not None:
+            self.hooks.reject(reason)
+
+    def metrics_body(self) -> bytes:
+        if self.hooks is not None:
+            return self.hooks.render_metrics()
+        return b""
+
+    # -- periodic work --------------------------------------------------------------------------
+    def sweep(self) -> None:
+        """Close connections past their deadline and time out silent upstream exchanges."""
+        now = time.monotonic()
+        for client in [c for c in self.clients if c.deadline and now > c.deadline]:
+            client.expire()
+        if self.pool is not None:
+            self.pool.sweep(now)
+        for pool in self.old_pools:
+            pool.sweep(now)
+        self.old_pools = [pool for pool in self.old_pools if pool.active]
+
+    def start_draining(self) -> None:
+        """Stop keeping connections alive: idle ones close now, busy ones after their answer."""
+        self.draining = True
+        for client in list(self.clients):
+            if client.is_idle():
+                client.close()

@@ -1,0 +1,7 @@
+"""Health: `orchat health-check` and the daemon's periodic checks.
+
+runner (results, deadlines, output formats), checks (API, key, network, config, daemon, and the
+component table), local (disk, memory, history, logs, backups, install paths), custom (commands
+from health-checks.yaml), yamlsubset (the strict YAML subset those files use). May import: the
+foundation, wire, telemetry, backup. Imported by: gateway (custom checks on intervals), commands.
+"""
