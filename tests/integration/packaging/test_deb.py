@@ -192,6 +192,10 @@ def test_deb_installs_works_for_an_operator_and_purge_leaves_nothing_behind(debs
     dpkg("-r", "orchat")
     assert not Path("/usr/bin/orchat").exists() and not Path("/usr/lib/orchat").exists()
     assert Path("/etc/orchat/health-checks.yaml").is_file(), "dpkg -r must keep conffiles"
+    # The daily job is a conffile too, so it stays; with the package removed it must do nothing.
+    backups = tmp_path / "backups"
+    job = run(["/etc/cron.daily/orchat-backup"], env=dict(installed_env(home), ORCHAT_BACKUP_ROOT=str(backups)))
+    assert job.returncode == 0 and not backups.exists(), job.stderr
     dpkg("-P", "orchat")
     assert orchat_traces() == before
     assert (home / ".config" / "orchat" / "config").read_text() == "ORCHAT_MODEL=fake/echo\n"
