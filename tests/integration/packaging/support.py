@@ -15,9 +15,10 @@ RPM_NAME = f"orchat-{__version__}-1.noarch.rpm"
 MANIFEST = "/usr/lib/orchat/INSTALLED"
 # debian/rules and orchat.spec move these; nothing else may differ from `make install`.
 MOVED = {"/etc/sysusers.d/orchat.conf": "/usr/lib/sysusers.d/orchat.conf", "/usr/share/man/man1/orchat.1": "/usr/share/man/man1/orchat.1.gz"}
-# Files debhelper adds: the changelog, the copyright file, the lintian overrides, dh_python3's
-# hook that recompiles /usr/lib/orchat when the default python3 changes.
+# Files debhelper adds: README.Debian, the changelog, the copyright file, the lintian overrides,
+# dh_python3's hook that recompiles /usr/lib/orchat when the default python3 changes.
 DEB_ADDED = {
+    "/usr/share/doc/orchat/README.Debian",
     "/usr/share/doc/orchat/changelog.Debian.gz",
     "/usr/share/doc/orchat/copyright",
     "/usr/share/lintian/overrides/orchat",

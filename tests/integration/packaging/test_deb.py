@@ -172,6 +172,8 @@ def test_deb_installs_works_for_an_operator_and_purge_leaves_nothing_behind(debs
     )
     assert completion.stdout.split() == ["health-check"], completion.stderr
     assert list(Path("/usr/lib/orchat/orchat").glob("__pycache__/cli.cpython-*.pyc")), "py3compile did not byte-compile the package"
+    # Installed, never enabled: no symlink in a .wants directory (deb-systemd-helper's doing).
+    assert not list(Path("/etc/systemd/system").glob("*.wants/orchat*")), "the package must not enable its units"
 
     # The units' user and directories; logrotate's `su orchat orchat` works on them.
     user = pwd.getpwnam("orchat")
