@@ -20,7 +20,8 @@ SCRIPTLETS = ("PREIN", "POSTIN", "PREUN", "POSTUN")
 
 @pytest.fixture(scope="module")
 def rpm(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    require_tool("rpmbuild")
+    for tool in ("rpmbuild", "rpm"):
+        require_tool(tool)
     out = tmp_path_factory.mktemp("rpm")
     build_packages(REPO, out, "rpm")
     return out / RPM_NAME
