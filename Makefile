@@ -10,7 +10,7 @@ VERSION := $(shell $(PYTHON) -c 'import sys; sys.path.insert(0, "."); import orc
 DEV_PACKAGES := pytest pytest-timeout coverage ruff prometheus-client PyYAML openai hypothesis vermin
 
 .DEFAULT_GOAL := help
-.PHONY: help venv lint fmt test test-fast demo bench bench-peers install uninstall dist docs clean
+.PHONY: help venv lint fmt test test-fast demo bench bench-peers install uninstall dist deb rpm docs clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -60,7 +60,7 @@ demo: demo-venv ## offline demo: orchat asks a local llama.cpp server (no key, n
 # SYSCONFDIR (default /etc) and UNITDIR (default $(PREFIX)/lib/systemd/system, /lib/... for /usr) may be set.
 INSTALL_FLAGS = --prefix '$(PREFIX)' $(if $(DESTDIR),--destdir '$(DESTDIR)') $(if $(SYSCONFDIR),--sysconfdir '$(SYSCONFDIR)') $(if $(UNITDIR),--unitdir '$(UNITDIR)')
 DIST_NAME = orchat-$(VERSION)
-DIST_FILES = install.sh Makefile README.md pyproject.toml LICENSE orchat bin docs etc systemd
+DIST_FILES = install.sh Makefile README.md pyproject.toml LICENSE orchat bin docs etc systemd debian orchat.spec
 # Reproducible tarballs: entries sorted, owned by 0:0, dated by the last commit (or SOURCE_DATE_EPOCH).
 SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 
@@ -78,6 +78,31 @@ dist: ## build $(DISTDIR)/orchat-VERSION.tar.gz and its .sha256: what an operato
 	mv '$(DISTDIR)/$(DIST_NAME).tar.gz.tmp' '$(DISTDIR)/$(DIST_NAME).tar.gz'
 	cd '$(DISTDIR)' && sha256sum '$(DIST_NAME).tar.gz' > '$(DIST_NAME).tar.gz.sha256'
 	@echo '$(DISTDIR)/$(DIST_NAME).tar.gz'
+
+# deb/rpm: built from the release tarball, whose `make install DESTDIR=... PREFIX=/usr` is the
+# packages' file list. The changelog and the spec must name orchat/__init__.py's version.
+BUILDDIR ?= build
+DEBDIR ?= $(DISTDIR)
+RPMDIR ?= $(DISTDIR)
+PACKAGE_VERSION = $(shell sed -n '1s/^orchat (\(.*\)-[^-]*).*/\1/p' debian/changelog)
+SPEC_VERSION = $(shell sed -n 's/^Version:[[:space:]]*//p' orchat.spec)
+
+deb: dist ## build $(DEBDIR)/orchat_VERSION-N_all.deb from the release tarball (dpkg-buildpackage -us -uc -b)
+	@test '$(PACKAGE_VERSION)' = '$(VERSION)' || { echo "debian/changelog says $(PACKAGE_VERSION), orchat/__init__.py $(VERSION)" >&2; exit 1; }
+	rm -rf '$(BUILDDIR)/deb' && mkdir -p '$(BUILDDIR)/deb' '$(DEBDIR)'
+	tar -xzf '$(DISTDIR)/$(DIST_NAME).tar.gz' -C '$(BUILDDIR)/deb'
+	cd '$(BUILDDIR)/deb/$(DIST_NAME)' && dpkg-buildpackage -us -uc -b
+	mv '$(BUILDDIR)'/deb/orchat_*_all.deb '$(BUILDDIR)'/deb/orchat_*.buildinfo '$(BUILDDIR)'/deb/orchat_*.changes '$(DEBDIR)/'
+	rm -rf '$(BUILDDIR)/deb'
+
+# rpmbuild --nodeps: on Debian the rpm database is empty, so BuildRequires cannot be checked.
+rpm: dist ## build $(RPMDIR)/orchat-VERSION-N.noarch.rpm from the release tarball (rpmbuild -bb)
+	@test '$(SPEC_VERSION)' = '$(VERSION)' || { echo "orchat.spec says $(SPEC_VERSION), orchat/__init__.py $(VERSION)" >&2; exit 1; }
+	rm -rf '$(BUILDDIR)/rpm' && mkdir -p '$(BUILDDIR)/rpm' '$(RPMDIR)'
+	rpmbuild -bb --nodeps --define '_topdir $(abspath $(BUILDDIR)/rpm)' --define '_sourcedir $(abspath $(DISTDIR))' \
+		--define '_rpmdir $(abspath $(BUILDDIR)/rpm)' --define '_build_name_fmt %%{NAME}-%%{VERSION}-%%{RELEASE}.%%{ARCH}.rpm' orchat.spec
+	mv '$(BUILDDIR)'/rpm/orchat-*.noarch.rpm '$(RPMDIR)/'
+	rm -rf '$(BUILDDIR)/rpm'
 
 bench: venv ## run bench/ (start-up, one-shot, metrics, daemon) and write docs/benchmarks.md
 	$(VPY) bench/startup
