@@ -112,7 +112,16 @@ class Hooks:
         elapsed = time.monotonic() - relay.started
         status = "ok" if outcome == "ok" else ("interrupted" if outcome == "cancelled" else "error")
         kind = relay.error_kind if status == "error" else ""
-        self.events.append({"status": status, "model": relay.model, "latency_seconds": elapsed, "usage": relay.usage, "error_type": kind})
+        self.events.append(
+            {
+                "status": status,
+                "model": relay.model,
+                "latency_seconds": elapsed,
+                "first_token_seconds": relay.first_token_seconds,
+                "usage": relay.usage,
+                "error_type": kind,
+            }
+        )
         if self.log_impl.is_enabled(VERBOSE):
             self.log(VERBOSE, f"chat {status}", model=relay.model, client=relay.identity, stream=relay.stream, latency_seconds=round(elapsed, 4))
         if self.audit_on:

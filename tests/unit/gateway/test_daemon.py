@@ -29,6 +29,7 @@ def finished_relay(**fields: Any) -> Any:
         "usage": {"prompt_tokens": 3, "completion_tokens": 4},
         "error_kind": "upstream",
         "identity": "alice",
+        "first_token_seconds": 0.1,
         "stream": True,
     }
     return SimpleNamespace(**{**base, **fields})

@@ -149,19 +149,33 @@ def test_a_connect_timeout_is_a_504() -> None:
     assert client.calls[0][1][0] == 504
 
 
-def test_a_broken_non_streamed_answer_aborts_the_client_and_an_error_body_survives_a_cut() -> None:
+def test_a_broken_non_streamed_answer_is_a_502_and_an_error_body_survives_a_cut() -> None:
     relay, client, gw = relay_with(StubPool([StubConn()]), stream=False)
     relay.start()
     relay.on_head(200, {"content-type": "application/json"})
     relay.on_body(b'{"id":')
+    assert client.calls == []  # nothing goes out before the answer is complete
     relay.on_lost("reset", retryable=False)
-    assert client.calls[-1] == ("abort", None) and relay.error_kind == "protocol"
+    assert client.calls[-1][1][0] == 502 and relay.error_kind == "protocol"
     relay, client, gw = relay_with(StubPool([StubConn()]), stream=False)
     relay.start()
     relay.on_head(429, {"retry-after": "2"})
     relay.on_body(b'{"error": {"message": "slow down", "code": 429}}')
     relay.on_lost("reset", retryable=False)
     assert client.calls[-1][1][0] == 429 and relay.error_kind == "rate_limit"
+
+
+def test_a_non_streamed_answer_over_the_body_limit_is_a_502(monkeypatch: Any) -> None:
+    import orchat.gateway.relay as relay_module
+
+    monkeypatch.setattr(relay_module, "MAX_BODY_BYTES", 10)
+    relay, client, gw = relay_with(StubPool([StubConn()]), stream=False)
+    relay.start()
+    relay.on_head(200, {"content-type": "application/json"})
+    relay.on_body(b'{"id": "0123456789"}')
+    relay.on_end()
+    assert client.calls[-1][1][0] == 502 and "larger than 10 bytes" in client.calls[-1][1][1]["error"]["message"]
+    assert gw.observed == ["error"]
 
 
 def test_a_client_leaving_mid_answer_abandons_the_upstream_connection() -> None:

@@ -295,6 +295,31 @@ def test_a_silent_upstream_times_out_as_504_or_an_sse_error(harness: Callable[..
     conn.close()
 
 
+def test_a_non_streamed_answer_whose_upstream_falls_silent_after_its_headers_is_a_504(harness: Callable[..., Harness]) -> None:
+    h = harness({"ORCHAT_REQUEST_TIMEOUT": "0.3"})
+    conn = h.connection()
+    conn.request("POST", "/v1/chat/completions", body=json.dumps(chat_body(model="fake/hang")).encode())
+    time.sleep(0.5)
+    h.call(h.gw.sweep)
+    response = conn.getresponse()
+    body = response.read()
+    assert response.status == 504 and json.loads(body)["error"]["type"] == "upstream_timeout"
+    conn.close()
+
+
+def test_streamed_chats_fill_the_time_to_first_token_histogram_and_whole_answers_do_not(
+    harness: Callable[..., Harness], fake_openrouter: FakeOpenRouter
+) -> None:
+    h = harness()
+    assert h.request("POST", "/v1/chat/completions", chat_body(stream=True))[0] == 200
+    assert h.request("POST", "/v1/chat/completions", chat_body(stream=True, model="fake/empty-stream"))[0] == 200
+    assert h.request("POST", "/v1/chat/completions", chat_body())[0] == 200
+    h.hooks.flush()
+    text = h.request("GET", "/metrics")[2].decode()
+    assert "orchat_time_to_first_token_seconds_count 1.0" in text
+    assert "orchat_response_time_seconds_count 3.0" in text
+
+
 def test_an_unreachable_upstream_is_a_502(harness: Callable[..., Harness]) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -439,7 +464,9 @@ def test_a_half_closed_client_still_gets_its_answer_then_the_connection_closes(h
             if not piece:
                 break
             answer += piece
-    assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"0\r\n\r\n")
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200") and b"Connection: close" in head
+    assert json.loads(body)["choices"][0]["message"]["content"] == FakeOpenRouter().answer
 
 
 def test_a_reload_swaps_the_pool_and_still_times_out_the_old_pools_requests(harness: Callable[..., Harness], fake_openrouter: FakeOpenRouter) -> None:
