@@ -14,6 +14,7 @@ import json
 import time
 from typing import Any
 
+from orchat.gateway.modelentry import ModelEntry, is_model_path
 from orchat.gateway.relay import ChatRelay, ModelsFetch
 from orchat.gateway.state import Gateway
 from orchat.wire.framing import (
@@ -150,7 +151,7 @@ class ClientConnection(asyncio.Protocol):
         self.keep_alive = "keep-alive" in connection if self.http10 else "close" not in connection
         self.head_only = method == "HEAD"
         self.state = BUSY
-        allowed = ROUTES.get(self.path)
+        allowed = ROUTES.get(self.path) or (ROUTES["/v1/models"] if is_model_path(self.path) else None)
         if allowed is None:
             self.keep_alive = self.keep_alive and "content-length" not in headers and "transfer-encoding" not in headers
             self.respond(404, error_json(404, f"no route for {method} {self.path}", code="not_found"))
@@ -235,14 +236,15 @@ class ClientConnection(asyncio.Protocol):
         elif path == "/metrics":
             self.respond(200, gw.metrics_body(), content_type="text/plain; version=0.0.4; charset=utf-8")
         else:
+            waiter = self if path == "/v1/models" else ModelEntry(self, path)
             cached = gw.models_cache
             if cached is not None and cached[0] > time.monotonic():
-                self.respond(200, cached[1])
+                waiter.respond(200, cached[1])
                 return
             if gw.models_fetch is None:
                 gw.models_fetch = ModelsFetch(gw)
                 gw.spawn(gw.models_fetch.run())
-            gw.models_fetch.waiters.append(self)
+            gw.models_fetch.waiters.append(waiter)
             gw.audit(self.identity, "daemon:/v1/models", "", "OK")
 
     def route_chat(self, body: bytes) -> None:

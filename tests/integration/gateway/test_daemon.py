@@ -194,6 +194,10 @@ def test_the_openai_sdk_streams_and_lists_models_through_the_daemon(daemons: lis
     whole = client.chat.completions.create(model="openai/gpt-4o-mini", messages=CHAT["messages"])
     assert whole.choices[0].message.content == FakeOpenRouter().answer
     assert "openai/gpt-4o-mini" in [m.id for m in client.models.list()]
+    assert client.models.retrieve("openai/gpt-4o-mini").owned_by == "openai"
+    with pytest.raises(openai.NotFoundError) as missing:
+        client.models.retrieve("no-such/model")
+    assert missing.value.code == "model_not_found"
     bad = openai.OpenAI(base_url=f"http://127.0.0.1:{daemon.port}/v1", api_key="wrong-token-" + "y" * 20, max_retries=0)
     with pytest.raises(openai.AuthenticationError):
         bad.chat.completions.create(model="openai/gpt-4o-mini", messages=CHAT["messages"])

@@ -376,6 +376,21 @@ def test_models_are_listed_in_openais_envelope_and_cached(harness: Callable[...,
     assert len(fake_openrouter.requests) == before
 
 
+def test_one_model_is_answered_from_the_list_and_an_unknown_one_is_openais_404(harness: Callable[..., Harness], fake_openrouter: FakeOpenRouter) -> None:
+    h = harness()
+    status, _, body = h.request("GET", "/v1/models/openai%2Fgpt-4o-mini")  # fetched: the list was not cached yet
+    assert status == 200 and json.loads(body)["id"] == "openai/gpt-4o-mini" and json.loads(body)["object"] == "model"
+    before = len(fake_openrouter.requests)
+    status, _, body = h.request("GET", "/v1/models/meta-llama/llama-3.3-70b-instruct:free")  # from the cache, slash as typed
+    assert status == 200 and json.loads(body)["owned_by"] == "meta-llama"
+    status, _, body = h.request("GET", "/v1/models/no-such/model")
+    error = json.loads(body)["error"]
+    assert status == 404 and error["code"] == "model_not_found" and error["type"] == "invalid_request_error"
+    assert "no-such/model" in error["message"] and len(fake_openrouter.requests) == before
+    assert h.request("POST", "/v1/models/openai%2Fgpt-4o-mini", b"")[0] == 405
+    assert h.request("GET", "/v1/models/")[0] == 404
+
+
 def test_models_larger_than_the_cache_bound_are_refused(harness: Callable[..., Harness]) -> None:
     h = harness()
     h.gw.models_limit_bytes = 100
