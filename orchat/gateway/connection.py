@@ -16,6 +16,7 @@ from typing import Any
 
 from orchat.gateway.modelentry import ModelEntry, is_model_path
 from orchat.gateway.relay import ChatRelay, ModelsFetch
+from orchat.gateway.requestid import ClientHeaders, new_request_id, read_client_headers
 from orchat.gateway.state import Gateway
 from orchat.wire.framing import (
     LAST_CHUNK,
@@ -60,6 +61,7 @@ class ClientConnection(asyncio.Protocol):
         self.path = ""
         self.headers: dict[str, str] = {}
         self.identity = ""
+        self.client_headers: ClientHeaders | None = None  # of the request being answered
         self.want = 0
         self.decoder: ChunkedDecoder | None = None
         self.body_parts: list[bytes] = []
@@ -145,6 +147,7 @@ class ClientConnection(asyncio.Protocol):
         method, target, version, headers = parse_request_head(buf[:end])
         self.buf = buf[end + 4 :]
         self.method, self.headers = method, headers
+        self.client_headers = read_client_headers(headers)
         self.path = target.split("?", 1)[0]
         self.http10 = version == "HTTP/1.0"
         connection = headers.get("connection", "").lower()
@@ -165,7 +168,7 @@ class ClientConnection(asyncio.Protocol):
             if identity is None:
                 self.keep_alive = False
                 gw.audit(f"unknown:{self.peer}", f"daemon:{self.path}", "", "DENIED")
-                gw.note(5, "client refused: bad or missing bearer token", peer=self.peer, path=self.path)
+                gw.note(5, "client refused: bad or missing bearer token", peer=self.peer, path=self.path, request_id=self.client_headers.request_id)
                 self.respond(401, error_json(401, "missing or invalid bearer token", code="invalid_api_key"), headers=[("WWW-Authenticate", "Bearer")])
                 return False
             self.identity = identity
@@ -270,10 +273,15 @@ class ClientConnection(asyncio.Protocol):
                 headers=[("Retry-After", "1")],
             )
             return
-        self.relay = ChatRelay(gw, self, body, model=model, stream=payload.get("stream") is True, identity=self.identity)
+        self.relay = ChatRelay(gw, self, body, model=model, stream=payload.get("stream") is True, identity=self.identity, headers=self.client_headers)
         self.relay.start()
 
     # -- answers -------------------------------------------------------------------------------------
+    def _request_id_header(self) -> bytes:
+        # Every answer names its request, also those refused before a head was read.
+        request_id = self.client_headers.request_id if self.client_headers is not None else new_request_id()
+        return b"X-Request-Id: %b\r\n" % request_id.encode("ascii")
+
     def _connection_header(self) -> bytes:
         if not self.keep_alive or self.gw.draining:
             self.keep_alive = False
@@ -286,11 +294,12 @@ class ClientConnection(asyncio.Protocol):
         if self.state == CLOSED or transport is None or transport.is_closing():
             return
         extra = "".join(f"{k}: {v}\r\n" for k, v in headers).encode("latin-1") if headers else b""
-        head = b"%bContent-Type: %b\r\nContent-Length: %d\r\n%b%b%b\r\n" % (
+        head = b"%bContent-Type: %b\r\nContent-Length: %d\r\n%b%b%b%b\r\n" % (
             status_line(status),
             content_type.encode(),
             len(body),
             self.gw.common_headers,
+            self._request_id_header(),
             extra,
             self._connection_header(),
         )
@@ -306,7 +315,7 @@ class ClientConnection(asyncio.Protocol):
         self.chunked = not self.http10
         extra = "".join(f"{k}: {v}\r\n" for k, v in headers).encode("latin-1")
         framing = b"Transfer-Encoding: chunked\r\n" if self.chunked else b""
-        self.write(b"%b%b%b%b%b\r\n" % (status_line(status), extra, self.gw.common_headers, framing, self._connection_header()))
+        self.write(b"%b%b%b%b%b%b\r\n" % (status_line(status), extra, self.gw.common_headers, self._request_id_header(), framing, self._connection_header()))
 
     def send_stream(self, data: bytes) -> None:
         if self.state != CLOSED and data:
@@ -349,6 +358,7 @@ class ClientConnection(asyncio.Protocol):
     def done(self) -> None:
         """One answer is out: keep the connection for the next request, or close it."""
         self.relay = None
+        self.client_headers = None
         if not self.keep_alive or self.gw.draining:
             self.close()
             return

@@ -123,7 +123,15 @@ class Hooks:
             }
         )
         if self.log_impl.is_enabled(VERBOSE):
-            self.log(VERBOSE, f"chat {status}", model=relay.model, client=relay.identity, stream=relay.stream, latency_seconds=round(elapsed, 4))
+            self.log(
+                VERBOSE,
+                f"chat {status}",
+                request_id=relay.headers.request_id,
+                model=relay.model,
+                client=relay.identity,
+                stream=relay.stream,
+                latency_seconds=round(elapsed, 4),
+            )
         if self.audit_on:
             outcome = {"ok": "OK", "interrupted": "INTERRUPTED"}.get(status, "FAILED:" + kind)
             self.audit(relay.identity, "daemon:/v1/chat/completions", relay.model[:200], outcome)

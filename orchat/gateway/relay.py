@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from orchat.config import scrub_secret
 from orchat.errors import UpstreamUnavailable
+from orchat.gateway.requestid import ClientHeaders
 from orchat.gateway.state import Gateway
 from orchat.gateway.upstream import UpstreamConnection
 from orchat.wire.framing import error_json, sse_error_event
@@ -113,6 +114,7 @@ class ChatRelay:
         "finished",
         "first_token_seconds",
         "gw",
+        "headers",
         "identity",
         "model",
         "pending",
@@ -126,8 +128,11 @@ class ChatRelay:
         "whole_size",
     )
 
-    def __init__(self, gw: Gateway, client: ClientConnection, body: bytes, *, model: str, stream: bool, identity: str) -> None:
+    def __init__(
+        self, gw: Gateway, client: ClientConnection, body: bytes, *, model: str, stream: bool, identity: str, headers: ClientHeaders | None = None
+    ) -> None:
         self.gw = gw
+        self.headers = headers or ClientHeaders("")
         self.client = client
         self.body = body
         self.model = model
@@ -174,7 +179,7 @@ class ChatRelay:
 
     def _send(self, conn: UpstreamConnection) -> None:
         self.conn = conn
-        conn.send(self.gw.pool.chat_request(self.body), self)
+        conn.send(self.gw.pool.chat_request(self.body, self.headers.upstream, attribution=not self.headers.attributed), self)
 
     # -- upstream callbacks ----------------------------------------------------------------
     def cork(self) -> None:
@@ -276,7 +281,7 @@ class ChatRelay:
             self.pending = b""
             self.client.send_stream(sse_error_event(504 if timed_out else 502, "upstream stream interrupted: " + reason, "upstream_error"))
             self.client.end_stream()
-        self.gw.note(5, "upstream failed mid-request", reason=reason, model=self.model)
+        self.gw.note(5, "upstream failed mid-request", reason=reason, model=self.model, request_id=self.headers.request_id)
         self._finish("error")
 
     # -- endings ----------------------------------------------------------------------------
@@ -298,7 +303,9 @@ class ChatRelay:
             message = "the upstream API refused the gateway's key: " + message
             kind = "upstream_auth_error"
         message = scrub_secret(message, self.gw.settings.api_key)  # an upstream may echo the key
-        self.gw.note(5 if status < 500 else 6, "upstream error", upstream_status=self.error_status, status=status, model=self.model)
+        self.gw.note(
+            5 if status < 500 else 6, "upstream error", upstream_status=self.error_status, status=status, model=self.model, request_id=self.headers.request_id
+        )
         self.client.respond(status, error_json(status, message, error_type=kind), headers=self.error_headers)
 
     def _answer_whole(self) -> None:

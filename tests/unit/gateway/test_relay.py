@@ -60,7 +60,7 @@ class StubPool:
             raise self.fail
         return StubConn()
 
-    def chat_request(self, body: bytes) -> bytes:
+    def chat_request(self, body: bytes, extra: bytes = b"", *, attribution: bool = True) -> bytes:
         return b"REQ " + body
 
     def models_request(self) -> bytes:

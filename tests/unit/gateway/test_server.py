@@ -7,6 +7,7 @@ import concurrent.futures
 import http.client
 import json
 import os
+import re
 import socket
 import threading
 import time
@@ -138,6 +139,46 @@ def test_chat_is_relayed_with_the_gateways_key_and_the_clients_model(harness: Ca
     assert sent.body["model"] == "anthropic/claude-sonnet-4"
     assert "x-generation-id" in headers
     assert TEST_KEY.encode() not in body and TEST_KEY not in json.dumps(headers)
+
+
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+def test_allow_listed_client_headers_reach_the_upstream_and_the_request_id_comes_back(
+    harness: Callable[..., Harness], fake_openrouter: FakeOpenRouter, tmp_path: Path
+) -> None:
+    log_file = tmp_path / "daemon.log"
+    h = harness({"ORCHAT_LOG_LEVEL": "VERBOSE", "ORCHAT_LOG_FILE": str(log_file)})
+    sent_headers = {
+        "HTTP-Referer": "https://app.example",
+        "X-Title": "My App",
+        "traceparent": TRACEPARENT,
+        "X-Request-Id": "req-0042",
+        "Cookie": "session=1",
+        "X-Api-Key": "client-secret",
+    }
+    status, headers, _ = h.request("POST", "/v1/chat/completions", chat_body(stream=True), sent_headers)
+    assert status == 200 and headers["x-request-id"] == "req-0042"
+    upstream = {k.lower(): v for k, v in fake_openrouter.chat_requests()[-1].headers.items()}
+    assert upstream["http-referer"] == "https://app.example" and upstream["x-title"] == "My App" and upstream["x-openrouter-title"] == "My App"
+    assert upstream["traceparent"] == TRACEPARENT and upstream["x-request-id"] == "req-0042"
+    assert "cookie" not in upstream and "x-api-key" not in upstream
+    h.request("POST", "/v1/chat/completions", chat_body(), {"X-Request-Id": "req-0043"})
+    h.hooks.flush()
+    lines = [json.loads(line) for line in log_file.read_text().splitlines()]
+    assert [line["request_id"] for line in lines if line["message"] == "chat ok"] == ["req-0042", "req-0043"]
+
+
+def test_invalid_client_headers_are_dropped_and_every_answer_gets_a_new_request_id(harness: Callable[..., Harness], fake_openrouter: FakeOpenRouter) -> None:
+    h = harness()
+    bad = {"X-Request-Id": "two words", "traceparent": "00-zz-00-01", "X-Title": "caf\u00e9"}
+    status, headers, _ = h.request("POST", "/v1/chat/completions", chat_body(), bad)
+    upstream = {k.lower(): v for k, v in fake_openrouter.chat_requests()[-1].headers.items()}
+    assert status == 200 and "traceparent" not in upstream and "x-title" not in upstream
+    assert re.fullmatch("[0-9a-f]{32}", headers["x-request-id"]) and upstream["x-request-id"] == headers["x-request-id"]
+    ids = {h.request("GET", path)[1]["x-request-id"] for path in ("/healthz", "/readyz", "/v1/models", "/nowhere")}
+    assert len(ids) == 4 and headers["x-request-id"] not in ids
+    assert b"X-Request-Id: " in h.raw(b"GET / HTTP/1.1\r\nBad Header\r\n\r\n")  # refused before its head was understood
 
 
 def test_streamed_chat_relays_every_event_and_disables_proxy_buffering(harness: Callable[..., Harness], fake_openrouter: FakeOpenRouter) -> None:
