@@ -179,6 +179,12 @@ class ClientConnection(asyncio.Protocol):
                 self.keep_alive = False
             self.route_get()
             return False
+        if gw.draining:
+            # SIGTERM's grace period: the balancer learns from /readyz; a chat that still
+            # arrives is refused before its body is read, so the client retries elsewhere.
+            self.keep_alive = False
+            self.respond(503, error_json(503, f"instance {gw.instance} is shutting down; retry on another", code="draining"), headers=[("Retry-After", "1")])
+            return False
         length = body_length(headers)
         if length is not None and length > gw.max_body:
             self.keep_alive = False

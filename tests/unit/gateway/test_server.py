@@ -120,12 +120,14 @@ def test_healthz_and_readyz_answer_with_the_instance_name(harness: Callable[...,
     assert status == 200 and body == b""
 
 
-def test_readyz_turns_503_while_draining(harness: Callable[..., Harness]) -> None:
+def test_readyz_and_new_chats_turn_503_while_draining(harness: Callable[..., Harness]) -> None:
     h = harness()
     h.call(h.gw.start_draining)
     status, headers, body = h.request("GET", "/readyz")
     assert status == 503 and json.loads(body)["reason"] == "draining"
     assert headers["connection"] == "close"
+    status, headers, body = h.request("POST", "/v1/chat/completions", CHAT)
+    assert status == 503 and headers["connection"] == "close" and json.loads(body)["error"]["code"] == "draining"
 
 
 def test_chat_is_relayed_with_the_gateways_key_and_the_clients_model(harness: Callable[..., Harness], fake_openrouter: FakeOpenRouter) -> None:
