@@ -6,6 +6,7 @@ import http.client
 import json
 import re
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -118,6 +119,44 @@ def test_300_streams_through_each_balancer_all_complete_across_all_instances(bal
     models = json.loads(request(balancers.nginx_port, "GET", "/v1/models")[2])
     assert models["object"] == "list"
     assert request(balancers.nginx_port, "GET", "/metrics")[0] == 404  # scraped per instance, never through the balancer
+
+
+PACING_SECONDS = 0.1
+
+
+def event_arrivals(port: int) -> list[float]:
+    """POST one streamed chat to PORT over a raw socket; return when each `data:` event arrived (monotonic)."""
+    body = json.dumps(STREAM).encode()
+    head = b"POST /v1/chat/completions HTTP/1.1\r\nHost: lb\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: %d\r\n\r\n" % len(body)
+    arrivals: list[float] = []
+    seen = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(head + body)
+        for _ in range(10000):  # bounded: the stream is about a dozen events
+            piece = sock.recv(65536)
+            if not piece:
+                break
+            now = time.monotonic()
+            before = seen.count(b"data: ")
+            seen += piece
+            arrivals.extend([now] * (seen.count(b"data: ") - before))
+    assert seen.startswith(b"HTTP/1.1 200") and b"data: [DONE]" in seen, seen[:300]
+    return arrivals
+
+
+@pytest.mark.component
+def test_streamed_events_paced_100ms_apart_arrive_paced_directly_and_through_both_balancers(balancers: Balancers) -> None:
+    # Relative bounds, not a wall-clock budget: a balancer that batches (haproxy without
+    # `option http-no-delay` coalesced events into ~200 ms bursts) delivers half the events
+    # together (gaps near 0) and the rest after twice the pacing.
+    balancers.fake.chunk_delay = PACING_SECONDS
+    for name, port in (("daemon", balancers.daemons[0].port), ("haproxy", balancers.haproxy_port), ("nginx", balancers.nginx_port)):
+        arrivals = event_arrivals(port)
+        gaps = sorted(b - a for a, b in zip(arrivals, arrivals[1:]))
+        assert len(gaps) >= 8, (name, gaps)
+        bunched = [gap for gap in gaps if gap < 0.3 * PACING_SECONDS]
+        assert len(bunched) <= len(gaps) // 5, (name, [round(g, 3) for g in gaps])
+        assert 0.5 * PACING_SECONDS <= gaps[len(gaps) // 2] <= 2 * PACING_SECONDS, (name, [round(g, 3) for g in gaps])
 
 
 @pytest.mark.component
