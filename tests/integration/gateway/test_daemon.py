@@ -238,6 +238,15 @@ def test_the_openai_sdk_streams_and_lists_models_through_the_daemon(daemons: lis
     assert "Provider returned error" in str(err.value)
 
 
+def test_the_openai_sdk_gets_a_504_not_a_cut_answer_when_the_upstream_falls_silent(daemons: list[DaemonProc], api_env: dict[str, str]) -> None:
+    openai = pytest.importorskip("openai")
+    daemon = start(daemons, api_env, ORCHAT_REQUEST_TIMEOUT="1")
+    client = openai.OpenAI(base_url=f"http://127.0.0.1:{daemon.port}/v1", api_key="unused", max_retries=0)
+    with pytest.raises(openai.APIStatusError) as err:  # before: 200 then a cut body, an APIConnectionError
+        client.chat.completions.create(model="fake/hang", messages=CHAT["messages"])
+    assert err.value.status_code == 504
+
+
 def test_abuse_is_answered_and_the_daemon_keeps_serving(daemons: list[DaemonProc], api_env: dict[str, str], tmp_path: Path) -> None:
     tokens = write_tokens(tmp_path / "tokens", [f"alice:{TOKEN}"])
     daemon = start(daemons, api_env, ORCHAT_DAEMON_TOKENS_FILE=str(tokens), ORCHAT_DAEMON_MAX_BODY_BYTES="65536", ORCHAT_DAEMON_HEADER_TIMEOUT="1")
