@@ -159,6 +159,41 @@ def test_streamed_events_paced_100ms_apart_arrive_paced_directly_and_through_bot
         assert 0.5 * PACING_SECONDS <= gaps[len(gaps) // 2] <= 2 * PACING_SECONDS, (name, [round(g, 3) for g in gaps])
 
 
+def instance_behind(port: int) -> str:
+    """Return which instance answered GET /v1/models through the balancer on PORT."""
+    return request(port, "GET", "/v1/models", timeout=10)[1].get("x-orchat-instance", "?")
+
+
+@pytest.mark.component
+def test_haproxy_takes_a_sigtermed_instance_out_on_its_readyz_503_while_it_still_listens(
+    api_env: dict[str, str], tmp_path: Path, fake_openrouter: FakeOpenRouter
+) -> None:
+    haproxy = require_tool("haproxy")
+    env = {**api_env, "ORCHAT_API_BASE": fake_openrouter.url, "OPENROUTER_API_KEY": TEST_KEY}
+    stay = DaemonProc({**env, "ORCHAT_INSTANCE_NAME": "stay"})
+    going = DaemonProc({**env, "ORCHAT_INSTANCE_NAME": "going", "ORCHAT_DAEMON_DRAIN_GRACE": "60"})
+    port = free_port()
+    proc = subprocess.Popen(
+        [haproxy, "-db", "-f", str(haproxy_config(tmp_path, port, [stay.port, going.port]))], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        wait_for(lambda: _ready(port), timeout=20)
+        wait_for(lambda: {instance_behind(port) for _ in range(4)} == {"stay", "going"}, timeout=20)
+        going.signal(signal.SIGTERM)
+        going.wait_for_stderr("grace: /readyz 503")
+        # Both idle: leastconn alternates, so six answers in a row from "stay" mean "going" is out.
+        wait_for(lambda: [instance_behind(port) for _ in range(6)] == ["stay"] * 6, timeout=20)
+        assert going.proc.poll() is None and request(going.port, "GET", "/readyz")[0] == 503  # still listening
+        results = [stream_through(port) for _ in range(20)]
+        assert results == [("stay", fake_openrouter.answer)] * 20
+        assert going.stop() == 0  # the second SIGTERM ends the grace
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        going.stop()
+        stay.stop()
+
+
 @pytest.mark.component
 def test_a_sigkilled_instance_stops_getting_traffic_from_both_balancers(balancers: Balancers) -> None:
     victim = balancers.daemons[2]
