@@ -2,9 +2,10 @@
 
 A ChatRelay gets the upstream answer through UpstreamConnection callbacks and writes a stream
 to its ClientConnection event by event as it arrives; a non-streamed answer goes out whole once
-complete, so an upstream that falls silent midway is still a 504. Upstream errors become OpenAI-shaped errors with the status a
-client of the gateway should see (the gateway's own key failing is a 502, not the client's 401);
-a stream that breaks after the 200 went out ends with an SSE error event instead.
+complete, so an upstream that falls silent midway is still a 504. Upstream errors become
+OpenAI-shaped errors with the status a client of the gateway should see (the gateway's own key
+failing is a 502, not the client's 401); a stream that breaks after the 200 went out ends with
+an SSE error event instead.
 """
 
 from __future__ import annotations
@@ -216,8 +217,14 @@ class ChatRelay:
             return
         if self.whole is not None:
             self.whole_size += len(data)
-            if self.whole_size <= MAX_BODY_BYTES:
-                self.whole.append(data)
+            self.whole.append(data)
+            if self.whole_size > MAX_BODY_BYTES:  # a broken server: stop reading it
+                if self.conn is not None:
+                    self.conn.abandon()
+                    self.conn = None
+                self.error_kind = "protocol"
+                self._answer_error(502, f"the upstream answer is larger than {MAX_BODY_BYTES} bytes", "upstream_error")
+                self._finish("error")
             return
         if _USAGE_MARK in data:
             self.usage = find_usage(data) or self.usage
@@ -309,11 +316,6 @@ class ChatRelay:
         self.client.respond(status, error_json(status, message, error_type=kind), headers=self.error_headers)
 
     def _answer_whole(self) -> None:
-        if self.whole_size > MAX_BODY_BYTES:
-            self.error_kind = "protocol"
-            self._answer_error(502, f"the upstream answer is larger than {MAX_BODY_BYTES} bytes", "upstream_error")
-            self._finish("error")
-            return
         body = b"".join(self.whole or ())
         self.whole = None
         if _USAGE_MARK in body:

@@ -169,13 +169,17 @@ def test_a_non_streamed_answer_over_the_body_limit_is_a_502(monkeypatch: Any) ->
     import orchat.gateway.relay as relay_module
 
     monkeypatch.setattr(relay_module, "MAX_BODY_BYTES", 10)
-    relay, client, gw = relay_with(StubPool([StubConn()]), stream=False)
+    conn = StubConn()
+    relay, client, gw = relay_with(StubPool([conn]), stream=False)
     relay.start()
     relay.on_head(200, {"content-type": "application/json"})
-    relay.on_body(b'{"id": "0123456789"}')
-    relay.on_end()
+    relay.on_body(b'{"id": ')
+    assert client.calls == []
+    relay.on_body(b'"0123456789"}')
     assert client.calls[-1][1][0] == 502 and "larger than 10 bytes" in client.calls[-1][1][1]["error"]["message"]
-    assert gw.observed == ["error"]
+    assert conn.abandoned and gw.observed == ["error"]
+    relay.on_end()  # a late end changes nothing
+    assert len(client.calls) == 1 and gw.observed == ["error"]
 
 
 def test_a_client_leaving_mid_answer_abandons_the_upstream_connection() -> None:
