@@ -146,6 +146,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ORCHAT_DAEMON_TOKENS_FILE", "", _text, "daemon client tokens, one per line or name:token"),
     Setting("ORCHAT_MAX_CONCURRENCY", "256", _int(1, 100000), "daemon: concurrent upstream requests (429 + Retry-After beyond)"),
     Setting("ORCHAT_DRAIN_TIMEOUT", "30", _float(0, 3600), "daemon: seconds to finish streams after SIGTERM"),
+    Setting("ORCHAT_DAEMON_DRAIN_GRACE", "5", _float(0, 3600), "daemon: seconds after SIGTERM of /readyz 503 and new chats 503 before the listener closes"),
     Setting("ORCHAT_DAEMON_MAX_BODY_BYTES", "8388608", _int(1024), "daemon: largest request body accepted (413 beyond)"),
     Setting("ORCHAT_DAEMON_HEADER_TIMEOUT", "10", _float(0.1, 3600), "daemon: seconds to send a request's headers (slowloris guard)"),
     Setting("ORCHAT_DAEMON_BODY_TIMEOUT", "30", _float(0.1, 3600), "daemon: seconds to send a request's body"),

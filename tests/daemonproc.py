@@ -26,6 +26,7 @@ class DaemonProc:
         full = dict(env)
         full["PYTHONPATH"] = str(REPO)
         full.setdefault("ORCHAT_METRICS_PORT", "0")
+        full.setdefault("ORCHAT_DAEMON_DRAIN_GRACE", "0")  # tests that stop daemons do not wait; the grace has its own test
         self.proc = subprocess.Popen(
             orchat_command("--daemon", *args),
             env=full,

@@ -14,7 +14,9 @@ import json
 import time
 from typing import Any
 
+from orchat.gateway.modelentry import ModelEntry, is_model_path
 from orchat.gateway.relay import ChatRelay, ModelsFetch
+from orchat.gateway.requestid import ClientHeaders, new_request_id, read_client_headers
 from orchat.gateway.state import Gateway
 from orchat.wire.framing import (
     LAST_CHUNK,
@@ -59,6 +61,7 @@ class ClientConnection(asyncio.Protocol):
         self.path = ""
         self.headers: dict[str, str] = {}
         self.identity = ""
+        self.client_headers: ClientHeaders | None = None  # of the request being answered
         self.want = 0
         self.decoder: ChunkedDecoder | None = None
         self.body_parts: list[bytes] = []
@@ -144,13 +147,14 @@ class ClientConnection(asyncio.Protocol):
         method, target, version, headers = parse_request_head(buf[:end])
         self.buf = buf[end + 4 :]
         self.method, self.headers = method, headers
+        self.client_headers = read_client_headers(headers)
         self.path = target.split("?", 1)[0]
         self.http10 = version == "HTTP/1.0"
         connection = headers.get("connection", "").lower()
         self.keep_alive = "keep-alive" in connection if self.http10 else "close" not in connection
         self.head_only = method == "HEAD"
         self.state = BUSY
-        allowed = ROUTES.get(self.path)
+        allowed = ROUTES.get(self.path) or (ROUTES["/v1/models"] if is_model_path(self.path) else None)
         if allowed is None:
             self.keep_alive = self.keep_alive and "content-length" not in headers and "transfer-encoding" not in headers
             self.respond(404, error_json(404, f"no route for {method} {self.path}", code="not_found"))
@@ -164,7 +168,7 @@ class ClientConnection(asyncio.Protocol):
             if identity is None:
                 self.keep_alive = False
                 gw.audit(f"unknown:{self.peer}", f"daemon:{self.path}", "", "DENIED")
-                gw.note(5, "client refused: bad or missing bearer token", peer=self.peer, path=self.path)
+                gw.note(5, "client refused: bad or missing bearer token", peer=self.peer, path=self.path, request_id=self.client_headers.request_id)
                 self.respond(401, error_json(401, "missing or invalid bearer token", code="invalid_api_key"), headers=[("WWW-Authenticate", "Bearer")])
                 return False
             self.identity = identity
@@ -174,6 +178,12 @@ class ClientConnection(asyncio.Protocol):
                 # balancer that reuses connections); answer, then close.
                 self.keep_alive = False
             self.route_get()
+            return False
+        if gw.draining:
+            # SIGTERM's grace period: the balancer learns from /readyz; a chat that still
+            # arrives is refused before its body is read, so the client retries elsewhere.
+            self.keep_alive = False
+            self.respond(503, error_json(503, f"instance {gw.instance} is shutting down; retry on another", code="draining"), headers=[("Retry-After", "1")])
             return False
         length = body_length(headers)
         if length is not None and length > gw.max_body:
@@ -235,14 +245,15 @@ class ClientConnection(asyncio.Protocol):
         elif path == "/metrics":
             self.respond(200, gw.metrics_body(), content_type="text/plain; version=0.0.4; charset=utf-8")
         else:
+            waiter = self if path == "/v1/models" else ModelEntry(self, path)
             cached = gw.models_cache
             if cached is not None and cached[0] > time.monotonic():
-                self.respond(200, cached[1])
+                waiter.respond(200, cached[1])
                 return
             if gw.models_fetch is None:
                 gw.models_fetch = ModelsFetch(gw)
                 gw.spawn(gw.models_fetch.run())
-            gw.models_fetch.waiters.append(self)
+            gw.models_fetch.waiters.append(waiter)
             gw.audit(self.identity, "daemon:/v1/models", "", "OK")
 
     def route_chat(self, body: bytes) -> None:
@@ -268,10 +279,15 @@ class ClientConnection(asyncio.Protocol):
                 headers=[("Retry-After", "1")],
             )
             return
-        self.relay = ChatRelay(gw, self, body, model=model, stream=payload.get("stream") is True, identity=self.identity)
+        self.relay = ChatRelay(gw, self, body, model=model, stream=payload.get("stream") is True, identity=self.identity, headers=self.client_headers)
         self.relay.start()
 
     # -- answers -------------------------------------------------------------------------------------
+    def _request_id_header(self) -> bytes:
+        # Every answer names its request, also those refused before a head was read.
+        request_id = self.client_headers.request_id if self.client_headers is not None else new_request_id()
+        return b"X-Request-Id: %b\r\n" % request_id.encode("ascii")
+
     def _connection_header(self) -> bytes:
         if not self.keep_alive or self.gw.draining:
             self.keep_alive = False
@@ -284,11 +300,12 @@ class ClientConnection(asyncio.Protocol):
         if self.state == CLOSED or transport is None or transport.is_closing():
             return
         extra = "".join(f"{k}: {v}\r\n" for k, v in headers).encode("latin-1") if headers else b""
-        head = b"%bContent-Type: %b\r\nContent-Length: %d\r\n%b%b%b\r\n" % (
+        head = b"%bContent-Type: %b\r\nContent-Length: %d\r\n%b%b%b%b\r\n" % (
             status_line(status),
             content_type.encode(),
             len(body),
             self.gw.common_headers,
+            self._request_id_header(),
             extra,
             self._connection_header(),
         )
@@ -304,7 +321,7 @@ class ClientConnection(asyncio.Protocol):
         self.chunked = not self.http10
         extra = "".join(f"{k}: {v}\r\n" for k, v in headers).encode("latin-1")
         framing = b"Transfer-Encoding: chunked\r\n" if self.chunked else b""
-        self.write(b"%b%b%b%b%b\r\n" % (status_line(status), extra, self.gw.common_headers, framing, self._connection_header()))
+        self.write(b"%b%b%b%b%b%b\r\n" % (status_line(status), extra, self.gw.common_headers, self._request_id_header(), framing, self._connection_header()))
 
     def send_stream(self, data: bytes) -> None:
         if self.state != CLOSED and data:
@@ -347,6 +364,7 @@ class ClientConnection(asyncio.Protocol):
     def done(self) -> None:
         """One answer is out: keep the connection for the next request, or close it."""
         self.relay = None
+        self.client_headers = None
         if not self.keep_alive or self.gw.draining:
             self.close()
             return

@@ -1,9 +1,10 @@
 """`orchat --daemon`: the gateway's lifecycle around orchat.gateway.server's event loop.
 
 Start-up refuses unsafe or broken configurations (exit 78: listening beyond loopback without
-client tokens, no key for OpenRouter), binds, then tells systemd READY=1. SIGTERM (and SIGINT)
-stop accepting, turn /readyz to 503, let in-flight answers finish within ORCHAT_DRAIN_TIMEOUT and
-exit 0. SIGHUP reloads config, key and tokens and reopens the log. WATCHDOG=1 goes out at half
+client tokens, no key for OpenRouter), binds, then tells systemd READY=1. SIGTERM turns /readyz
+and new chat requests to 503 for ORCHAT_DAEMON_DRAIN_GRACE seconds while still listening (SIGINT
+skips that), then stops accepting, lets in-flight answers finish within ORCHAT_DRAIN_TIMEOUT and
+exits 0. SIGHUP reloads config, key and tokens and reopens the log. WATCHDOG=1 goes out at half
 of $WATCHDOG_USEC, and only after the daemon answered its own /healthz through its listening
 socket, so a wedged loop or a dead listener stops the pings and systemd restarts the unit.
 
@@ -112,9 +113,26 @@ class Hooks:
         elapsed = time.monotonic() - relay.started
         status = "ok" if outcome == "ok" else ("interrupted" if outcome == "cancelled" else "error")
         kind = relay.error_kind if status == "error" else ""
-        self.events.append({"status": status, "model": relay.model, "latency_seconds": elapsed, "usage": relay.usage, "error_type": kind})
+        self.events.append(
+            {
+                "status": status,
+                "model": relay.model,
+                "latency_seconds": elapsed,
+                "first_token_seconds": relay.first_token_seconds,
+                "usage": relay.usage,
+                "error_type": kind,
+            }
+        )
         if self.log_impl.is_enabled(VERBOSE):
-            self.log(VERBOSE, f"chat {status}", model=relay.model, client=relay.identity, stream=relay.stream, latency_seconds=round(elapsed, 4))
+            self.log(
+                VERBOSE,
+                f"chat {status}",
+                request_id=relay.headers.request_id,
+                model=relay.model,
+                client=relay.identity,
+                stream=relay.stream,
+                latency_seconds=round(elapsed, 4),
+            )
         if self.audit_on:
             outcome = {"ok": "OK", "interrupted": "INTERRUPTED"}.get(status, "FAILED:" + kind)
             self.audit(relay.identity, "daemon:/v1/chat/completions", relay.model[:200], outcome)
@@ -228,6 +246,8 @@ class Daemon:
         self.hooks.gateway = self.gw
         self.server: asyncio.AbstractServer | None = None
         self.stopping: asyncio.Event | None = None
+        self.hurry: asyncio.Event | None = None  # set by a second signal: the grace period ends
+        self.grace = 0.0
         self.port = 0
         self.last_status = 0.0
         self.watchdog = sdnotify.watchdog_interval_seconds(self.environ)
@@ -242,7 +262,7 @@ class Daemon:
     async def main(self) -> int:
         loop = asyncio.get_running_loop()
         loop.set_default_executor(ThreadPoolExecutor(max_workers=EXECUTOR_THREADS, thread_name_prefix="orchat-resolve"))
-        self.stopping = asyncio.Event()
+        self.stopping, self.hurry = asyncio.Event(), asyncio.Event()
         settings = self.settings
         try:
             self.server = await serve(self.gw, settings.metrics_addr, settings.metrics_port)()
@@ -250,8 +270,9 @@ class Daemon:
             raise ConfigError(f"cannot listen on {settings.metrics_addr}:{settings.metrics_port}: {err.strerror or err}") from err
         sockets = self.server.sockets or []
         self.port = sockets[0].getsockname()[1] if sockets else settings.metrics_port
-        for signum, handler in ((signal.SIGTERM, self.request_stop), (signal.SIGINT, self.request_stop), (signal.SIGHUP, self.reload)):
-            loop.add_signal_handler(signum, handler)
+        loop.add_signal_handler(signal.SIGTERM, lambda: self.request_stop(self.settings.daemon_drain_grace))
+        loop.add_signal_handler(signal.SIGINT, self.request_stop)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
         self.hooks.start()
         where = f"{settings.metrics_addr}:{self.port}"
         self.hooks.log(
@@ -324,9 +345,18 @@ class Daemon:
             return False
         return line.startswith(b"HTTP/1.1 200")
 
-    def request_stop(self) -> None:
-        if self.stopping is not None and not self.stopping.is_set():
-            self.stopping.set()
+    def request_stop(self, grace: float = 0.0) -> None:
+        """Begin the drain after GRACE seconds (SIGTERM: ORCHAT_DAEMON_DRAIN_GRACE; SIGINT: none).
+
+        A second signal during the grace period ends it at once.
+        """
+        if self.stopping is None or self.hurry is None:
+            return
+        if self.stopping.is_set():
+            self.hurry.set()
+            return
+        self.grace = grace
+        self.stopping.set()
 
     def reload(self) -> None:
         """SIGHUP: re-read config, key and tokens; keep the old ones if the new ones are bad."""
@@ -349,12 +379,21 @@ class Daemon:
         self.notify(f"READY=1\nSTATUS={self.status_text()}")
 
     async def drain(self) -> None:
-        """Stop accepting, finish in-flight answers within ORCHAT_DRAIN_TIMEOUT, then close all."""
+        """Answer /readyz and new chats 503 for the grace period, stop accepting, finish
+        in-flight answers within ORCHAT_DRAIN_TIMEOUT, then close all."""
         gw = self.gw
-        assert self.server is not None
-        self.server.close()
+        assert self.server is not None and self.hurry is not None
         gw.start_draining()
         self.notify(f"STOPPING=1\nSTATUS=draining {gw.in_flight} in-flight requests")
+        if self.grace > 0:
+            # Still listening: balancers that check /readyz see 503 instead of a refused connect.
+            self.hooks.log(NOTICE, "stopping: /readyz 503 for the grace period", grace_seconds=self.grace)
+            self._announce(f"grace: /readyz 503 for {self.grace:g}s before the listener closes")
+            try:
+                await asyncio.wait_for(self.hurry.wait(), self.grace)
+            except asyncio.TimeoutError:
+                pass
+        self.server.close()
         self.hooks.log(NOTICE, "stopping: draining", in_flight=gw.in_flight)
         self._announce(f"draining {gw.in_flight} in-flight requests")
         deadline = time.monotonic() + self.settings.drain_timeout

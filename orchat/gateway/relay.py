@@ -1,23 +1,27 @@
 """One gateway request forwarded upstream: POST /chat/completions relayed, GET /models cached.
 
-A ChatRelay gets the upstream answer through UpstreamConnection callbacks and writes it to its
-ClientConnection as it arrives. Upstream errors become OpenAI-shaped errors with the status a
-client of the gateway should see (the gateway's own key failing is a 502, not the client's 401);
-a stream that breaks after the 200 went out ends with an SSE error event instead.
+A ChatRelay gets the upstream answer through UpstreamConnection callbacks and writes a stream
+to its ClientConnection event by event as it arrives; a non-streamed answer goes out whole once
+complete, so an upstream that falls silent midway is still a 504. Upstream errors become
+OpenAI-shaped errors with the status a client of the gateway should see (the gateway's own key
+failing is a 502, not the client's 401); a stream that breaks after the 200 went out ends with
+an SSE error event instead.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 from typing import Any, Protocol
 
 from orchat.config import scrub_secret
 from orchat.errors import UpstreamUnavailable
+from orchat.gateway.requestid import ClientHeaders
 from orchat.gateway.state import Gateway
 from orchat.gateway.upstream import UpstreamConnection
 from orchat.wire.framing import error_json, sse_error_event
-from orchat.wire.openrouter import describe_error_body
+from orchat.wire.openrouter import MAX_BODY_BYTES, describe_error_body
 
 
 class ClientConnection(Protocol):
@@ -44,6 +48,8 @@ ERROR_BODY_LIMIT_BYTES = 65536
 PASSED_ERROR_HEADERS = ("retry-after", "x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset")
 MAX_STALE_RETRIES = 2
 _USAGE_MARK = b'"usage"'
+# A delta with text: `"content":"x` (not the role chunk's empty string); the CLI's first token too.
+_FIRST_TOKEN = re.compile(rb'"content" ?: ?"(?!")')
 _decoder = json.JSONDecoder()
 
 
@@ -107,7 +113,9 @@ class ChatRelay:
         "error_kind",
         "error_status",
         "finished",
+        "first_token_seconds",
         "gw",
+        "headers",
         "identity",
         "model",
         "pending",
@@ -116,10 +124,16 @@ class ChatRelay:
         "started",
         "stream",
         "usage",
+        "whole",
+        "whole_head",
+        "whole_size",
     )
 
-    def __init__(self, gw: Gateway, client: ClientConnection, body: bytes, *, model: str, stream: bool, identity: str) -> None:
+    def __init__(
+        self, gw: Gateway, client: ClientConnection, body: bytes, *, model: str, stream: bool, identity: str, headers: ClientHeaders | None = None
+    ) -> None:
         self.gw = gw
+        self.headers = headers or ClientHeaders("")
         self.client = client
         self.body = body
         self.model = model
@@ -136,6 +150,10 @@ class ChatRelay:
         self.finished = False
         self.attempts = 0
         self.usage: dict[str, Any] | None = None
+        self.first_token_seconds: float | None = None
+        self.whole: list[bytes] | None = None  # a non-streamed answer, held until complete
+        self.whole_head: tuple[int, list[tuple[str, str]]] = (0, [])
+        self.whole_size = 0
         self.error_kind = "upstream"  # metrics error type when the request fails
         gw.in_flight += 1
 
@@ -162,7 +180,7 @@ class ChatRelay:
 
     def _send(self, conn: UpstreamConnection) -> None:
         self.conn = conn
-        conn.send(self.gw.pool.chat_request(self.body), self)
+        conn.send(self.gw.pool.chat_request(self.body, self.headers.upstream, attribution=not self.headers.attributed), self)
 
     # -- upstream callbacks ----------------------------------------------------------------
     def cork(self) -> None:
@@ -184,8 +202,11 @@ class ChatRelay:
         for name, label in (("cache-control", "Cache-Control"), ("x-generation-id", "X-Generation-Id")):
             if name in headers:
                 extra.append((label, headers[name]))
-        if self.sse:
-            extra.append(("X-Accel-Buffering", "no"))  # nginx: relay each event, do not buffer
+        if not self.sse:
+            # Held until complete (README: a timeout is still a 504, never a 200 with a cut body).
+            self.whole, self.whole_head = [], (status, extra)
+            return
+        extra.append(("X-Accel-Buffering", "no"))  # nginx: relay each event, do not buffer
         self.sent_head = True
         self.client.start_stream(status, extra)
 
@@ -194,12 +215,21 @@ class ChatRelay:
             if sum(map(len, self.error_body)) < ERROR_BODY_LIMIT_BYTES:
                 self.error_body.append(data)
             return
+        if self.whole is not None:
+            self.whole_size += len(data)
+            self.whole.append(data)
+            if self.whole_size > MAX_BODY_BYTES:  # a broken server: stop reading it
+                if self.conn is not None:
+                    self.conn.abandon()
+                    self.conn = None
+                self.error_kind = "protocol"
+                self._answer_error(502, f"the upstream answer is larger than {MAX_BODY_BYTES} bytes", "upstream_error")
+                self._finish("error")
+            return
         if _USAGE_MARK in data:
             self.usage = find_usage(data) or self.usage
-        if not self.sse:
-            key = self.gw.key_bytes
-            self.client.send_stream(data.replace(key, self.gw.masked_key_bytes) if key and key in data else data)
-            return
+        if self.first_token_seconds is None and _FIRST_TOKEN.search(data):
+            self.first_token_seconds = time.monotonic() - self.started
         # Relay whole events only, so an error event appended later never lands mid-line.
         if self.pending:
             data = self.pending + data
@@ -234,6 +264,9 @@ class ChatRelay:
     def on_end(self) -> None:
         if self._settled():
             return
+        if self.whole is not None:
+            self._answer_whole()
+            return
         if self.pending:
             self.client.send_stream(self.pending)
             self.pending = b""
@@ -248,16 +281,14 @@ class ChatRelay:
             self.start()
             return
         timed_out = "sent nothing" in reason
-        self.error_kind = "timeout" if timed_out else "protocol" if self.sent_head else "network"
+        self.error_kind = "timeout" if timed_out else "protocol" if self.sent_head or self.whole is not None else "network"
         if not self.sent_head:
             self._answer_error(504 if timed_out else 502, reason, "upstream_timeout" if timed_out else "upstream_error")
-        elif self.sse:
+        else:  # only streams have sent their head (whole answers are held until complete)
             self.pending = b""
             self.client.send_stream(sse_error_event(504 if timed_out else 502, "upstream stream interrupted: " + reason, "upstream_error"))
             self.client.end_stream()
-        else:
-            self.client.abort()
-        self.gw.note(5, "upstream failed mid-request", reason=reason, model=self.model)
+        self.gw.note(5, "upstream failed mid-request", reason=reason, model=self.model, request_id=self.headers.request_id)
         self._finish("error")
 
     # -- endings ----------------------------------------------------------------------------
@@ -279,8 +310,22 @@ class ChatRelay:
             message = "the upstream API refused the gateway's key: " + message
             kind = "upstream_auth_error"
         message = scrub_secret(message, self.gw.settings.api_key)  # an upstream may echo the key
-        self.gw.note(5 if status < 500 else 6, "upstream error", upstream_status=self.error_status, status=status, model=self.model)
+        self.gw.note(
+            5 if status < 500 else 6, "upstream error", upstream_status=self.error_status, status=status, model=self.model, request_id=self.headers.request_id
+        )
         self.client.respond(status, error_json(status, message, error_type=kind), headers=self.error_headers)
+
+    def _answer_whole(self) -> None:
+        body = b"".join(self.whole or ())
+        self.whole = None
+        if _USAGE_MARK in body:
+            self.usage = find_usage(body)
+        key = self.gw.key_bytes
+        if key and key in body:
+            body = body.replace(key, self.gw.masked_key_bytes)
+        status, extra = self.whole_head
+        self.client.respond(status, body, content_type=extra[0][1], headers=extra[1:])
+        self._finish("ok")
 
     def _answer_error(self, status: int, message: str, kind: str) -> None:
         self.client.respond(status, error_json(status, message, error_type=kind))

@@ -1,7 +1,7 @@
 """The gateway's shared state: settings, upstream pool, client tokens, counters, drain flag.
 
 Routes: POST /v1/chat/completions (relayed upstream with the gateway's key), GET /v1/models
-(cached), GET /metrics, GET /healthz (liveness, never calls upstream), GET /readyz (config and
+and /v1/models/{id} (cached), GET /metrics, GET /healthz (liveness, never calls upstream), GET /readyz (config and
 key loaded, not draining). Gateway holds what every connection shares (settings, upstream pool,
 client tokens, in-flight count, drain flag); orchat.gateway.connection parses each socket's requests;
 a once-a-second sweep enforces header, body and idle deadlines (slowloris) and the upstream idle

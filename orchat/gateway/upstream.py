@@ -227,16 +227,24 @@ class UpstreamPool:
         common = f"Host: {host}\r\nUser-Agent: {USER_AGENT}\r\nAccept-Encoding: identity\r\n"
         if api_key:
             common += f"Authorization: Bearer {api_key}\r\n"
+        attribution = ""
         if referer:
-            common += f"HTTP-Referer: {referer}\r\n"
+            attribution += f"HTTP-Referer: {referer}\r\n"
         if title:
-            common += f"X-Title: {title}\r\nX-OpenRouter-Title: {title}\r\n"
-        self._chat_head = f"POST {prefix}{ep.base_path}/chat/completions HTTP/1.1\r\n{common}Content-Type: application/json\r\n".encode("latin-1")
-        self._models_head = f"GET {prefix}{ep.base_path}/models HTTP/1.1\r\n{common}\r\n".encode("latin-1")
+            attribution += f"X-Title: {title}\r\nX-OpenRouter-Title: {title}\r\n"
+        chat_line = f"POST {prefix}{ep.base_path}/chat/completions HTTP/1.1\r\n{common}Content-Type: application/json\r\n"
+        self._chat_head_bare = chat_line.encode("latin-1")
+        self._chat_head = (chat_line + attribution).encode("latin-1")
+        self._models_head = f"GET {prefix}{ep.base_path}/models HTTP/1.1\r\n{common}{attribution}\r\n".encode("latin-1")
 
-    def chat_request(self, body: bytes) -> bytes:
-        """Return the bytes of POST /chat/completions carrying BODY (the client's JSON, unchanged)."""
-        return b"%bContent-Length: %d\r\n\r\n%b" % (self._chat_head, len(body), body)
+    def chat_request(self, body: bytes, extra: bytes = b"", *, attribution: bool = True) -> bytes:
+        """Return the bytes of POST /chat/completions carrying BODY (the client's JSON, unchanged).
+
+        EXTRA is validated header lines relayed from the client (orchat.gateway.requestid); with
+        ATTRIBUTION False the gateway's own HTTP-Referer and X-Title stay out (the client sent its own).
+        """
+        head = self._chat_head if attribution else self._chat_head_bare
+        return b"%b%bContent-Length: %d\r\n\r\n%b" % (head, extra, len(body), body)
 
     def models_request(self) -> bytes:
         return self._models_head

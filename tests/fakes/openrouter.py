@@ -41,6 +41,7 @@ SCENARIOS = {
     "done-no-newline",
     "done-no-finish",
     "hang",
+    "gated",
     "slow",
     "html-500",
     "empty-500",
@@ -95,6 +96,7 @@ class FakeOpenRouter:
         self.server: ThreadingHTTPServer | None = None
         self.thread: threading.Thread | None = None
         self.hang_release = threading.Event()
+        self.gate = threading.Event()  # fake/gated streams send their answer once this is set
         self.scheme = "http"
 
     # -- control -------------------------------------------------------------------------
@@ -118,6 +120,7 @@ class FakeOpenRouter:
 
     def stop(self) -> None:
         self.hang_release.set()
+        self.gate.set()
         if self.server is not None:
             self.server.shutdown()
             self.server.server_close()
@@ -434,6 +437,8 @@ class _Handler(BaseHTTPRequestHandler):
             if scenario == "hang":
                 owner.hang_release.wait(60)
                 return
+            if scenario == "gated":
+                owner.gate.wait(60)
             if scenario == "empty-stream":  # llama.cpp's answer to an over-long streamed prompt
                 self._end()
                 return

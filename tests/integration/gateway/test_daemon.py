@@ -64,6 +64,38 @@ def test_sigterm_lets_in_flight_streams_finish_then_exits_0(daemons: list[Daemon
     assert "stopped" in daemon.stderr and "cut short" not in daemon.stderr
 
 
+def test_after_sigterm_readyz_and_new_chats_get_503_for_the_grace_period_then_streams_finish(
+    daemons: list[DaemonProc], api_env: dict[str, str], fake_openrouter: FakeOpenRouter
+) -> None:
+    daemon = start(daemons, api_env, ORCHAT_DAEMON_DRAIN_GRACE="60")  # ended by the second SIGTERM below
+    bodies: list[bytes] = []
+    thread = threading.Thread(target=lambda: bodies.append(request(daemon.port, "POST", "/v1/chat/completions", {**STREAM, "model": "fake/gated"})[2]))
+    thread.start()
+    wait_for(lambda: len(fake_openrouter.chat_requests()) == 1)
+    daemon.signal(signal.SIGTERM)
+    daemon.wait_for_stderr("grace: /readyz 503 for 60s")
+    status, _, body = request(daemon.port, "GET", "/readyz")
+    assert status == 503 and json.loads(body)["reason"] == "draining"
+    status, headers, body = request(daemon.port, "POST", "/v1/chat/completions", STREAM)
+    assert status == 503 and headers["connection"] == "close" and json.loads(body)["error"]["code"] == "draining"
+    assert len(fake_openrouter.chat_requests()) == 1  # refused without reaching the upstream
+    daemon.signal(signal.SIGTERM)  # a second signal ends the grace: stop accepting, finish the stream
+    daemon.wait_for_stderr("draining 1 in-flight")
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", daemon.port), timeout=2).close()
+    fake_openrouter.gate.set()
+    thread.join(30)
+    assert daemon.stop() == 0
+    assert stream_content(bodies[0]) == fake_openrouter.answer and "cut short" not in daemon.stderr
+
+
+def test_the_grace_period_ends_on_its_own_and_the_daemon_exits_0(daemons: list[DaemonProc], api_env: dict[str, str]) -> None:
+    daemon = start(daemons, api_env, ORCHAT_DAEMON_DRAIN_GRACE="0.5")
+    daemon.signal(signal.SIGTERM)
+    assert daemon.proc.wait(30) == 0
+    assert daemon.stop() == 0 and "grace: /readyz 503 for 0.5s" in daemon.stderr and "stopped" in daemon.stderr
+
+
 def test_drain_timeout_bounds_the_wait_for_a_stream_that_never_ends(daemons: list[DaemonProc], api_env: dict[str, str]) -> None:
     daemon = start(daemons, api_env, ORCHAT_DRAIN_TIMEOUT="0.5")
     outcome: list[str] = []
@@ -194,12 +226,25 @@ def test_the_openai_sdk_streams_and_lists_models_through_the_daemon(daemons: lis
     whole = client.chat.completions.create(model="openai/gpt-4o-mini", messages=CHAT["messages"])
     assert whole.choices[0].message.content == FakeOpenRouter().answer
     assert "openai/gpt-4o-mini" in [m.id for m in client.models.list()]
+    assert client.models.retrieve("openai/gpt-4o-mini").owned_by == "openai"
+    with pytest.raises(openai.NotFoundError) as missing:
+        client.models.retrieve("no-such/model")
+    assert missing.value.code == "model_not_found"
     bad = openai.OpenAI(base_url=f"http://127.0.0.1:{daemon.port}/v1", api_key="wrong-token-" + "y" * 20, max_retries=0)
     with pytest.raises(openai.AuthenticationError):
         bad.chat.completions.create(model="openai/gpt-4o-mini", messages=CHAT["messages"])
     with pytest.raises(openai.APIError) as err:
         list(client.chat.completions.create(model="fake/midstream-error", messages=CHAT["messages"], stream=True))
     assert "Provider returned error" in str(err.value)
+
+
+def test_the_openai_sdk_gets_a_504_not_a_cut_answer_when_the_upstream_falls_silent(daemons: list[DaemonProc], api_env: dict[str, str]) -> None:
+    openai = pytest.importorskip("openai")
+    daemon = start(daemons, api_env, ORCHAT_REQUEST_TIMEOUT="1")
+    client = openai.OpenAI(base_url=f"http://127.0.0.1:{daemon.port}/v1", api_key="unused", max_retries=0)
+    with pytest.raises(openai.APIStatusError) as err:  # before: 200 then a cut body, an APIConnectionError
+        client.chat.completions.create(model="fake/hang", messages=CHAT["messages"])
+    assert err.value.status_code == 504
 
 
 def test_abuse_is_answered_and_the_daemon_keeps_serving(daemons: list[DaemonProc], api_env: dict[str, str], tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ import http.client
 import json
 import re
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -118,6 +119,79 @@ def test_300_streams_through_each_balancer_all_complete_across_all_instances(bal
     models = json.loads(request(balancers.nginx_port, "GET", "/v1/models")[2])
     assert models["object"] == "list"
     assert request(balancers.nginx_port, "GET", "/metrics")[0] == 404  # scraped per instance, never through the balancer
+
+
+PACING_SECONDS = 0.1
+
+
+def event_arrivals(port: int) -> list[float]:
+    """POST one streamed chat to PORT over a raw socket; return when each `data:` event arrived (monotonic)."""
+    body = json.dumps(STREAM).encode()
+    head = b"POST /v1/chat/completions HTTP/1.1\r\nHost: lb\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: %d\r\n\r\n" % len(body)
+    arrivals: list[float] = []
+    seen = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(head + body)
+        for _ in range(10000):  # bounded: the stream is about a dozen events
+            piece = sock.recv(65536)
+            if not piece:
+                break
+            now = time.monotonic()
+            before = seen.count(b"data: ")
+            seen += piece
+            arrivals.extend([now] * (seen.count(b"data: ") - before))
+    assert seen.startswith(b"HTTP/1.1 200") and b"data: [DONE]" in seen, seen[:300]
+    return arrivals
+
+
+@pytest.mark.component
+def test_streamed_events_paced_100ms_apart_arrive_paced_directly_and_through_both_balancers(balancers: Balancers) -> None:
+    # Relative bounds, not a wall-clock budget: a balancer that batches (haproxy without
+    # `option http-no-delay` coalesced events into ~200 ms bursts) delivers half the events
+    # together (gaps near 0) and the rest after twice the pacing.
+    balancers.fake.chunk_delay = PACING_SECONDS
+    for name, port in (("daemon", balancers.daemons[0].port), ("haproxy", balancers.haproxy_port), ("nginx", balancers.nginx_port)):
+        arrivals = event_arrivals(port)
+        gaps = sorted(b - a for a, b in zip(arrivals, arrivals[1:]))
+        assert len(gaps) >= 8, (name, gaps)
+        bunched = [gap for gap in gaps if gap < 0.3 * PACING_SECONDS]
+        assert len(bunched) <= len(gaps) // 5, (name, [round(g, 3) for g in gaps])
+        assert 0.5 * PACING_SECONDS <= gaps[len(gaps) // 2] <= 2 * PACING_SECONDS, (name, [round(g, 3) for g in gaps])
+
+
+def instance_behind(port: int) -> str:
+    """Return which instance answered GET /v1/models through the balancer on PORT."""
+    return request(port, "GET", "/v1/models", timeout=10)[1].get("x-orchat-instance", "?")
+
+
+@pytest.mark.component
+def test_haproxy_takes_a_sigtermed_instance_out_on_its_readyz_503_while_it_still_listens(
+    api_env: dict[str, str], tmp_path: Path, fake_openrouter: FakeOpenRouter
+) -> None:
+    haproxy = require_tool("haproxy")
+    env = {**api_env, "ORCHAT_API_BASE": fake_openrouter.url, "OPENROUTER_API_KEY": TEST_KEY}
+    stay = DaemonProc({**env, "ORCHAT_INSTANCE_NAME": "stay"})
+    going = DaemonProc({**env, "ORCHAT_INSTANCE_NAME": "going", "ORCHAT_DAEMON_DRAIN_GRACE": "60"})
+    port = free_port()
+    proc = subprocess.Popen(
+        [haproxy, "-db", "-f", str(haproxy_config(tmp_path, port, [stay.port, going.port]))], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        wait_for(lambda: _ready(port), timeout=20)
+        wait_for(lambda: {instance_behind(port) for _ in range(4)} == {"stay", "going"}, timeout=20)
+        going.signal(signal.SIGTERM)
+        going.wait_for_stderr("grace: /readyz 503")
+        # Both idle: leastconn alternates, so six answers in a row from "stay" mean "going" is out.
+        wait_for(lambda: [instance_behind(port) for _ in range(6)] == ["stay"] * 6, timeout=20)
+        assert going.proc.poll() is None and request(going.port, "GET", "/readyz")[0] == 503  # still listening
+        results = [stream_through(port) for _ in range(20)]
+        assert results == [("stay", fake_openrouter.answer)] * 20
+        assert going.stop() == 0  # the second SIGTERM ends the grace
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        going.stop()
+        stay.stop()
 
 
 @pytest.mark.component

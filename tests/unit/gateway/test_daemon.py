@@ -16,6 +16,7 @@ import pytest
 from orchat.config import load_settings
 from orchat.errors import ConfigError, StorageError
 from orchat.gateway import daemon
+from orchat.gateway.requestid import ClientHeaders
 
 
 def settings_with(**values: str) -> Any:
@@ -29,6 +30,8 @@ def finished_relay(**fields: Any) -> Any:
         "usage": {"prompt_tokens": 3, "completion_tokens": 4},
         "error_kind": "upstream",
         "identity": "alice",
+        "first_token_seconds": 0.1,
+        "headers": ClientHeaders("req-42"),
         "stream": True,
     }
     return SimpleNamespace(**{**base, **fields})

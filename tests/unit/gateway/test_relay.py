@@ -60,7 +60,7 @@ class StubPool:
             raise self.fail
         return StubConn()
 
-    def chat_request(self, body: bytes) -> bytes:
+    def chat_request(self, body: bytes, extra: bytes = b"", *, attribution: bool = True) -> bytes:
         return b"REQ " + body
 
     def models_request(self) -> bytes:
@@ -149,19 +149,37 @@ def test_a_connect_timeout_is_a_504() -> None:
     assert client.calls[0][1][0] == 504
 
 
-def test_a_broken_non_streamed_answer_aborts_the_client_and_an_error_body_survives_a_cut() -> None:
+def test_a_broken_non_streamed_answer_is_a_502_and_an_error_body_survives_a_cut() -> None:
     relay, client, gw = relay_with(StubPool([StubConn()]), stream=False)
     relay.start()
     relay.on_head(200, {"content-type": "application/json"})
     relay.on_body(b'{"id":')
+    assert client.calls == []  # nothing goes out before the answer is complete
     relay.on_lost("reset", retryable=False)
-    assert client.calls[-1] == ("abort", None) and relay.error_kind == "protocol"
+    assert client.calls[-1][1][0] == 502 and relay.error_kind == "protocol"
     relay, client, gw = relay_with(StubPool([StubConn()]), stream=False)
     relay.start()
     relay.on_head(429, {"retry-after": "2"})
     relay.on_body(b'{"error": {"message": "slow down", "code": 429}}')
     relay.on_lost("reset", retryable=False)
     assert client.calls[-1][1][0] == 429 and relay.error_kind == "rate_limit"
+
+
+def test_a_non_streamed_answer_over_the_body_limit_is_a_502(monkeypatch: Any) -> None:
+    import orchat.gateway.relay as relay_module
+
+    monkeypatch.setattr(relay_module, "MAX_BODY_BYTES", 10)
+    conn = StubConn()
+    relay, client, gw = relay_with(StubPool([conn]), stream=False)
+    relay.start()
+    relay.on_head(200, {"content-type": "application/json"})
+    relay.on_body(b'{"id": ')
+    assert client.calls == []
+    relay.on_body(b'"0123456789"}')
+    assert client.calls[-1][1][0] == 502 and "larger than 10 bytes" in client.calls[-1][1][1]["error"]["message"]
+    assert conn.abandoned and gw.observed == ["error"]
+    relay.on_end()  # a late end changes nothing
+    assert len(client.calls) == 1 and gw.observed == ["error"]
 
 
 def test_a_client_leaving_mid_answer_abandons_the_upstream_connection() -> None:

@@ -7,6 +7,7 @@ import concurrent.futures
 import http.client
 import json
 import os
+import re
 import socket
 import threading
 import time
@@ -119,12 +120,14 @@ def test_healthz_and_readyz_answer_with_the_instance_name(harness: Callable[...,
     assert status == 200 and body == b""
 
 
-def test_readyz_turns_503_while_draining(harness: Callable[..., Harness]) -> None:
+def test_readyz_and_new_chats_turn_503_while_draining(harness: Callable[..., Harness]) -> None:
     h = harness()
     h.call(h.gw.start_draining)
     status, headers, body = h.request("GET", "/readyz")
     assert status == 503 and json.loads(body)["reason"] == "draining"
     assert headers["connection"] == "close"
+    status, headers, body = h.request("POST", "/v1/chat/completions", CHAT)
+    assert status == 503 and headers["connection"] == "close" and json.loads(body)["error"]["code"] == "draining"
 
 
 def test_chat_is_relayed_with_the_gateways_key_and_the_clients_model(harness: Callable[..., Harness], fake_openrouter: FakeOpenRouter) -> None:
@@ -138,6 +141,46 @@ def test_chat_is_relayed_with_the_gateways_key_and_the_clients_model(harness: Ca
     assert sent.body["model"] == "anthropic/claude-sonnet-4"
     assert "x-generation-id" in headers
     assert TEST_KEY.encode() not in body and TEST_KEY not in json.dumps(headers)
+
+
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+def test_allow_listed_client_headers_reach_the_upstream_and_the_request_id_comes_back(
+    harness: Callable[..., Harness], fake_openrouter: FakeOpenRouter, tmp_path: Path
+) -> None:
+    log_file = tmp_path / "daemon.log"
+    h = harness({"ORCHAT_LOG_LEVEL": "VERBOSE", "ORCHAT_LOG_FILE": str(log_file)})
+    sent_headers = {
+        "HTTP-Referer": "https://app.example",
+        "X-Title": "My App",
+        "traceparent": TRACEPARENT,
+        "X-Request-Id": "req-0042",
+        "Cookie": "session=1",
+        "X-Api-Key": "client-secret",
+    }
+    status, headers, _ = h.request("POST", "/v1/chat/completions", chat_body(stream=True), sent_headers)
+    assert status == 200 and headers["x-request-id"] == "req-0042"
+    upstream = {k.lower(): v for k, v in fake_openrouter.chat_requests()[-1].headers.items()}
+    assert upstream["http-referer"] == "https://app.example" and upstream["x-title"] == "My App" and upstream["x-openrouter-title"] == "My App"
+    assert upstream["traceparent"] == TRACEPARENT and upstream["x-request-id"] == "req-0042"
+    assert "cookie" not in upstream and "x-api-key" not in upstream
+    h.request("POST", "/v1/chat/completions", chat_body(), {"X-Request-Id": "req-0043"})
+    h.hooks.flush()
+    lines = [json.loads(line) for line in log_file.read_text().splitlines()]
+    assert [line["request_id"] for line in lines if line["message"] == "chat ok"] == ["req-0042", "req-0043"]
+
+
+def test_invalid_client_headers_are_dropped_and_every_answer_gets_a_new_request_id(harness: Callable[..., Harness], fake_openrouter: FakeOpenRouter) -> None:
+    h = harness()
+    bad = {"X-Request-Id": "two words", "traceparent": "00-zz-00-01", "X-Title": "caf\u00e9"}
+    status, headers, _ = h.request("POST", "/v1/chat/completions", chat_body(), bad)
+    upstream = {k.lower(): v for k, v in fake_openrouter.chat_requests()[-1].headers.items()}
+    assert status == 200 and "traceparent" not in upstream and "x-title" not in upstream
+    assert re.fullmatch("[0-9a-f]{32}", headers["x-request-id"]) and upstream["x-request-id"] == headers["x-request-id"]
+    ids = {h.request("GET", path)[1]["x-request-id"] for path in ("/healthz", "/readyz", "/v1/models", "/nowhere")}
+    assert len(ids) == 4 and headers["x-request-id"] not in ids
+    assert b"X-Request-Id: " in h.raw(b"GET / HTTP/1.1\r\nBad Header\r\n\r\n")  # refused before its head was understood
 
 
 def test_streamed_chat_relays_every_event_and_disables_proxy_buffering(harness: Callable[..., Harness], fake_openrouter: FakeOpenRouter) -> None:
@@ -295,6 +338,31 @@ def test_a_silent_upstream_times_out_as_504_or_an_sse_error(harness: Callable[..
     conn.close()
 
 
+def test_a_non_streamed_answer_whose_upstream_falls_silent_after_its_headers_is_a_504(harness: Callable[..., Harness]) -> None:
+    h = harness({"ORCHAT_REQUEST_TIMEOUT": "0.3"})
+    conn = h.connection()
+    conn.request("POST", "/v1/chat/completions", body=json.dumps(chat_body(model="fake/hang")).encode())
+    time.sleep(0.5)
+    h.call(h.gw.sweep)
+    response = conn.getresponse()
+    body = response.read()
+    assert response.status == 504 and json.loads(body)["error"]["type"] == "upstream_timeout"
+    conn.close()
+
+
+def test_streamed_chats_fill_the_time_to_first_token_histogram_and_whole_answers_do_not(
+    harness: Callable[..., Harness], fake_openrouter: FakeOpenRouter
+) -> None:
+    h = harness()
+    assert h.request("POST", "/v1/chat/completions", chat_body(stream=True))[0] == 200
+    assert h.request("POST", "/v1/chat/completions", chat_body(stream=True, model="fake/empty-stream"))[0] == 200
+    assert h.request("POST", "/v1/chat/completions", chat_body())[0] == 200
+    h.hooks.flush()
+    text = h.request("GET", "/metrics")[2].decode()
+    assert "orchat_time_to_first_token_seconds_count 1.0" in text
+    assert "orchat_response_time_seconds_count 3.0" in text
+
+
 def test_an_unreachable_upstream_is_a_502(harness: Callable[..., Harness]) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -349,6 +417,21 @@ def test_models_are_listed_in_openais_envelope_and_cached(harness: Callable[...,
     before = len(fake_openrouter.requests)
     assert h.request("GET", "/v1/models")[2] == body
     assert len(fake_openrouter.requests) == before
+
+
+def test_one_model_is_answered_from_the_list_and_an_unknown_one_is_openais_404(harness: Callable[..., Harness], fake_openrouter: FakeOpenRouter) -> None:
+    h = harness()
+    status, _, body = h.request("GET", "/v1/models/openai%2Fgpt-4o-mini")  # fetched: the list was not cached yet
+    assert status == 200 and json.loads(body)["id"] == "openai/gpt-4o-mini" and json.loads(body)["object"] == "model"
+    before = len(fake_openrouter.requests)
+    status, _, body = h.request("GET", "/v1/models/meta-llama/llama-3.3-70b-instruct:free")  # from the cache, slash as typed
+    assert status == 200 and json.loads(body)["owned_by"] == "meta-llama"
+    status, _, body = h.request("GET", "/v1/models/no-such/model")
+    error = json.loads(body)["error"]
+    assert status == 404 and error["code"] == "model_not_found" and error["type"] == "invalid_request_error"
+    assert "no-such/model" in error["message"] and len(fake_openrouter.requests) == before
+    assert h.request("POST", "/v1/models/openai%2Fgpt-4o-mini", b"")[0] == 405
+    assert h.request("GET", "/v1/models/")[0] == 404
 
 
 def test_models_larger_than_the_cache_bound_are_refused(harness: Callable[..., Harness]) -> None:
@@ -439,7 +522,9 @@ def test_a_half_closed_client_still_gets_its_answer_then_the_connection_closes(h
             if not piece:
                 break
             answer += piece
-    assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"0\r\n\r\n")
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")  # and the loop above ended: the connection closed
+    assert json.loads(body)["choices"][0]["message"]["content"] == FakeOpenRouter().answer
 
 
 def test_a_reload_swaps_the_pool_and_still_times_out_the_old_pools_requests(harness: Callable[..., Harness], fake_openrouter: FakeOpenRouter) -> None:

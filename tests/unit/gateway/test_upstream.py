@@ -12,6 +12,7 @@ from typing import Any, Callable
 import pytest
 
 from orchat.errors import UpstreamUnavailable
+from orchat.gateway.requestid import read_client_headers
 from orchat.gateway.upstream import MAX_IDLE_CONNECTIONS, UpstreamConnection, UpstreamPool
 from tests.fakes.proxy import FakeProxy
 from tests.unit.gateway.test_server import CHAT, Harness, harness_fixture  # noqa: F401  (the `harness` fixture: an in-process gateway)
@@ -161,6 +162,16 @@ def test_request_heads_carry_the_key_and_an_ipv6_host() -> None:
     assert head.startswith(b"POST /v1/chat/completions HTTP/1.1\r\nHost: [::1]:8080\r\n")
     assert b"Authorization: Bearer sk-secret\r\n" in head and b"X-Title: ORCHAT" in head and head.endswith(b"Content-Length: 2\r\n\r\n{}")
     assert b"Authorization" not in UpstreamPool("https://example.org/api/v1", api_key="").models_request()
+
+
+def test_a_clients_own_attribution_replaces_the_gateways() -> None:
+    pool = UpstreamPool("http://127.0.0.1:9/api/v1", api_key="sk-secret", referer="https://gateway", title="ORCHAT")
+    extra = read_client_headers({"x-title": "My App", "x-request-id": "req-1"})
+    head = pool.chat_request(b"{}", extra.upstream, attribution=not extra.attributed)
+    assert head.count(b"X-Title:") == 1 and b"X-Title: My App\r\n" in head and b"https://gateway" not in head
+    assert b"X-Request-Id: req-1\r\n" in head and head.endswith(b"Content-Length: 2\r\n\r\n{}")
+    plain = read_client_headers({})
+    assert not plain.attributed and b"HTTP-Referer: https://gateway\r\n" in pool.chat_request(b"{}", plain.upstream)
 
 
 def test_an_unreadable_ca_file_is_upstream_unavailable(tmp_path: Path) -> None:
