@@ -262,7 +262,7 @@ def test_the_scheduler_runs_each_check_when_its_interval_comes_round() -> None:
     assert [c.name for c in scheduler.due()] == ["fast"]
     assert [r.label for r in scheduler.run_due()] == ["fast"]
     assert scheduler.run_due(now[0] + 1) == []
-    assert CustomCheckScheduler([]).seconds_until_next() == customchecks.DEFAULT_INTERVAL_SECONDS
+    assert CustomCheckScheduler([], clock=lambda: now[0]).seconds_until_next() == customchecks.DEFAULT_INTERVAL_SECONDS
 
 
 def test_plan_reports_none_configured_or_a_refused_file(home: Path) -> None:
