@@ -603,6 +603,21 @@ pre_upgrade() {
     fi
 }
 
+# A user-mode install makes ~/.config/orchat (0700: the key lives there), so the guide's disaster
+# recovery (`cp -r ~/backup/orchat/config-latest/* ~/.config/orchat/`) has somewhere to copy to.
+# It is the user's config, not an installed file: not in the manifest, kept by --uninstall.
+create_user_config_dir() {
+    local base=${XDG_CONFIG_HOME:-}
+    [ -z "$ROOT" ] && [ "$(id -u)" != 0 ] && [ -n "${HOME:-}" ] || return 0
+    case $base in /*) ;; *) base=$HOME/.config ;; esac
+    [ -d "$base/orchat" ] && return 0
+    if mkdir -p "$base" && mkdir -m 700 "$base/orchat"; then
+        say "created $base/orchat (mode 0700) for your config"
+    else
+        say "warning: could not create $base/orchat"
+    fi
+}
+
 # ---------------------------------------------------------------- actions
 do_install() {
     local baseline=""
@@ -629,6 +644,7 @@ do_install() {
         fi
     fi
     commit_transaction
+    create_user_config_dir
     if [ "$ACTION" = upgrade ]; then
         say "step 5/5: no rollback needed (the previous version is kept in $PREVIOUS; install.sh --rollback swaps it back)"
     fi
