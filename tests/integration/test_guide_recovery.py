@@ -12,16 +12,14 @@ import os
 import shutil
 import socket
 import subprocess
-import tempfile
 import threading
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
 from tests.conftest import REPO, require_tool, run_orchat
 from tests.fakes.openrouter import TEST_KEY, FakeOpenRouter
-from tests.integration.test_install import QuietHandler, dist  # noqa: F401 - the module-scoped `make dist` fixture
+from tests.integration.test_install import QuietHandler, dist, world_readable_dir  # noqa: F401 - fixtures: `make dist`, a dir nobody can enter
 
 NOBODY = 65534
 GUIDE_STEPS = [
@@ -30,17 +28,6 @@ GUIDE_STEPS = [
     "cp ~/backup/orchat/history-latest ~/.orchat_history",
     "orchat health-check --full",
 ]
-
-
-@pytest.fixture
-def shared_dir() -> Iterator[Path]:
-    """A temp dir an unprivileged user can enter (pytest's tmp_path is root-only)."""
-    path = Path(tempfile.mkdtemp(prefix="orchat-recovery-test-"))
-    path.chmod(0o755)
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def free_port() -> int:
@@ -69,20 +56,25 @@ def make_backup(old_home: Path, new_home: Path, fake: FakeOpenRouter) -> None:
     shutil.copy(old_home / ".orchat_history", backup / "history-latest")
 
 
-def test_the_guides_four_recovery_steps_work_as_written_on_an_empty_home(dist: Path, shared_dir: Path, fake_openrouter: FakeOpenRouter, tmp_path: Path) -> None:  # noqa: F811
+def test_the_guides_four_recovery_steps_work_as_written_on_an_empty_home(
+    dist: Path,  # noqa: F811 - the fixture imported above
+    world_readable_dir: Path,  # noqa: F811
+    fake_openrouter: FakeOpenRouter,
+    tmp_path: Path,
+) -> None:
     if os.geteuid() != 0:
         pytest.skip("needs root to switch to an unprivileged user")
     require_tool("curl")
     setpriv = require_tool("setpriv")
-    www = shared_dir / "www"
+    www = world_readable_dir / "www"
     www.mkdir()
     for name in (dist.name, dist.name + ".sha256"):
         shutil.copy(dist.parent / name, www / name)
     shutil.copy(REPO / "install.sh", www / "install.sh")
-    home = shared_dir / "home"
+    home = world_readable_dir / "home"
     home.mkdir()
     make_backup(tmp_path / "old-home", home, fake_openrouter)
-    etc = shared_dir / "etc-orchat"  # no system-wide checks file: this is a user's recovery
+    etc = world_readable_dir / "etc-orchat"  # no system-wide checks file: this is a user's recovery
     etc.mkdir()
     subprocess.run(["chown", "-R", f"{NOBODY}:{NOBODY}", str(home)], check=True)
     server = serve(www)
