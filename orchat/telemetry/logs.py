@@ -262,6 +262,8 @@ class EventLog:
         access = os.O_WRONLY if self.system_mode else os.O_RDWR
         fd = os.open(self.path, access | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK, 0o640 if self.system_mode else 0o600)
         st = os.fstat(fd)
+        if self.system_mode and st.st_uid == 0 and os.geteuid() == 0:
+            _give_to_directory_owner(fd, self.path.parent)
         self._fd, self._id = fd, (st.st_dev, st.st_ino)
         self._day = ""
         if st.st_size and not self.system_mode:
@@ -327,6 +329,18 @@ class EventLog:
 
 
 _current: EventLog | None = None
+
+
+def _give_to_directory_owner(fd: int, directory: Path) -> None:
+    # A root run (cron, sudo) that creates /var/log/orchat/orchat.log must not leave it root:root:
+    # the daemon (User=orchat) could no longer append to it. The file takes the owner of its
+    # directory (orchat:orchat, from install.sh, tmpfiles.d or LogsDirectory=).
+    try:
+        owner = os.stat(directory)
+        if owner.st_uid != 0:
+            os.fchown(fd, owner.st_uid, owner.st_gid)
+    except OSError:
+        pass
 
 
 def get_log(settings: Settings) -> EventLog:

@@ -47,6 +47,8 @@ def two_users(world_readable_dir: Path) -> Iterator[dict[str, Path]]:  # noqa: F
 @pytest.fixture
 def installed(world_readable_dir: Path) -> Path:  # noqa: F811
     """Install as root with system files and a log directory under WORLD_READABLE_DIR; return it."""
+    if os.geteuid() != 0:
+        pytest.skip("install.sh creates the log directory only as root")
     require_tool("systemd-sysusers")
     root = world_readable_dir
     args = ["--prefix", str(root / "prefix"), "--system-files", "--sysconfdir", str(root / "etc"), "--unitdir", str(root / "units")]
@@ -135,3 +137,16 @@ def test_logrotate_as_orchat_rotates_each_users_audit_file_and_the_next_record_s
     for path in (archive, current):
         verify = subprocess.run([orchat, "audit", "verify", str(path)], capture_output=True, text=True, timeout=60, check=False)
         assert verify.returncode == 0 and verify.stdout.startswith("ok: 1 records"), verify.stdout + verify.stderr
+
+
+def test_a_root_run_in_system_mode_leaves_the_log_file_to_the_orchat_user(installed: Path, fake_openrouter: FakeOpenRouter) -> None:
+    # Before: a root cron run made orchat.log root:root, and the daemon (User=orchat) could not append to it.
+    log_dir = installed / "log"
+    env = dict(os.environ, ORCHAT_SYSTEM="1", ORCHAT_LOG_FILE=str(log_dir / "orchat.log"), ORCHAT_API_BASE=fake_openrouter.url, OPENROUTER_API_KEY=TEST_KEY)
+    env.update(ORCHAT_HISTORY_FILE=str(installed / "root-history"))
+    proc = subprocess.run(
+        [str(installed / "prefix" / "bin" / "orchat"), "-m", "fake/echo", "hi"], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert owner_and_mode(log_dir / "orchat.log") == ("orchat", "orchat", "0o640")
+    assert owner_and_mode(log_dir) == ("orchat", "orchat", "0o751")
