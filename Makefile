@@ -20,7 +20,7 @@ help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 $(VENV)/.stamp: Makefile $(DEV_REQUIREMENTS)
-	$(PYTHON) -m venv $(VENV)
+	$(PYTHON) -m venv --clear $(VENV)
 	$(VPY) -m pip install -q -r $(DEV_REQUIREMENTS)
 	$(VPY) -m pip check
 	# Subprocesses started with the venv's python (`python -m orchat`) report coverage too.
@@ -84,7 +84,7 @@ demo: demo-venv ## offline demo: orchat asks a local llama.cpp server (no key, n
 # SYSCONFDIR (default /etc) and UNITDIR (default $(PREFIX)/lib/systemd/system, /lib/... for /usr) may be set.
 INSTALL_FLAGS = --prefix '$(PREFIX)' $(if $(DESTDIR),--destdir '$(DESTDIR)') $(if $(SYSCONFDIR),--sysconfdir '$(SYSCONFDIR)') $(if $(UNITDIR),--unitdir '$(UNITDIR)')
 DIST_NAME = orchat-$(VERSION)
-DIST_FILES = install.sh Makefile README.md pyproject.toml LICENSE orchat bin docs etc systemd
+DIST_FILES = install.sh Makefile README.md pyproject.toml requirements-dev.txt LICENSE orchat bin docs etc systemd
 # Reproducible tarballs: entries sorted, owned by 0:0, dated by the last commit (or SOURCE_DATE_EPOCH).
 SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 

@@ -50,8 +50,9 @@ def test_every_dev_package_and_pip_itself_is_pinned_to_one_exact_version() -> No
 
 
 def test_make_venv_installs_the_pins_and_nothing_unpinned() -> None:
-    commands = [line for line in make_dry_run("venv").splitlines() if " pip install" in line]
-    assert commands == ["/nonexistent/venv/bin/python -m pip install -q -r requirements-dev.txt"]
+    script = make_dry_run("venv").splitlines()
+    assert script[0] == "python3 -m venv --clear /nonexistent/venv"  # no leftovers of an older set
+    assert [line for line in script if " pip install" in line] == ["/nonexistent/venv/bin/python -m pip install -q -r requirements-dev.txt"]
 
 
 def test_the_venv_is_rebuilt_when_the_pins_change() -> None:
