@@ -172,3 +172,12 @@ def test_a_final_status_and_exhausted_retries_are_logged_as_decisions(api_env, h
     proc = run_orchat("-m", "bad/model", "hi", env=dict(api_env, ORCHAT_LOG_LEVEL="DEBUG"))
     assert proc.returncode == 65
     assert [r["decision"] for r in log_records(home) if r["message"] == "retry decision"][-1] == "no retry: this status is final"
+
+
+def test_debug_level_traces_orchat_models_too(api_env, home, fake_openrouter):
+    proc = run_orchat("models", "--refresh", "gpt", env=dict(api_env, ORCHAT_LOG_LEVEL="1"))
+    assert proc.returncode == 0, proc.stderr
+    records = log_records(home)
+    assert [r["message"] for r in records] == ["settings", "connected", "first byte", "last byte"]
+    assert records[-1]["path"] == "/models" and records[-1]["method"] == "GET" and records[-1]["status"] == 200
+    assert records[0]["api_key"] == "sk-or-...7e57" and TEST_KEY not in json.dumps(records)
