@@ -49,8 +49,8 @@ Verified = namedtuple("Verified", "records head")  # what verify_file found: rec
 
 
 def audit_path(settings: Settings) -> Path:
-    """Return the audit file: ORCHAT_AUDIT_FILE, else the system or the user default; for a user who
-    cannot write a shared FILE, FILE.d/USER.log when that directory exists (see per_user_path)."""
+    """Return the audit file: ORCHAT_AUDIT_FILE, else the system or the user default; FILE.d/USER.log
+    instead when that directory exists and FILE's directory belongs to another user (per_user_path)."""
     explicit = str(settings.values.get("ORCHAT_AUDIT_FILE") or "")
     if explicit:
         path = Path(os.path.expanduser(explicit))
