@@ -7,23 +7,47 @@ PREFIX ?= /usr/local
 DESTDIR ?=
 DISTDIR ?= dist
 VERSION := $(shell $(PYTHON) -c 'import sys; sys.path.insert(0, "."); import orchat; print(orchat.__version__)')
+# The dev/test tools by name: the source of the pins in requirements-dev.txt, which `make venv`
+# installs (exact versions, so a new release of any of them cannot turn main red by itself);
+# `make update-dev-deps` refreshes the pins on purpose after a change here.
 DEV_PACKAGES := pytest pytest-timeout coverage ruff prometheus-client PyYAML openai hypothesis vermin
+DEV_REQUIREMENTS := requirements-dev.txt
 
 .DEFAULT_GOAL := help
-.PHONY: help venv lint fmt test test-fast demo bench bench-peers install uninstall dist deb rpm docs clean
+.PHONY: help venv update-dev-deps lint fmt test test-fast demo bench bench-peers install uninstall dist deb rpm docs clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-$(VENV)/.stamp: Makefile
-	$(PYTHON) -m venv $(VENV)
-	$(VPY) -m pip install -q --upgrade pip
-	$(VPY) -m pip install -q $(DEV_PACKAGES)
+$(VENV)/.stamp: Makefile $(DEV_REQUIREMENTS)
+	$(PYTHON) -m venv --clear $(VENV)
+	$(VPY) -m pip install -q -r $(DEV_REQUIREMENTS)
+	$(VPY) -m pip check
 	# Subprocesses started with the venv's python (`python -m orchat`) report coverage too.
 	echo "import coverage; coverage.process_startup()" > "$$($(VPY) -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/orchat-coverage.pth"
 	touch $@
 
-venv: $(VENV)/.stamp ## create the dev virtualenv (pytest, coverage, ruff, test helpers)
+venv: $(VENV)/.stamp ## create the dev virtualenv from the pins in requirements-dev.txt (pytest, coverage, ruff, test helpers)
+
+# A fresh virtualenv gets the newest DEV_PACKAGES and their dependencies; its `pip freeze` becomes
+# the new requirements-dev.txt (pip itself included). Review the diff, run `make test`, commit.
+PIN_VENV := .venv-pin
+update-dev-deps: ## re-pin requirements-dev.txt to the newest DEV_PACKAGES (the only target that takes new versions)
+	rm -rf $(PIN_VENV)
+	$(PYTHON) -m venv $(PIN_VENV)
+	$(PIN_VENV)/bin/python -m pip install -q --upgrade pip
+	$(PIN_VENV)/bin/python -m pip install -q $(DEV_PACKAGES)
+	$(PIN_VENV)/bin/python -m pip check
+	{ echo "# Pinned dev/test dependencies: written by \`make update-dev-deps\` (pip freeze of a fresh venv"; \
+	  echo "# with DEV_PACKAGES from the Makefile), installed by \`make venv\`. Do not edit by hand."; \
+	  echo "# Generated with Python $$($(PIN_VENV)/bin/python -c 'import platform; print(platform.python_version())')."; \
+	  echo "# No hashes: several pins are compiled wheels whose hashes differ per Python version and"; \
+	  echo "# platform, so one machine's hashes would refuse every other. Dependencies that only older"; \
+	  echo "# Pythons need (tomli, exceptiongroup) are not pinned here."; \
+	  $(PIN_VENV)/bin/python -m pip freeze --all --exclude setuptools --exclude wheel; } > $(DEV_REQUIREMENTS).tmp
+	mv $(DEV_REQUIREMENTS).tmp $(DEV_REQUIREMENTS)
+	rm -rf $(PIN_VENV)
+	@git diff --stat -- $(DEV_REQUIREMENTS) 2>/dev/null || true
 
 lint: venv ## ruff check + format check (bin/* named explicitly: ruff skips extensionless files)
 	$(VENV)/bin/ruff check orchat tests bench bin/*
@@ -60,7 +84,7 @@ demo: demo-venv ## offline demo: orchat asks a local llama.cpp server (no key, n
 # SYSCONFDIR (default /etc) and UNITDIR (default $(PREFIX)/lib/systemd/system, /lib/... for /usr) may be set.
 INSTALL_FLAGS = --prefix '$(PREFIX)' $(if $(DESTDIR),--destdir '$(DESTDIR)') $(if $(SYSCONFDIR),--sysconfdir '$(SYSCONFDIR)') $(if $(UNITDIR),--unitdir '$(UNITDIR)')
 DIST_NAME = orchat-$(VERSION)
-DIST_FILES = install.sh Makefile README.md pyproject.toml LICENSE orchat bin docs etc systemd debian orchat.spec
+DIST_FILES = install.sh Makefile README.md pyproject.toml requirements-dev.txt LICENSE orchat bin docs etc systemd debian orchat.spec
 # Reproducible tarballs: entries sorted, owned by 0:0, dated by the last commit (or SOURCE_DATE_EPOCH).
 SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 
@@ -120,5 +144,5 @@ docs: ## regenerate docs/orchat.1 and the completions from the argument parser (
 	$(PYTHON) -m orchat completion zsh > docs/completions/_orchat
 
 clean: ## remove build and test leftovers
-	rm -rf $(VENV) dist build .coverage .coverage.* htmlcov
+	rm -rf $(VENV) $(PIN_VENV) dist build .coverage .coverage.* htmlcov
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -36,6 +36,8 @@ Options:
   --destdir DIR           stage under DIR (distro packaging; no verification, no compile)
   --sysconfdir DIR        where etc/ goes (default /etc)
   --unitdir DIR           where systemd units go
+  --logdir DIR            the log directory to create for the orchat user (as root; default
+                          /var/log/orchat for a /usr or /usr/local install with /etc)
   --system-files          install etc/ and systemd units    --no-system-files  do not
   --python PATH           interpreter for the bin/ shims (default /usr/bin/python3, else python3)
   --tarball FILE          install from this release tarball
@@ -68,7 +70,7 @@ die() {
 }
 
 # ---------------------------------------------------------------- options
-ACTION=install PREFIX="" DESTDIR="" SYSCONFDIR="" UNITDIR="" SYSTEM_FILES="" PYTHON=""
+ACTION=install PREFIX="" DESTDIR="" SYSCONFDIR="" UNITDIR="" LOGDIR="" SYSTEM_FILES="" PYTHON=""
 TARBALL=${ORCHAT_TARBALL:-} HEALTH_ARGS="--component=config" DO_BACKUP=1 FORCE=0 SHOW_VERSION=0
 
 need_value() { [ $# -ge 2 ] || die "$EX_USAGE" "$1 needs a value (see --help)"; }
@@ -79,20 +81,21 @@ parse_options() {
             --upgrade) ACTION=upgrade ;;
             --rollback) ACTION=rollback ;;
             --uninstall) ACTION=uninstall ;;
-            --prefix | --destdir | --sysconfdir | --unitdir | --python | --tarball | --health-check-args)
+            --prefix | --destdir | --sysconfdir | --unitdir | --logdir | --python | --tarball | --health-check-args)
                 need_value "$@"
                 case $1 in
                     --prefix) PREFIX=$2 ;;
                     --destdir) DESTDIR=$2 ;;
                     --sysconfdir) SYSCONFDIR=$2 ;;
                     --unitdir) UNITDIR=$2 ;;
+                    --logdir) LOGDIR=$2 ;;
                     --python) PYTHON=$2 ;;
                     --tarball) TARBALL=$2 ;;
                     *) HEALTH_ARGS=$2 ;;
                 esac
                 shift
                 ;;
-            --prefix=* | --destdir=* | --sysconfdir=* | --unitdir=* | --python=* | --tarball=* | --health-check-args=*)
+            --prefix=* | --destdir=* | --sysconfdir=* | --unitdir=* | --logdir=* | --python=* | --tarball=* | --health-check-args=*)
                 local name=${1%%=*}
                 parse_options "$name" "${1#*=}"
                 ;;
@@ -141,6 +144,10 @@ resolve_layout() {
         fi
     fi
     [ -n "$SYSCONFDIR" ] || SYSCONFDIR=/etc
+    # Only a real system install creates /var/log/orchat; a staged or test layout names its own.
+    if [ -z "$LOGDIR" ] && [ "$SYSCONFDIR" = /etc ] && { [ "$PREFIX" = /usr ] || [ "$PREFIX" = /usr/local ]; }; then
+        LOGDIR=/var/log/orchat
+    fi
     if [ -z "$UNITDIR" ]; then
         # Debian's systemd looks in /lib/systemd/system and /usr/local/lib/systemd/system.
         if [ "$PREFIX" = /usr ]; then UNITDIR=/lib/systemd/system; else UNITDIR=$PREFIX/lib/systemd/system; fi
@@ -519,12 +526,28 @@ install_files() {
         if command -v systemd-sysusers >/dev/null 2>&1 && [ -f "$SYSCONFDIR/sysusers.d/orchat.conf" ]; then
             systemd-sysusers "$SYSCONFDIR/sysusers.d/orchat.conf" >/dev/null 2>&1 || say "warning: systemd-sysusers could not create the orchat user"
         fi
+        [ -z "$LOGDIR" ] || create_log_dir
     fi
     if [ -z "$ROOT" ]; then
         # Compiled now, as root may own the tree: users' runs could not write __pycache__ themselves.
         "$PYTHON" -m compileall -q -d "$LIBDIR" "$LIBDIR" >/dev/null 2>&1 || say "warning: could not byte-compile $LIBDIR"
     fi
     write_manifest
+}
+
+# The log directory, owned and moded as etc/tmpfiles.d/orchat.conf and the units' LogsDirectory=
+# say (tests/static/test_daemon_files.py keeps the three equal): orchat:orchat 0751, so the daemon
+# and logrotate (`su orchat orchat`) own it and users can reach audit.log.d/ inside, where each
+# user appends to USER.log (setgid orchat, sticky: no one renames or deletes another's file).
+# `install -d` also repairs a directory an earlier root run made root:root 0750. Logs are data:
+# not in the manifest, kept by --uninstall.
+create_log_dir() {
+    if ! id orchat >/dev/null 2>&1; then
+        say "warning: no orchat user (systemd-sysusers $SYSCONFDIR/sysusers.d/orchat.conf): $LOGDIR not created"
+        return 0
+    fi
+    install -d -o orchat -g orchat -m 0751 "$LOGDIR" || die "$EX_IOERR" "could not create $LOGDIR"
+    install -d -o orchat -g orchat -m 3773 "$LOGDIR/audit.log.d" || die "$EX_IOERR" "could not create $LOGDIR/audit.log.d"
 }
 
 # ---------------------------------------------------------------- running orchat
@@ -603,6 +626,21 @@ pre_upgrade() {
     fi
 }
 
+# A user-mode install makes ~/.config/orchat (0700: the key lives there), so the guide's disaster
+# recovery (`cp -r ~/backup/orchat/config-latest/* ~/.config/orchat/`) has somewhere to copy to.
+# It is the user's config, not an installed file: not in the manifest, kept by --uninstall.
+create_user_config_dir() {
+    local base=${XDG_CONFIG_HOME:-}
+    [ -z "$ROOT" ] && [ "$(id -u)" != 0 ] && [ -n "${HOME:-}" ] || return 0
+    case $base in /*) ;; *) base=$HOME/.config ;; esac
+    [ -d "$base/orchat" ] && return 0
+    if mkdir -p "$base" && mkdir -m 700 "$base/orchat"; then
+        say "created $base/orchat (mode 0700) for your config"
+    else
+        say "warning: could not create $base/orchat"
+    fi
+}
+
 # ---------------------------------------------------------------- actions
 do_install() {
     local baseline=""
@@ -629,6 +667,7 @@ do_install() {
         fi
     fi
     commit_transaction
+    create_user_config_dir
     if [ "$ACTION" = upgrade ]; then
         say "step 5/5: no rollback needed (the previous version is kept in $PREVIOUS; install.sh --rollback swaps it back)"
     fi

@@ -68,6 +68,7 @@ def _main(args: list[str]) -> int:
         signal.signal(signal.SIGTERM, _on_sigterm)
         signal.signal(signal.SIGHUP, _on_sighup)
         _make_stdout_tolerant()
+        _create_user_config_dir()
         return _dispatch(args)
     except OrchatError as err:
         _report(err)
@@ -115,6 +116,20 @@ def _run_command(name: str, rest: list[str]) -> int:
     parser = argparse.ArgumentParser(prog=f"orchat {name}", description=help_text, epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     module.add_arguments(parser)
     return int(module.run(parser.parse_args(rest)))
+
+
+def _create_user_config_dir() -> None:
+    # The guide's disaster recovery copies into ~/.config/orchat/ right after installing, and
+    # `cp -r DIR/* ~/.config/orchat/` fails if nothing made it: the first run does (0700: the key
+    # lives there). Best effort: a read-only HOME must not stop a chat that needs no config.
+    from orchat import paths
+
+    if paths.is_system_mode():
+        return
+    try:
+        paths.user_config_dir().mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError:
+        pass
 
 
 def _make_stdout_tolerant() -> None:

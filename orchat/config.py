@@ -108,7 +108,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ORCHAT_SYSTEM_PROMPT", "", _text, "system prompt (-s); @FILE reads a file"),
     Setting("ORCHAT_TEMPERATURE", "", _optional(_float(0.0, 2.0)), "sampling temperature 0-2 (--temperature)"),
     Setting("ORCHAT_MAX_TOKENS", "", _optional(_int(1)), "answer length cap (--max-tokens)"),
-    Setting("ORCHAT_MAX_HISTORY", "10", _int(0, 1000), "past messages sent as context with -c and in the REPL"),
+    Setting("ORCHAT_MAX_HISTORY", "10", _int(0, 1000), "past messages sent before each question with -c and in the REPL (0: the question alone)"),
     Setting("ORCHAT_MAX_INPUT_BYTES", "1048576", _int(1), "largest prompt + stdin accepted, in bytes"),
     Setting("ORCHAT_STREAM_BUFFER", "8192", _int(256, 1048576), "socket read size in bytes"),
     Setting("ORCHAT_REQUEST_TIMEOUT", "30", _float(0.1, 86400), "seconds without a byte from the server"),

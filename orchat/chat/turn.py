@@ -24,6 +24,7 @@ class Conversation:
         self.system = system
 
     def context(self, max_history: int) -> list[dict[str, Any]]:
+        """Given MAX_HISTORY, return the system prompt and the newest MAX_HISTORY past messages."""
         base = [{"role": "system", "content": self.system}] if self.system else []
         others = [m for m in self.messages if m.get("role") != "system"]
         return base + history.trim_context(others, max_history)
@@ -129,8 +130,10 @@ def run_turn(
     conversation gains the turn only when an answer came back. Raise the OrchatError (or
     KeyboardInterrupt) that ended the turn after recording it.
     """
-    conversation.messages.append({"role": "user", "content": prompt})
-    sent = conversation.context(settings.max_history)
+    question = {"role": "user", "content": prompt}
+    # ORCHAT_MAX_HISTORY counts past messages only (guide: "=5"): the question always goes, even with 0.
+    sent = [*conversation.context(settings.max_history), question]
+    conversation.messages.append(question)
     body = client.build_body(sent, model=options.model, stream=options.stream, temperature=options.temperature, max_tokens=options.max_tokens)
     started = time.monotonic()
     result = ChatResult(model=options.model)

@@ -75,6 +75,9 @@ def settings_from_options(options: Any) -> Settings:
 def run_chat_command(options: Any) -> int:
     """Run a one-shot chat or the REPL from parsed OPTIONS; return the exit code."""
     settings = settings_from_options(options)
+    from orchat.telemetry.logs import client_hooks, log_files_written, log_settings  # DEBUG: settings, wire phases, files
+
+    log_settings(settings)
     output = Output(sys.stdout, sys.stderr)
     for warning in settings.warnings:
         output.note(f"orchat: warning: {warning}")
@@ -99,16 +102,44 @@ def run_chat_command(options: Any) -> int:
         max_tokens=settings.max_tokens,
         show_reasoning=options.reasoning,
     )
-    from orchat.telemetry.logs import client_hooks  # retries at WARNING, each SSE event at QUANTUM (-1)
-
-    client = Client(settings, **client_hooks(settings))
+    client = Client(settings, **client_hooks(settings))  # retries at WARNING, wire phases at DEBUG, SSE events at QUANTUM
     observers = chat_observers(settings)
+    if not interactive and not prompt:
+        raise UsageError("no prompt: give a question, pipe input, or use -i for the REPL")
+    try:
+        return _converse(client, settings, conversation, turn, output, options, prompt, interactive, observers)
+    finally:
+        log_files_written(settings, lambda: written_files(settings, record_history=not options.no_history))
+
+
+def written_files(settings: Settings, *, record_history: bool) -> dict[str, Path | None]:
+    """Given SETTINGS, return the files a chat run writes by role (None: that feature is off)."""
+    from orchat.telemetry.audit import audit_path
+    from orchat.telemetry.store import store_path
+
+    return {
+        "history": settings.history_path if record_history else None,
+        "metrics": store_path() if settings.values.get("ORCHAT_METRICS", True) else None,
+        "audit": audit_path(settings) if settings.values.get("ORCHAT_AUDIT_LOG") else None,
+    }
+
+
+def _converse(
+    client: Client,
+    settings: Settings,
+    conversation: Conversation,
+    turn: TurnOptions,
+    output: Output,
+    options: Any,
+    prompt: str,
+    interactive: bool,
+    observers: Any,
+) -> int:
+    """Run the REPL when INTERACTIVE, else one turn with PROMPT; return the exit code."""
     if interactive:
         from orchat.chat.repl import run_repl
 
         return run_repl(client, settings, conversation, turn, output, record_history=not options.no_history, observers=observers)
-    if not prompt:
-        raise UsageError("no prompt: give a question, pipe input, or use -i for the REPL")
     if options.json:
         quiet = Output(sys.stdout, sys.stderr, quiet=True)
         result = run_turn(client, settings, conversation, prompt, turn, quiet, record_history=not options.no_history, observers=observers)

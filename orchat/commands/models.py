@@ -34,11 +34,14 @@ def format_price(pricing: dict[str, Any]) -> str:
 
 def run(args: Any) -> int:
     settings = load_settings()
+    from orchat.telemetry.logs import client_hooks, log_settings  # DEBUG: settings and the wire's phases
+
+    log_settings(settings)
     cache = Cache(limit_bytes=settings.cache_size * BYTES_PER_MEGABYTE)
     cache_key = f"models {settings.api_base}"
     models = None if args.refresh else cache.get(cache_key, MODELS_MAX_AGE_SECONDS)
     if models is None:
-        models = Client(settings).list_models()
+        models = Client(settings, **client_hooks(settings)).list_models()
         cache.put(cache_key, models)
     needle = args.search.lower()
     chosen = [m for m in models if needle in str(m.get("id", "")).lower() or needle in str(m.get("name", "")).lower()]

@@ -218,10 +218,12 @@ def render_nagios(results: Sequence[CheckResult]) -> str:
     bad = [r for r in results if r.status is not Status.OK]
     bad.sort(key=lambda r: -SEVERITY[r.status])
     if bad:
-        text = "; ".join(f"{r.label}: {r.summary}" for r in bad)
+        text = ", ".join(f"{r.label}: {r.summary}" for r in bad)
     else:
         text = f"{len(results)} checks OK"
-    text = text.replace("|", "/").replace("\n", " ")  # '|' starts perfdata in the plugin format
+    # '|' starts perfdata in the plugin format, and Nagios shows a ';' in plugin text as ':'
+    # (illegal in its object definitions), which garbles "a; b"; perfdata keeps its own ';' fields.
+    text = text.replace("|", "/").replace(";", ",").replace("\n", " ")
     perf = " ".join(p.render() for r in results for p in r.perfdata)
     return f"ORCHAT {status.name} - {text}" + (f" | {perf}" if perf else "") + "\n"
 

@@ -49,11 +49,38 @@ Verified = namedtuple("Verified", "records head")  # what verify_file found: rec
 
 
 def audit_path(settings: Settings) -> Path:
-    """Return the audit file: ORCHAT_AUDIT_FILE, else the system or the user default."""
+    """Return the audit file: ORCHAT_AUDIT_FILE, else the system or the user default; FILE.d/USER.log
+    instead when that directory exists and FILE's directory belongs to another user (per_user_path)."""
     explicit = str(settings.values.get("ORCHAT_AUDIT_FILE") or "")
     if explicit:
-        return Path(os.path.expanduser(explicit))
-    return paths.logs_dir() / "audit.log" if paths.is_system_mode() else paths.state_dir() / "audit.log"
+        path = Path(os.path.expanduser(explicit))
+    else:
+        path = paths.logs_dir() / "audit.log" if paths.is_system_mode() else paths.state_dir() / "audit.log"
+    return per_user_path(path) or path
+
+
+def per_user_path(path: Path) -> Path | None:
+    """Given the audit file PATH, return PATH.d/USER.log when PATH.d/ exists and PATH's directory
+    belongs to another user; else None.
+
+    The guide's ORCHAT_AUDIT_FILE=/var/log/orchat/audit.log is the orchat user's (the daemon's).
+    Everyone else, root included (a root-made audit.log would lock the daemon out), gets a file of
+    their own beside it: audit.log.d/ is setgid orchat and sticky (install.sh, tmpfiles.d), so no
+    user can rewrite, rename or remove another's records.
+    """
+    shared = path.with_name(path.name + ".d")
+    try:
+        if not shared.is_dir() or path.parent.stat().st_uid == os.geteuid():
+            return None
+    except OSError:
+        return None
+    import pwd
+
+    try:
+        name = pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        name = str(os.geteuid())
+    return shared / f"{name}.log"
 
 
 def audit_key(settings: Settings) -> bytes | None:
@@ -144,6 +171,7 @@ def append_record(path: Path, fields: Sequence[str], key: bytes | None = None) -
     except OSError as err:
         raise StorageError(f"cannot open the audit log {path}: {err.strerror or err}") from err
     try:
+        _refuse_foreign_file(fd, path)
         fcntl.flock(fd, fcntl.LOCK_EX)
         size = os.fstat(fd).st_size
         if size == 0:
@@ -168,6 +196,18 @@ def append_record(path: Path, fields: Sequence[str], key: bytes | None = None) -
         raise StorageError(f"cannot write the audit log {path}: {err.strerror or err}") from err
     finally:
         os.close(fd)
+
+
+def _refuse_foreign_file(fd: int, path: Path) -> None:
+    # In a shared sticky directory (audit.log.d/) another user may have made "our" file first; its
+    # owner could then rewrite what we append. Refuse it rather than write records into it.
+    import stat
+
+    owner, me = os.fstat(fd).st_uid, os.geteuid()
+    if owner == me or me == 0:
+        return
+    if os.stat(path.parent).st_mode & stat.S_ISVTX:
+        raise StorageError(f"refusing the audit log {path}: it belongs to uid {owner}, not to you (uid {me}); ask root to remove it")
 
 
 def record_event(settings: Settings, command: str, resource: str, status: str, *, user: str | None = None) -> str | None:

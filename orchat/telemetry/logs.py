@@ -262,6 +262,8 @@ class EventLog:
         access = os.O_WRONLY if self.system_mode else os.O_RDWR
         fd = os.open(self.path, access | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK, 0o640 if self.system_mode else 0o600)
         st = os.fstat(fd)
+        if self.system_mode and st.st_uid == 0 and os.geteuid() == 0:
+            _give_to_directory_owner(fd, self.path.parent)
         self._fd, self._id = fd, (st.st_dev, st.st_ino)
         self._day = ""
         if st.st_size and not self.system_mode:
@@ -329,6 +331,18 @@ class EventLog:
 _current: EventLog | None = None
 
 
+def _give_to_directory_owner(fd: int, directory: Path) -> None:
+    # A root run (cron, sudo) that creates /var/log/orchat/orchat.log must not leave it root:root:
+    # the daemon (User=orchat) could no longer append to it. The file takes the owner of its
+    # directory (orchat:orchat, from install.sh, tmpfiles.d or LogsDirectory=).
+    try:
+        owner = os.stat(directory)
+        if owner.st_uid != 0:
+            os.fchown(fd, owner.st_uid, owner.st_gid)
+    except OSError:
+        pass
+
+
 def get_log(settings: Settings) -> EventLog:
     """Return the process's EventLog for SETTINGS (a new one when the settings were reloaded)."""
     global _current
@@ -344,10 +358,63 @@ def log_event(settings: Settings, level: int, message: str, *, logger: str = "or
     get_log(settings).log(level, message, logger=logger, **fields)
 
 
+def log_settings(settings: Settings) -> None:
+    """At DEBUG, log which config files were read and every setting's value with its source (key masked).
+
+    What an operator debugging a failure asks first: which file won, and what was really used.
+    """
+    log = get_log(settings)
+    if not log.is_enabled(DEBUG):
+        return
+    values = {name: {"value": _plain(value), "source": settings.sources.get(name, "default")} for name, value in sorted(settings.values.items())}
+    log.log(
+        DEBUG,
+        "settings",
+        logger="orchat.config",
+        config_files=[str(path) for path in settings.files],
+        api_key=mask_key(settings.api_key),
+        api_key_source=settings.api_key_source or None,
+        endpoint=_without_userinfo(str(settings.values.get("ORCHAT_API_BASE") or "")),
+        log_file=str(log.path) if log.use_file else None,
+        journal=log.journal is not None,
+        settings=values,
+    )
+
+
+def log_files_written(settings: Settings, files: Callable[[], Mapping[str, Path | None]]) -> None:
+    """At DEBUG, log the paths a run wrote: FILES() (called only then) maps a role ("history",
+    "audit", ...) to a path, or None when that feature was off; this log's own file is added."""
+    log = get_log(settings)
+    if not log.is_enabled(DEBUG):
+        return
+    written = {role: str(path) for role, path in files().items() if path is not None}
+    if log.use_file:
+        written["log"] = str(log.path)
+    log.log(DEBUG, "files written", logger="orchat", files=written)
+
+
+def _plain(value: Any) -> Any:
+    return value if value is None or isinstance(value, (bool, int, float, str)) else str(value)
+
+
+def _without_userinfo(url: str) -> str:
+    # A URL may carry user:password@ (a proxy or a private server): never logged.
+    scheme, sep, rest = url.partition("://")
+    authority, slash, tail = rest.partition("/")
+    return f"{scheme}{sep}{authority.rpartition('@')[2]}{slash}{tail}" if sep else url
+
+
 def client_hooks(settings: Settings) -> dict[str, Callable[..., None]]:
-    """Return the Client keyword arguments that trace the wire: on_retry (at WARNING), on_event (QUANTUM)."""
+    """Return the Client keyword arguments that trace the wire: on_retry (at WARNING), on_trace (DEBUG:
+    connection phases, each retry decision, first and last byte), on_event (QUANTUM)."""
     log = get_log(settings)
     hooks: dict[str, Callable[..., None]] = {}
+    if log.is_enabled(DEBUG):
+
+        def on_trace(what: str, fields: dict[str, Any]) -> None:
+            log.log(DEBUG, what, logger="orchat.wire.transport", **{name: _round(value) for name, value in fields.items()})
+
+        hooks["on_trace"] = on_trace
     if log.is_enabled(WARNING):
 
         def on_retry(attempt: int, reason: str, wait: float) -> None:

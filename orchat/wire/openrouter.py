@@ -172,7 +172,14 @@ def read_bounded(read: Callable[[], bytes], what: str) -> bytes:
 class Client:
     """An OpenAI-compatible API client bound to one Settings."""
 
-    def __init__(self, settings: Settings, *, on_retry: Callable[[int, str, float], None] | None = None, on_event: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        on_retry: Callable[[int, str, float], None] | None = None,
+        on_event: Callable[[str], None] | None = None,
+        on_trace: Callable[[str, dict[str, Any]], None] | None = None,
+    ) -> None:
         self.settings = settings
         self.transport = Transport(
             settings.api_base,
@@ -182,6 +189,7 @@ class Client:
             ca_file=settings.ca_file,
             retry_attempts=settings.retry_attempts,
             on_retry=on_retry,
+            on_trace=on_trace,
         )
         self.on_event = on_event  # receives each raw SSE event (QUANTUM wire tracing)
 

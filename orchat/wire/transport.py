@@ -217,12 +217,18 @@ class Connection:
     def __init__(self, sock: socket.socket, absolute_form: bool) -> None:
         self.sock = sock
         self.absolute_form = absolute_form  # plain-http proxy: request line carries the full URL
+        self.phases: dict[str, float | None] = {}  # seconds per phase (connect, tls, first_byte), for DEBUG logs
+        self.sent_at = 0.0  # time.monotonic() when the request went out
+        self.on_close: Callable[[Connection], None] | None = None
 
     def close(self) -> None:
+        on_close, self.on_close = self.on_close, None
         try:
             self.sock.close()
         except OSError:
             pass
+        if on_close is not None:
+            on_close(self)
 
 
 class Transport:
@@ -239,6 +245,7 @@ class Transport:
         retry_attempts: int = 2,
         environ: dict[str, str] | None = None,
         on_retry: Callable[[int, str, float], None] | None = None,
+        on_trace: Callable[[str, dict[str, Any]], None] | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.endpoint = Endpoint.from_url(base_url)
@@ -249,6 +256,9 @@ class Transport:
         self.retry_attempts = retry_attempts
         self.environ = dict(os.environ if environ is None else environ)
         self.on_retry = on_retry
+        # DEBUG tracing: on_trace(what, fields) for each connection's phases, each retry decision
+        # and each answer's first and last byte. Never given a header or a body.
+        self.on_trace = on_trace
         self.sleep = sleep
         self.retries_done = 0
 
@@ -262,6 +272,8 @@ class Transport:
         context = make_ssl_context(self.ca_file, self.environ) if ep.scheme == "https" else None
         stage = "connect"
         sock: socket.socket | None = None
+        started = time.monotonic()
+        tls_started: float | None = None
         try:
             # An ASCII host passed as bytes skips the idna codec (stringprep, unicodedata) at start-up.
             address = host.encode("ascii") if host.isascii() else host
@@ -269,11 +281,13 @@ class Transport:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self.keepalive:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            connected = time.monotonic()
             if proxy and context is not None:
                 stage = "proxy CONNECT"
                 open_tunnel(sock, ep)
             if context is not None:
                 stage = "TLS"
+                tls_started = time.monotonic()
                 sock = context.wrap_socket(sock, server_hostname=ep.host)
             sock.settimeout(self.idle_timeout)
         except socket.gaierror as err:
@@ -289,7 +303,12 @@ class Transport:
             if "SSL" in name or "Certificate" in name:
                 stage = "TLS"
             raise UpstreamUnavailable(f"{stage} to {host}:{port} failed: {detail}", error_type="network") from err
-        return Connection(sock, absolute_form=bool(proxy) and context is None)
+        conn = Connection(sock, absolute_form=bool(proxy) and context is None)
+        done = time.monotonic()
+        conn.phases = {"connect_seconds": connected - started, "tls_seconds": None if tls_started is None else done - tls_started}
+        if self.on_trace is not None:
+            self.on_trace("connected", {"host": host, "port": port, "proxy": bool(proxy), "tls": context is not None, **conn.phases})
+        return conn
 
     def _send(self, conn: Connection, method: str, path: str, body: bytes | None, headers: dict[str, str]) -> Response:
         ep = self.endpoint
@@ -327,7 +346,9 @@ class Transport:
             try:
                 conn = self.connect()
                 try:
+                    conn.sent_at = time.monotonic()
                     response = self._send(conn, method, path, body, all_headers)
+                    conn.phases["first_byte_seconds"] = time.monotonic() - conn.sent_at
                 except socket.timeout as err:
                     conn.close()
                     raise TemporaryFailure(f"no answer from {self.endpoint.host} within {self.idle_timeout:g}s", error_type="timeout") from err
@@ -336,10 +357,16 @@ class Transport:
                     raise UpstreamUnavailable(f"connection to {self.endpoint.host} failed: {err or type(err).__name__}", error_type="network") from err
             except (UpstreamUnavailable, TemporaryFailure) as err:
                 if attempt >= self.retry_attempts:
+                    self._decide(attempt, str(err), f"give up: {attempt} of {self.retry_attempts} retries used")
                     raise
                 self._note_retry(attempt, str(err), backoff_seconds(attempt))
             else:
+                self._trace_answer(conn, method, path, response.status)
                 if response.status not in RETRYABLE_STATUSES or attempt >= self.retry_attempts:
+                    if response.status >= 400 and response.status not in RETRYABLE_STATUSES:
+                        self._decide(attempt, f"HTTP {response.status}", "no retry: this status is final")
+                    elif response.status in RETRYABLE_STATUSES:
+                        self._decide(attempt, f"HTTP {response.status}", f"give up: {attempt} of {self.retry_attempts} retries used")
                     return conn, response
                 try:
                     payload = response.read()
@@ -349,14 +376,33 @@ class Transport:
                 hinted = parse_retry_after(response.headers.get("retry-after", ""))
                 verdict = is_retryable_answer(response.status, response.headers, payload) if is_retryable_answer else hinted
                 if verdict is None and is_retryable_answer is not None:
+                    self._decide(attempt, f"HTTP {response.status}", "no retry: the answer says retrying cannot help")
                     return conn, BufferedResponse(response, payload)
                 wait = verdict if verdict is not None else backoff_seconds(attempt)
                 if wait > MAX_RETRY_WAIT_SECONDS:
+                    self._decide(attempt, f"HTTP {response.status}", f"no retry: the server asks for {wait:g}s, over {MAX_RETRY_WAIT_SECONDS:g}s")
                     return conn, BufferedResponse(response, payload)
                 self._note_retry(attempt, f"HTTP {response.status}", wait)
             attempt += 1
 
+    def _trace_answer(self, conn: Connection, method: str, path: str, status: int) -> None:
+        if self.on_trace is None:
+            return
+        on_trace = self.on_trace
+        self.on_trace("first byte", {"method": method, "path": path, "status": status, "first_byte_seconds": conn.phases.get("first_byte_seconds")})
+
+        def last_byte(conn: Connection) -> None:
+            # Called when the caller closes the connection, after it read the answer to its end.
+            on_trace("last byte", {"method": method, "path": path, "status": status, **conn.phases, "last_byte_seconds": time.monotonic() - conn.sent_at})
+
+        conn.on_close = last_byte
+
+    def _decide(self, attempt: int, reason: str, decision: str) -> None:
+        if self.on_trace is not None:
+            self.on_trace("retry decision", {"attempt": attempt, "reason": reason, "decision": decision})
+
     def _note_retry(self, attempt: int, reason: str, wait: float) -> None:
+        self._decide(attempt, reason, f"retry {attempt + 1} of {self.retry_attempts} in {wait:.2f}s")
         self.retries_done += 1
         if self.on_retry is not None:
             self.on_retry(attempt + 1, reason, wait)

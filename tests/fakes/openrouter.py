@@ -603,11 +603,28 @@ def _model_entry(model_id: str) -> dict[str, Any]:
     }
 
 
-if __name__ == "__main__":  # handy for benchmarks and manual runs: prints the URL, serves until killed
-    import sys
+def main(argv: list[str] | None = None) -> int:
+    """Given command-line ARGV, serve the fake on 127.0.0.1 until killed and return 0.
 
+    argparse answers --help and bad arguments itself (exit 0 and 2), so neither is a traceback.
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python3 tests/fakes/openrouter.py",
+        description="Serve the fake OpenRouter on 127.0.0.1 (a free port) until killed; print its API base URL first. "
+        f"Its key is {TEST_KEY[:9]}... (TEST_KEY in this file); models fake/<scenario> pick a behaviour: " + ", ".join(sorted(SCENARIOS)) + ".",
+    )
+    parser.add_argument("words_per_chunk", nargs="?", type=int, default=1, help="words per streamed SSE event (default 1)")
+    args = parser.parse_args(argv)
+    if args.words_per_chunk < 1:
+        parser.error("words_per_chunk must be 1 or more")
     fake = FakeOpenRouter().start()
-    if len(sys.argv) > 1:
-        fake.words_per_chunk = int(sys.argv[1])
+    fake.words_per_chunk = args.words_per_chunk
     print(fake.url, flush=True)
     threading.Event().wait()
+    return 0
+
+
+if __name__ == "__main__":  # handy for benchmarks and manual runs: prints the URL, serves until killed
+    raise SystemExit(main())

@@ -157,7 +157,7 @@ def test_tarball_piped_install_works_offline_and_the_installed_orchat_runs(dist:
     assert man.stdout == render_manpage(describe_cli(), __version__)
     if "health-check" in COMMANDS:
         config = home / ".config" / "orchat"
-        config.mkdir(parents=True)
+        config.mkdir(parents=True, exist_ok=True)  # the first run of orchat (man, above) made it
         (config / "config").write_text("ORCHAT_MODEL=openrouter/auto\n")
         health = run([str(prefix / "bin" / "orchat"), "health-check", "--component=config"], cwd=tmp_path)
         assert health.returncode in (0, 1), health.stdout + health.stderr

@@ -159,3 +159,33 @@ def test_sysusers_file_creates_the_orchat_user(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "orchat" in proc.stdout + proc.stderr
+
+
+def test_the_log_directory_has_one_owner_and_mode_in_tmpfiles_install_sh_and_the_units() -> None:
+    # A root run once made /var/log/orchat root:root 0750, and logrotate's `su orchat orchat` failed
+    # (issue 13 item 3): every path that can create it must agree.
+    entries = [line.split() for line in (REPO / "etc" / "tmpfiles.d" / "orchat.conf").read_text().splitlines() if line and not line.startswith("#")]
+    assert entries == [["d", "/var/log/orchat", "0751", "orchat", "orchat", "-"], ["d", "/var/log/orchat/audit.log.d", "3773", "orchat", "orchat", "-"]]
+    install_sh = (REPO / "install.sh").read_text()
+    assert 'install -d -o orchat -g orchat -m 0751 "$LOGDIR"' in install_sh
+    assert 'install -d -o orchat -g orchat -m 3773 "$LOGDIR/audit.log.d"' in install_sh
+    for name in UNITS:
+        unit = (REPO / "systemd" / name).read_text()
+        assert "\nLogsDirectory=orchat\nLogsDirectoryMode=0751\n" in unit and "\nUser=orchat\nGroup=orchat\n" in unit
+
+
+@pytest.mark.component
+def test_systemd_tmpfiles_creates_the_log_directories_with_their_owner_and_mode(tmp_path: Path) -> None:
+    sysusers, tmpfiles = require_tool("systemd-sysusers"), require_tool("systemd-tmpfiles")
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    for tool, conf in ((sysusers, "sysusers.d"), (tmpfiles, "tmpfiles.d")):
+        extra = ["--create"] if tool == tmpfiles else []
+        proc = subprocess.run(
+            [tool, *extra, f"--root={root}", str(REPO / "etc" / conf / "orchat.conf")], capture_output=True, text=True, timeout=60, check=False
+        )
+        assert proc.returncode == 0, proc.stderr
+    [uid] = [line.split(":")[2] for line in (root / "etc" / "passwd").read_text().splitlines() if line.startswith("orchat:")]
+    for path, mode in (("var/log/orchat", 0o751), ("var/log/orchat/audit.log.d", 0o3773)):
+        info = (root / path).stat()
+        assert (info.st_uid, oct(info.st_mode & 0o7777)) == (int(uid), oct(mode)), path

@@ -128,7 +128,21 @@ def test_continue_honours_max_history(api_env: dict[str, str], fake_openrouter: 
         run_orchat("-c" if i else "-s", *([] if i else ["sys"]), "-m", "fake/echo", f"q{i}", env=env)
     sent = fake_openrouter.chat_requests()[-1].body["messages"]
     assert sent[0] == {"role": "system", "content": "sys"}
-    assert [m["content"] for m in sent[1:]] == ["q2", "echo: q2", "q3"]
+    assert [m["content"] for m in sent[1:]] == ["echo: q1", "q2", "echo: q2", "q3"]
+
+
+@pytest.mark.parametrize(("max_history", "past"), [("5", ["echo: q1", "q2", "echo: q2", "q3", "echo: q3"]), ("1", ["echo: q3"]), ("0", [])])
+def test_max_history_counts_past_messages_and_always_sends_the_question(
+    api_env: dict[str, str], fake_openrouter: FakeOpenRouter, max_history: str, past: list[str]
+) -> None:
+    # The guide's `export ORCHAT_MAX_HISTORY=5`, then a conversation continued with -c.
+    env = dict(api_env, ORCHAT_MAX_HISTORY=max_history)
+    for i in range(5):
+        proc = run_orchat(*(["-c"] if i else []), "-m", "fake/echo", f"q{i}", env=env)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout == f"echo: q{i}\n"
+    sent = fake_openrouter.chat_requests()[-1].body["messages"]
+    assert [m["content"] for m in sent] == [*past, "q4"]
 
 
 def test_continue_with_empty_history_is_a_usage_error(api_env: dict[str, str]) -> None:

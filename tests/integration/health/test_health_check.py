@@ -290,3 +290,14 @@ def test_the_daemon_check_reads_healthz(env: dict[str, str], home: Path) -> None
 def test_help_lists_the_exit_codes(home: Path) -> None:
     proc = run_orchat("health-check", "--help")
     assert proc.returncode == 0 and "0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN" in proc.stdout and "--pre-upgrade" in proc.stdout
+
+
+def test_nagios_text_has_no_semicolon_even_when_summaries_have_one(env: dict[str, str], home: Path) -> None:
+    # Nagios turns ';' in plugin output into ':' (issue 13 item 7); perfdata after '|' keeps its own ';' fields.
+    checks_file(home, 'checks:\n  - name: "Queue"\n    command: "echo \'queue a; queue b\'"\n    expect: "ok"\n')
+    proc = run_orchat("health-check", "--nagios", "--full", "--component=custom,memory", env=dict(env, ORCHAT_MEMORY_WARN="0"))
+    text, _, perf = proc.stdout.partition(" | ")
+    assert proc.returncode == 2
+    assert text.startswith("ORCHAT CRITICAL - Queue: ") and ", Memory: " in text and "queue a, queue b" in text
+    assert ";" not in text
+    assert re.fullmatch(r"memory_used=[0-9.]+%;0;100;0;100\n", perf)

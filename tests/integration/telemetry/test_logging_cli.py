@@ -111,3 +111,73 @@ def test_twenty_processes_logging_at_once_with_self_rotation_lose_and_tear_nothi
     records = [json.loads(line) for f in files for line in f.read_text().splitlines()]
     seen = sorted((r["writer"], r["n"]) for r in records)
     assert seen == sorted((w, n) for w in range(20) for n in range(150))
+
+
+def debug_run(home: Path, api_env: dict[str, str], level: str, *args: str) -> list[dict]:
+    """Run a chat the guide's way (`export ORCHAT_LOG_LEVEL=1  # Debug mode`) with the key in the user's config."""
+    config = home / ".config" / "orchat" / "config"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(f"{TEST_KEY}\nORCHAT_MODEL=openai/gpt-4o-mini\n")
+    config.chmod(0o600)
+    env = {name: value for name, value in api_env.items() if name != "OPENROUTER_API_KEY"}
+    proc = run_orchat(*args, "why is the disk full?", env=dict(env, ORCHAT_LOG_LEVEL=level))
+    assert proc.returncode == 0, proc.stderr
+    text = (home / ".cache" / "orchat" / "logs" / "orchat.log").read_text()
+    assert TEST_KEY not in text and "disk full" not in text
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def test_debug_level_logs_settings_endpoint_retry_decisions_phase_timings_and_files_written(api_env, home, fake_openrouter):
+    fake_openrouter.fail_next(503)
+    records = debug_run(home, api_env, "1")
+    by_message: dict[str, list[dict]] = {}
+    for record in records:
+        by_message.setdefault(record["message"], []).append(record)
+    [settings] = by_message["settings"]
+    assert settings["severity"] == "DEBUG"
+    assert settings["config_files"] == [str(home / ".config" / "orchat" / "config")]
+    assert settings["api_key"] == "sk-or-...7e57" and settings["api_key_source"] == str(home / ".config" / "orchat" / "config")
+    assert settings["endpoint"] == fake_openrouter.url
+    assert settings["settings"]["ORCHAT_MODEL"] == {"value": "openai/gpt-4o-mini", "source": str(home / ".config" / "orchat" / "config")}
+    assert settings["settings"]["ORCHAT_LOG_LEVEL"] == {"value": "1", "source": "env"}
+    assert settings["settings"]["ORCHAT_REQUEST_TIMEOUT"]["source"] == "default"
+    decisions = [r["decision"] for r in by_message["retry decision"]]
+    assert len(decisions) == 1 and decisions[0].startswith("retry 1 of 2 in ")
+    assert by_message["retry decision"][0]["reason"] == "HTTP 503"
+    assert [r["port"] for r in by_message["connected"]] == [fake_openrouter.port] * 2
+    assert all(r["connect_seconds"] >= 0 and r["tls"] is False for r in by_message["connected"])
+    assert [r["status"] for r in by_message["first byte"]] == [503, 200]
+    [last] = [r for r in by_message["last byte"] if r["status"] == 200]
+    assert last["path"] == "/chat/completions" and 0 <= last["first_byte_seconds"] <= last["last_byte_seconds"]
+    assert "connect_seconds" in last
+    [files] = by_message["files written"]
+    assert files["files"] == {
+        "history": str(home / ".orchat_history"),
+        "metrics": str(home / ".local" / "state" / "orchat" / "metrics.json"),
+        "log": str(home / ".cache" / "orchat" / "logs" / "orchat.log"),
+    }
+
+
+def test_info_level_logs_none_of_the_debug_records(api_env, home, fake_openrouter):
+    records = debug_run(home, api_env, "3")
+    assert [r["message"] for r in records] == ["chat ok"]
+
+
+def test_a_final_status_and_exhausted_retries_are_logged_as_decisions(api_env, home, fake_openrouter):
+    fake_openrouter.fail_next(503, times=3)
+    proc = run_orchat("-m", "openai/gpt-4o-mini", "hi", env=dict(api_env, ORCHAT_LOG_LEVEL="DEBUG", ORCHAT_RETRY_ATTEMPTS="1"))
+    assert proc.returncode == 69
+    decisions = [r["decision"] for r in log_records(home) if r["message"] == "retry decision"]
+    assert decisions[0].startswith("retry 1 of 1 in ") and decisions[1] == "give up: 1 of 1 retries used"
+    proc = run_orchat("-m", "bad/model", "hi", env=dict(api_env, ORCHAT_LOG_LEVEL="DEBUG"))
+    assert proc.returncode == 65
+    assert [r["decision"] for r in log_records(home) if r["message"] == "retry decision"][-1] == "no retry: this status is final"
+
+
+def test_debug_level_traces_orchat_models_too(api_env, home, fake_openrouter):
+    proc = run_orchat("models", "--refresh", "gpt", env=dict(api_env, ORCHAT_LOG_LEVEL="1"))
+    assert proc.returncode == 0, proc.stderr
+    records = log_records(home)
+    assert [r["message"] for r in records] == ["settings", "connected", "first byte", "last byte"]
+    assert records[-1]["path"] == "/models" and records[-1]["method"] == "GET" and records[-1]["status"] == 200
+    assert records[0]["api_key"] == "sk-or-...7e57" and TEST_KEY not in json.dumps(records)

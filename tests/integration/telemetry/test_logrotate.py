@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import grp
+import gzip
 import json
 import os
 import pwd
@@ -68,7 +69,7 @@ def test_orchat_survives_a_real_logrotate_rotation_and_writes_the_next_line_to_t
     audit.append_record(log_dir / "audit.log", ("t", "u", "chat", "m", "OK"))
     proc = logrotate("-f", "-v", "-s", str(tmp_path / "state"), str(render(log_dir, tmp_path)))
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    [archive] = log_dir.glob("orchat.log-*")
+    archive = log_dir / "orchat.log.1"
     assert log_file.stat().st_size == 0 and oct(log_file.stat().st_mode & 0o777) == "0o640"
     log.log(logs.INFO, "after rotation")
     assert [json.loads(line)["message"] for line in log_file.read_text().splitlines()] == ["after rotation"]
@@ -78,3 +79,29 @@ def test_orchat_survives_a_real_logrotate_rotation_and_writes_the_next_line_to_t
     assert audit.verify_file(log_dir / "audit.log.1").records == 1
     assert audit.verify_file(log_dir / "audit.log").records == 1
     assert oct((log_dir / "audit.log").stat().st_mode & 0o777) == "0o600"
+
+
+def read_archives(log_dir: Path, name: str) -> list[str]:
+    """Return the lines of every file NAME* in LOG_DIR (gzip archives unpacked), oldest archive first."""
+    lines: list[str] = []
+    archives = sorted(log_dir.glob(name + ".*"), key=lambda p: -int(p.name[len(name) + 1 :].split(".")[0]))
+    for path in [*archives, log_dir / name]:
+        data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+        lines += data.decode().splitlines()
+    return lines
+
+
+def test_two_forced_rotations_in_a_row_both_succeed_and_lose_no_line(log_dir, tmp_path, monkeypatch):
+    # An operator runs `logrotate -f /etc/logrotate.d/orchat` twice within the hour (issue 13 item 6).
+    monkeypatch.setenv("ORCHAT_SYSTEM", "1")
+    settings = load_settings(environ={"ORCHAT_LOG_FILE": str(log_dir / "orchat.log")})
+    log = logs.EventLog(settings)
+    conf = render(log_dir, tmp_path)
+    for round_ in range(3):
+        log.log(logs.INFO, f"line {round_}")
+        audit.append_record(log_dir / "audit.log", ("t", "u", "chat", f"m{round_}", "OK"))
+        if round_ < 2:
+            proc = logrotate("-f", "-s", str(tmp_path / "state"), str(conf))
+            assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert [json.loads(line)["message"] for line in read_archives(log_dir, "orchat.log")] == ["line 0", "line 1", "line 2"]
+    assert [line.split(" | ")[3] for line in read_archives(log_dir, "audit.log")] == ["m0", "m1", "m2"]

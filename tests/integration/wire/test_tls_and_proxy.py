@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import ssl
 import subprocess
 from pathlib import Path
@@ -98,3 +99,13 @@ def test_no_proxy_bypasses_the_proxy(fake_openrouter: FakeOpenRouter, home: Path
         assert proc.returncode == 0 and proxy.seen == []
     finally:
         proxy.stop()
+
+
+def test_debug_log_times_the_tls_handshake_apart_from_the_tcp_connect(tls_fake: FakeOpenRouter, pki: Path, home: Path) -> None:
+    proc = run_orchat("hi", env=env_for(tls_fake, ORCHAT_CA_FILE=str(pki / "ca.pem"), ORCHAT_LOG_LEVEL="1"))
+    assert proc.returncode == 0, proc.stderr
+    records = [json.loads(line) for line in (home / ".cache" / "orchat" / "logs" / "orchat.log").read_text().splitlines()]
+    [connected] = [r for r in records if r["message"] == "connected"]
+    assert connected["tls"] is True and connected["connect_seconds"] >= 0 and connected["tls_seconds"] > 0
+    [last] = [r for r in records if r["message"] == "last byte"]
+    assert last["tls_seconds"] == connected["tls_seconds"] and last["last_byte_seconds"] >= last["first_byte_seconds"]

@@ -107,7 +107,7 @@ def test_lines_look_like_the_operations_guide() -> None:
 def test_nagios_line_puts_the_worst_first_and_perfdata_after_a_single_pipe() -> None:
     line = render_nagios(RESULTS)
     assert line == (
-        "ORCHAT CRITICAL - Database: Connection failed (check credentials); Memory: 78% usage (monitor); Daemon: no idea / really"
+        "ORCHAT CRITICAL - Database: Connection failed (check credentials), Memory: 78% usage (monitor), Daemon: no idea / really"
         " | api_latency=0.045s;5;;0 memory_used=78%;80;90;0;100\n"
     )
     assert render_nagios(RESULTS[:1]) == "ORCHAT OK - 1 checks OK | api_latency=0.045s;5;;0\n"
