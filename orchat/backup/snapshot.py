@@ -26,7 +26,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from orchat import __version__, paths
-from orchat.backup.archive import ArchiveError, Entry, Manifest, check_checksum, checksum_path, read_archive, sha256_file, write_archive, write_checksum
+from orchat.backup.archive import (
+    MAX_DEPTH,
+    ArchiveError,
+    Entry,
+    Manifest,
+    check_checksum,
+    check_member_name,
+    checksum_path,
+    read_archive,
+    sha256_file,
+    write_archive,
+    write_checksum,
+)
+from orchat.backup.manifest import MAX_MTIME, MIN_MTIME
 from orchat.backup.swap import discard, swap_in
 from orchat.config import Settings
 from orchat.errors import InputError, StorageError
@@ -173,7 +186,9 @@ def _stage(name: str, source: Path, staging: Path, entries: list[Entry], exclude
     if not source.is_dir():
         raise StorageError(f"cannot back up {source}: not a directory")
     target.mkdir(mode=0o700)
-    entries.append(Entry(path=name, kind="dir", mode=stat.S_IMODE(source.stat().st_mode), mtime=int(source.stat().st_mtime)))
+    entries.append(Entry(path=name, kind="dir", mode=stat.S_IMODE(source.stat().st_mode), mtime=_mtime_of(source.stat())))
+    # os.walk recurses once per level; the member-name check below stops it at MAX_DEPTH levels
+    # (top-down, a directory is checked before os.walk descends into it).
     for root, dirnames, filenames in os.walk(source):
         rel_root = Path(root).relative_to(source)
         for dirname in sorted(dirnames):
@@ -184,8 +199,9 @@ def _stage(name: str, source: Path, staging: Path, entries: list[Entry], exclude
                     warnings.append(f"skipped symlink {path}")
                 continue
             st = path.stat()
+            member = _member_name(source, name, rel_root / dirname)
             (target / rel_root / dirname).mkdir(mode=0o700)
-            entries.append(Entry(path=f"{name}/{(rel_root / dirname).as_posix()}", kind="dir", mode=stat.S_IMODE(st.st_mode), mtime=int(st.st_mtime)))
+            entries.append(Entry(path=member, kind="dir", mode=stat.S_IMODE(st.st_mode), mtime=_mtime_of(st)))
         dirnames.sort()
         for filename in sorted(filenames):
             path = Path(root) / filename
@@ -195,8 +211,23 @@ def _stage(name: str, source: Path, staging: Path, entries: list[Entry], exclude
             if not stat.S_ISREG(path.lstat().st_mode):
                 warnings.append(f"skipped {path}: not a regular file")
                 continue
-            entries.append(_copy_file(path, target / rel, f"{name}/{rel}", warnings))
+            entries.append(_copy_file(path, target / rel, _member_name(source, name, rel_root / filename), warnings))
     return True
+
+
+def _member_name(source: Path, component: str, relative: Path) -> str:
+    """Return the member name of RELATIVE under COMPONENT. Raise InputError if no archive may hold it."""
+    member = f"{component}/{relative.as_posix()}"
+    try:
+        check_member_name(member)
+    except ValueError as err:
+        raise InputError(f"cannot back up {source}: {err}; refusing to write an archive that restore would refuse") from None
+    return member
+
+
+def _mtime_of(st: os.stat_result) -> int:
+    # A file dated outside what a manifest may hold keeps the nearest date the reader accepts.
+    return min(max(int(st.st_mtime), MIN_MTIME), MAX_MTIME)
 
 
 def _copy_file(source: Path, target: Path, member: str, warnings: list[str]) -> Entry:
@@ -225,7 +256,7 @@ def _copy_file(source: Path, target: Path, member: str, warnings: list[str]) -> 
             os.close(out)
     finally:
         os.close(fd)
-    return Entry(path=member, kind="file", mode=stat.S_IMODE(st.st_mode) & 0o777, size=size, sha256=digest.hexdigest(), mtime=int(st.st_mtime))
+    return Entry(path=member, kind="file", mode=stat.S_IMODE(st.st_mode) & 0o777, size=size, sha256=digest.hexdigest(), mtime=_mtime_of(st))
 
 
 def _lock_shared(fd: int) -> bool:
@@ -326,7 +357,10 @@ def verify_latest_copies(directory: Path, manifest: Manifest) -> None:
     expected = {entry.path: entry.sha256 for entry in manifest.entries if entry.kind == "file" and entry.path.split("/")[0] in ("config", "history")}
     actual: dict[str, str] = {}
     config = directory / CONFIG_LATEST
-    for root, _, filenames in os.walk(config):
+    for root, dirnames, filenames in os.walk(config):
+        if dirnames and len(Path(root).relative_to(config).parts) + 1 >= MAX_DEPTH:
+            # Deeper than any backup holds, so it differs; os.walk must not recurse down it.
+            raise InputError(f"{root} is deeper than any backup holds", hint="run orchat backup create")
         for filename in filenames:
             path = Path(root) / filename
             actual["config/" + path.relative_to(config).as_posix()] = sha256_file(path)
