@@ -27,6 +27,11 @@ def make_user(home: Path, key: str) -> None:
     (home / ".orchat_history").chmod(0o600)
 
 
+def as_restored(seen: dict[str, tuple[int, bytes | None]]) -> dict[str, tuple[int, bytes | None]]:
+    """Return the picture SEEN with the modes a restore gives: directories 0700, files 0600 (0700 if owner-executable)."""
+    return {path: (0o700 if data is None else 0o600 | (mode & 0o100), data) for path, (mode, data) in seen.items()}
+
+
 def file_member(name: str, data: bytes, mode: int = 0o600) -> Member:
     info = tarfile.TarInfo(name)
     info.size, info.mode = len(data), mode

@@ -24,6 +24,7 @@ import hashlib
 import io
 import os
 import re
+import stat
 import tarfile
 import zlib
 from dataclasses import dataclass, field
@@ -48,6 +49,9 @@ from orchat.backup.tarstream import RefusedHeader, forget_members, open_tar_stre
 from orchat.fsutil import atomic_write
 
 CHUNK_BYTES = 1024 * 1024
+RESTORED_DIR_MODE = 0o700
+RESTORED_FILE_MODE = 0o600
+SYSTEM_CONFIG_MODE_MASK = 0o755
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 # -- checksums ------------------------------------------------------------------------------------
@@ -209,9 +213,22 @@ def _read_members(tar: tarfile.TarFile, origin: str, destinations: dict[str, Pat
     for entry in manifest.entries:
         target = _destination(destinations, entry.path)
         if target is not None:
-            os.chmod(target, entry.mode)
+            os.chmod(target, restored_mode(entry))
             _set_mtime(target, entry.mtime)
     return manifest
+
+
+def restored_mode(entry: Entry) -> int:
+    """Given a manifest ENTRY, return the mode its restored copy gets, whatever the archive says.
+
+    An archive is input, and its modes are the attacker's choice (0777/0666 once gave a
+    world-writable config dir that health-check called OK). So: ORCHAT's own modes, directories
+    0700 and files 0600 (0700 if the owner could run it); /etc/orchat, which the service user and
+    every user read, keeps what the archive says minus group and world write.
+    """
+    if entry.path.split("/", 1)[0] == "sysconfig":
+        return entry.mode & SYSTEM_CONFIG_MODE_MASK
+    return RESTORED_DIR_MODE if entry.kind == "dir" else RESTORED_FILE_MODE | (entry.mode & stat.S_IXUSR)
 
 
 def _set_mtime(target: Path, mtime: int) -> None:

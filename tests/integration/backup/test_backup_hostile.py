@@ -28,7 +28,7 @@ from tests.backup_support import (
     write_archive,
     write_raw_archive,
 )
-from tests.conftest import REPO, orchat_command
+from tests.conftest import REPO, orchat_command, run_orchat
 
 KEY = "sk-or-v1-" + "h" * 40
 BOMB_BYTES = 1_250_000_000
@@ -102,3 +102,17 @@ def test_create_on_a_2100_level_tree_exits_65_and_leaves_no_temp_dirs(user: Path
         assert sorted(os.listdir(user / "backup" / "orchat")) == [".lock"]
     finally:
         discard(user / ".config" / "orchat" / "deep")
+
+
+def test_an_archive_with_modes_0777_and_0666_restores_private_files_and_health_check_agrees(user: Path) -> None:
+    members = [dir_member("config", mode=0o777), file_member("config/config", b"ORCHAT_MODEL=x\n", mode=0o666), file_member("history", b"{}\n", mode=0o666)]
+    write_archive(user / "backup" / "orchat" / "orchat-20260101T000000Z.tar.gz", members)
+    proc = orchat("restore", "latest")
+    assert proc.returncode == 0, proc.stderr
+    config_dir, history = user / ".config" / "orchat", user / ".orchat_history"
+    assert [p.stat().st_mode & 0o7777 for p in (config_dir, config_dir / "config", history)] == [0o700, 0o600, 0o600]
+    health = run_orchat("health-check", "--component=config,history", env=dict(os.environ, OPENROUTER_API_KEY=KEY))
+    assert health.returncode == 0, health.stdout
+    config_dir.chmod(0o777)
+    health = run_orchat("health-check", "--component=config", env=dict(os.environ, OPENROUTER_API_KEY=KEY))
+    assert health.returncode == 2 and "is writable by everyone" in health.stdout and KEY not in health.stdout
