@@ -122,13 +122,19 @@ def header_block(name: str, size: int, kind: bytes, mode: int = 0o600) -> bytes:
 
 def pax_block(records: dict[str, str]) -> bytes:
     """Return a PAX `x` header and its padded body holding RECORDS (raw, unchecked)."""
+    body = pax_body(list(records.items()))
+    return header_block("././@PaxHeader", len(body), tarfile.XHDTYPE) + padded(body)
+
+
+def pax_body(records: list[tuple[str, str]]) -> bytes:
+    """Return PAX records `LEN KEY=VALUE\n`, LEN counting its own digits, for RECORDS in order."""
     body = b""
-    for key, value in records.items():
+    for key, value in records:
         record = f" {key}={value}\n".encode("utf-8", "surrogateescape")
         length = len(record) + len(str(len(record)))
         length = len(record) + len(str(length))
         body += str(length).encode() + record
-    return header_block("././@PaxHeader", len(body), tarfile.XHDTYPE) + padded(body)
+    return body
 
 
 def padded(data: bytes) -> bytes:
