@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from orchat.backup import snapshot as backup
+from orchat.backup import staging
 from orchat.backup.archive import MAX_DEPTH, ArchiveError, read_manifest
 from orchat.backup.manifest import MAX_MTIME, MIN_MTIME
 from orchat.backup.snapshot import (
@@ -191,7 +192,7 @@ def test_concurrent_creates_in_one_process_each_get_their_own_archive(where: Loc
 
 
 def test_a_history_file_held_locked_is_copied_after_the_wait_with_a_warning(where: Locations, home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(backup, "LOCK_WAIT_SECONDS", 0.05)
+    monkeypatch.setattr(staging, "LOCK_WAIT_SECONDS", 0.05)
     with open(home / ".orchat_history", "rb") as holder:
         fcntl.flock(holder.fileno(), fcntl.LOCK_EX)
         taken = create_backup(where)
@@ -352,6 +353,6 @@ def test_file_times_outside_what_a_manifest_holds_are_clamped_so_the_archive_rea
     def times(mtime: int) -> os.stat_result:
         return os.stat_result((0, 0, 0, 0, 0, 0, 0, 0, mtime, 0))
 
-    assert backup._mtime_of(times(-(2**40))) == MIN_MTIME
-    assert backup._mtime_of(times(10**15)) == MAX_MTIME
-    assert backup._mtime_of(times(1_700_000_000)) == 1_700_000_000
+    assert staging._mtime_of(times(-(2**40))) == MIN_MTIME
+    assert staging._mtime_of(times(10**15)) == MAX_MTIME
+    assert staging._mtime_of(times(1_700_000_000)) == 1_700_000_000
