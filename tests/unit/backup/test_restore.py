@@ -13,9 +13,10 @@ from orchat.backup import archive, restore
 from orchat.backup.archive import ArchiveError
 from orchat.backup.restore import restore_backup, undo_last_restore
 from orchat.backup.snapshot import UNDO_DIR, Locations, create_backup, list_backups, resolve_locations
+from orchat.backup.swap import discard
 from orchat.config import load_settings
 from orchat.errors import EX_DATAERR, ConfigError, InputError, StorageError
-from tests.backup_support import as_restored, dir_member, file_member, make_user, manifest_for, picture, special_member, write_archive
+from tests.backup_support import as_restored, deep_tree, dir_member, file_member, make_user, manifest_for, picture, special_member, write_archive
 
 KEY = "sk-or-v1-" + "r" * 40
 
@@ -293,3 +294,17 @@ def test_system_config_keeps_its_modes_minus_group_and_world_write(tmp_path: Pat
     restore_backup(system, write_archive(tmp_path / "backups" / "orchat-20990101T000000Z.tar.gz", members, manifest))
     etc = tmp_path / "etc-orchat"
     assert [(etc / name).stat().st_mode & 0o7777 for name in ("", "config", "credentials")] == [0o755, 0o644, 0o700]
+
+
+def test_restore_over_a_tree_too_deep_for_an_undo_snapshot_changes_nothing_and_says_why(where: Locations) -> None:
+    taken = create_backup(where)
+    deep = deep_tree(where.config_dir / "deep", 2100)
+    try:
+        before = sorted(os.listdir(where.config_dir))
+        with pytest.raises(InputError, match="no undo copy of the current files is possible, so nothing was restored") as caught:
+            restore_backup(where, taken.path)
+        assert caught.value.exit_code == EX_DATAERR
+        assert sorted(os.listdir(where.config_dir)) == before and (where.config_dir / "config").read_text().startswith(KEY)
+        assert leftovers(where.config_dir.parent, where.history.parent) == [] and list_backups(where.backup_dir / UNDO_DIR, "pre-restore-") == []
+    finally:
+        discard(deep)
