@@ -51,7 +51,8 @@ Options:
 
 Exit codes:
   0  done (and verified)            65 tarball refused (checksum, unsafe member, not a release)
-  2  usage                          69 nothing to install from, no python3 >= 3.9, download failed
+  2  usage, or a path a unit or #! line cannot hold (see README "Install and upgrade")
+  69 nothing to install from, no python3 >= 3.9, download failed
   70 verification failed: rolled back to the previous version
   71 a failure AND its rollback failed: see the messages, then run --rollback
   74 a write failed (disk full, read-only); what was written was rolled back; or the backup failed
@@ -114,6 +115,22 @@ parse_options() {
     done
 }
 
+# A newline or other control character in a path would end a line of the INSTALLED manifest
+# (and --uninstall removes what that manifest lists) or of a unit file: refused, exit 2.
+refuse_control_characters() {
+    case $2 in
+        *[[:cntrl:]]*) die "$EX_USAGE" "$1 must not contain control characters (newline, tab, ...)" ;;
+    esac
+}
+
+# systemd expands $VAR in arguments but not in the program's own path, and refuses a program path
+# holding \ " or ' ("Executable name contains special characters"): no quoting makes those work.
+refuse_unit_unsafe() {
+    case $2 in
+        *[\$\\\"\']*) die "$EX_USAGE" "$1 $2: systemd units cannot run a program whose path holds \$, \\, \" or '; choose another $1 (or --no-system-files)" ;;
+    esac
+}
+
 resolve_layout() {
     local uid
     uid=$(id -u)
@@ -151,6 +168,14 @@ resolve_layout() {
     if [ -z "$UNITDIR" ]; then
         # Debian's systemd looks in /lib/systemd/system and /usr/local/lib/systemd/system.
         if [ "$PREFIX" = /usr ]; then UNITDIR=/lib/systemd/system; else UNITDIR=$PREFIX/lib/systemd/system; fi
+    fi
+    refuse_control_characters --prefix "$PREFIX"
+    refuse_control_characters --destdir "$DESTDIR"
+    refuse_control_characters --sysconfdir "$SYSCONFDIR"
+    refuse_control_characters --unitdir "$UNITDIR"
+    if [ "$SYSTEM_FILES" = 1 ]; then
+        refuse_unit_unsafe --prefix "$PREFIX"
+        refuse_unit_unsafe --sysconfdir "$SYSCONFDIR"
     fi
     BINDIR=$PREFIX/bin
     LIBDIR=$PREFIX/lib/orchat
@@ -257,6 +282,10 @@ find_python() {
     if [ -z "$PYTHON" ]; then
         if [ -x /usr/bin/python3 ]; then PYTHON=/usr/bin/python3; else PYTHON=$(command -v python3 || true); fi
     fi
+    case $PYTHON in
+        # The kernel ends a #! interpreter path at the first blank.
+        *[[:space:][:cntrl:]]*) die "$EX_USAGE" "--python $PYTHON: a #! line cannot hold a path with blanks; use a symlink without them" ;;
+    esac
     if [ -z "$PYTHON" ] || [ ! -x "$PYTHON" ]; then
         die "$EX_UNAVAILABLE" "python3 not found: ORCHAT needs Python >= 3.9 (pass --python PATH)"
     fi
@@ -423,8 +452,34 @@ put_config() {
     record "$kind" "$dest"
 }
 
+# render_unit SRC DEST: SRC with @BINDIR@, @LIBDIR@, @SYSCONFDIR@ and @PREFIX@ filled in. They sit
+# in command lines (ExecStart=@BINDIR@/orchatd), so a path with anything but [A-Za-z0-9/._+-] is
+# written quoted per systemd.syntax(7), "...", with % doubled (specifiers); systemd joins the quoted
+# part with the rest of the word. $ \ " ' never get here (refuse_unit_unsafe).
 render_unit() {
-    sed -e "s|@BINDIR@|$BINDIR|g" -e "s|@LIBDIR@|$LIBDIR|g" -e "s|@SYSCONFDIR@|$SYSCONFDIR|g" -e "s|@PREFIX@|$PREFIX|g" "$1" >"$2"
+    sed -e "s|@BINDIR@|$(sed_replacement "$(unit_word "$BINDIR")")|g" \
+        -e "s|@LIBDIR@|$(sed_replacement "$(unit_word "$LIBDIR")")|g" \
+        -e "s|@SYSCONFDIR@|$(sed_replacement "$(unit_word "$SYSCONFDIR")")|g" \
+        -e "s|@PREFIX@|$(sed_replacement "$(unit_word "$PREFIX")")|g" "$1" >"$2"
+}
+
+unit_word() {
+    local word=$1
+    case $word in
+        *[!A-Za-z0-9/._+-]*) ;;
+        *) printf '%s' "$word" && return ;;
+    esac
+    printf '"%s"' "${word//%/%%}"
+}
+
+# sed_replacement TEXT: TEXT escaped for the right-hand side of s|...|...| (\, & and |).
+sed_replacement() {
+    local text=$1 amp='\&' bar='\|'
+    text=${text//\\/\\\\}
+    # Quoted, so bash 5.2's patsub_replacement does not read & as "the match".
+    text=${text//&/"$amp"}
+    text=${text//|/"$bar"}
+    printf '%s' "$text"
 }
 
 stash_installed() {
@@ -489,7 +544,7 @@ install_files() {
         [ -f "$file" ] || continue
         name=${file##*/}
         if [ "$PYTHON" != /usr/bin/python3 ] && head -n 1 "$file" | grep -q '^#!/usr/bin/python3'; then
-            sed "1s|^#!/usr/bin/python3|#!$PYTHON|" "$file" >"$WORK/shim"
+            sed "1s|^#!/usr/bin/python3|#!$(sed_replacement "$PYTHON")|" "$file" >"$WORK/shim"
             put_file "$WORK/shim" "$BINDIR/$name" 755
         else
             put_file "$file" "$BINDIR/$name" 755

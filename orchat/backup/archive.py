@@ -9,6 +9,12 @@ nothing here calls extract(): each member is checked by hand (absolute paths, `.
 fifos, setuid/setgid/sticky bits, duplicates, names missing from the manifest, member count and
 total size against tar bombs) and regular files are written by our own code with O_EXCL|O_NOFOLLOW
 into a fresh directory, hashing as they stream.
+
+tarfile itself would read extended headers (PAX, GNU long names) whole and recursively and trust
+their numbers; tarstream refuses those before tarfile reads them. Every number and path in the
+manifest is range-checked too (MAX_DEPTH, MAX_PATH_BYTES, MIN_MTIME..MAX_MTIME, MAX_MEMBERS,
+MAX_TOTAL_BYTES), so a hostile archive costs bounded memory and time and ends as ArchiveError
+(exit 65).
 """
 
 from __future__ import annotations
@@ -16,131 +22,37 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
-import json
 import os
 import re
+import stat
 import tarfile
 import zlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator
 
-from orchat.errors import InputError
+from orchat.backup.manifest import (  # noqa: F401 (re-exported: the archive format's one import point)
+    COMPONENT_KINDS,
+    MANIFEST_NAME,
+    MAX_DEPTH,
+    MAX_MANIFEST_BYTES,
+    MAX_MEMBERS,
+    MAX_TOTAL_BYTES,
+    ArchiveError,
+    Entry,
+    Manifest,
+    check_member_name,
+    parse_manifest,
+    shown,
+)
+from orchat.backup.tarstream import RefusedHeader, forget_members, open_tar_stream
 from orchat.fsutil import atomic_write
 
-FORMAT_NAME = "orchat-backup"
-FORMAT_VERSION = 1
-MANIFEST_NAME = "manifest.json"
-MAX_MANIFEST_BYTES = 16 * 1024 * 1024
-MAX_MEMBERS = 100_000
-MAX_TOTAL_BYTES = 4 * 1024 * 1024 * 1024
 CHUNK_BYTES = 1024 * 1024
-# Component name -> kind. Names are also the top-level member names inside the tar.
-COMPONENT_KINDS = {"config": "dir", "history": "file", "state": "dir", "audit": "file", "sysconfig": "dir"}
+RESTORED_DIR_MODE = 0o700
+RESTORED_FILE_MODE = 0o600
+SYSTEM_CONFIG_MODE_MASK = 0o755
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
-
-
-class ArchiveError(InputError):
-    """A backup archive is corrupt, truncated, tampered with or unsafe (exit 65: bad input data)."""
-
-
-@dataclass
-class Entry:
-    path: str
-    kind: str  # "file" or "dir"
-    mode: int
-    size: int = 0
-    sha256: str = ""
-    mtime: int = 0
-
-
-@dataclass
-class Manifest:
-    id: str
-    created: str
-    host: str
-    orchat_version: str
-    kind: str  # "backup" or "pre-restore"
-    full: bool
-    components: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> {present, source}
-    entries: list[Entry] = field(default_factory=list)
-
-    def to_json(self) -> bytes:
-        data = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, **asdict(self)}
-        return (json.dumps(data, indent=1, sort_keys=True) + "\n").encode("utf-8")
-
-    @property
-    def file_count(self) -> int:
-        return sum(1 for entry in self.entries if entry.kind == "file")
-
-    @property
-    def total_bytes(self) -> int:
-        return sum(entry.size for entry in self.entries)
-
-
-def parse_manifest(data: bytes, origin: str) -> Manifest:
-    """Given manifest.json bytes, return the Manifest. Raise ArchiveError naming ORIGIN if it is invalid."""
-    try:
-        try:
-            raw = json.loads(data.decode("utf-8"))
-        except RecursionError as err:  # a hostile manifest nested deeper than the parser's stack
-            raise ValueError("nested too deeply") from err
-        if not isinstance(raw, dict) or raw.get("format") != FORMAT_NAME:
-            raise ValueError("not an ORCHAT backup manifest")
-        if raw.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"unsupported format version {raw.get('format_version')!r}")
-        components = raw["components"]
-        if not isinstance(components, dict) or not set(components) <= set(COMPONENT_KINDS):
-            raise ValueError("unknown component")
-        entries = [_parse_entry(item) for item in raw["entries"]]
-        manifest = Manifest(
-            id=str(raw["id"]),
-            created=str(raw["created"]),
-            host=str(raw["host"]),
-            orchat_version=str(raw["orchat_version"]),
-            kind=str(raw["kind"]),
-            full=bool(raw["full"]),
-            components={name: {"present": bool(info["present"]), "source": str(info.get("source", ""))} for name, info in components.items()},
-            entries=entries,
-        )
-    except (ValueError, KeyError, TypeError, AttributeError) as err:
-        raise ArchiveError(f"{origin}: invalid manifest: {err}") from None
-    for entry in entries:
-        top = entry.path.split("/", 1)[0]
-        if top not in manifest.components or not manifest.components[top]["present"]:
-            raise ArchiveError(f"{origin}: invalid manifest: {entry.path!r} is outside its components")
-        if COMPONENT_KINDS[top] == "file" and (entry.path != top or entry.kind != "file"):
-            raise ArchiveError(f"{origin}: invalid manifest: {entry.path!r} does not fit component {top}")
-    return manifest
-
-
-def _parse_entry(item: Any) -> Entry:
-    entry = Entry(path=item["path"], kind=item["kind"], mode=item["mode"], size=item.get("size", 0), sha256=item.get("sha256", ""), mtime=item.get("mtime", 0))
-    check_member_name(entry.path)
-    if entry.kind not in ("file", "dir"):
-        raise ValueError(f"{entry.path!r}: unknown kind {entry.kind!r}")
-    if not isinstance(entry.mode, int) or not 0 <= entry.mode <= 0o777:
-        raise ValueError(f"{entry.path!r}: mode must be 0..0o777")
-    if entry.kind == "file" and (not isinstance(entry.size, int) or entry.size < 0 or not _HEX64.match(str(entry.sha256))):
-        raise ValueError(f"{entry.path!r}: bad size or sha256")
-    if not isinstance(entry.mtime, int):
-        raise ValueError(f"{entry.path!r}: bad mtime")
-    return entry
-
-
-def check_member_name(name: Any) -> tuple[str, ...]:
-    """Return NAME's path components. Raise ValueError for absolute paths, `..`, `.`, empty parts or NUL."""
-    if not isinstance(name, str) or not name or "\x00" in name:
-        raise ValueError(f"bad member name {name!r}")
-    if name.startswith("/"):
-        raise ValueError(f"member {name!r} has an absolute path")
-    parts = tuple(name.split("/"))
-    if ".." in parts:
-        raise ValueError(f"member {name!r} contains '..'")
-    if any(part in ("", ".") for part in parts):
-        raise ValueError(f"member {name!r} is not a normalised path")
-    return parts
-
 
 # -- checksums ------------------------------------------------------------------------------------
 
@@ -254,8 +166,10 @@ def read_archive(path: Path, destinations: dict[str, Path] | None = None, limits
     """
     limits = limits or Limits()
     try:
-        with tarfile.open(path, mode="r|gz") as tar:
+        with open_tar_stream(path) as tar:
             return _read_members(tar, path.name, destinations or {}, limits)
+    except RefusedHeader as err:
+        raise ArchiveError(f"{path.name}: {err}; refusing the archive") from None
     except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as err:
         raise ArchiveError(f"{path.name}: corrupt or truncated archive ({err or type(err).__name__}); nothing was changed") from None
     except OSError as err:
@@ -265,14 +179,12 @@ def read_archive(path: Path, destinations: dict[str, Path] | None = None, limits
 
 
 def _read_members(tar: tarfile.TarFile, origin: str, destinations: dict[str, Path], limits: Limits) -> Manifest:
-    first = tar.next()
-    if first is None or first.name != MANIFEST_NAME or not first.isreg() or first.size > MAX_MANIFEST_BYTES:
-        raise ArchiveError(f"{origin}: the first member is not {MANIFEST_NAME}; not an ORCHAT backup")
-    manifest = parse_manifest(_read_all(tar, first), origin)
+    manifest = _first_manifest(tar, origin)
     expected = {entry.path: entry for entry in manifest.entries}
     seen: set[str] = set()
     total = 0
     while True:
+        forget_members(tar)
         member = tar.next()
         if member is None:
             break
@@ -283,9 +195,9 @@ def _read_members(tar: tarfile.TarFile, origin: str, destinations: dict[str, Pat
         entry = expected.get(member.name)
         if entry is None or member.name in seen:
             why = "appears twice" if member.name in seen else "is not in the manifest"
-            raise ArchiveError(f"{origin}: member {member.name!r} {why}; refusing it")
+            raise ArchiveError(f"{origin}: member {shown(member.name)} {why}; refusing it")
         if entry.kind != ("dir" if member.isdir() else "file") or (entry.kind == "file" and member.size != entry.size):
-            raise ArchiveError(f"{origin}: member {member.name!r} does not match the manifest")
+            raise ArchiveError(f"{origin}: member {shown(member.name)} does not match the manifest")
         seen.add(member.name)
         target = _destination(destinations, member.name)
         if entry.kind == "dir":
@@ -294,28 +206,52 @@ def _read_members(tar: tarfile.TarFile, origin: str, destinations: dict[str, Pat
             continue
         digest = _copy_member(tar, member, target)
         if digest != entry.sha256:
-            raise ArchiveError(f"{origin}: {member.name!r} does not match its sha256 in the manifest")
+            raise ArchiveError(f"{origin}: {shown(member.name)} does not match its sha256 in the manifest")
     missing = sorted(set(expected) - seen)
     if missing:
-        raise ArchiveError(f"{origin}: {len(missing)} members listed in the manifest are missing (first: {missing[0]!r}); truncated archive?")
+        raise ArchiveError(f"{origin}: {len(missing)} members listed in the manifest are missing (first: {shown(missing[0])}); truncated archive?")
     for entry in manifest.entries:
         target = _destination(destinations, entry.path)
         if target is not None:
-            os.chmod(target, entry.mode)
-            os.utime(target, (entry.mtime, entry.mtime))
+            os.chmod(target, restored_mode(entry))
+            _set_mtime(target, entry.mtime)
     return manifest
+
+
+def restored_mode(entry: Entry) -> int:
+    """Given a manifest ENTRY, return the mode its restored copy gets, whatever the archive says.
+
+    An archive is input, and its modes are the attacker's choice (0777/0666 once gave a
+    world-writable config dir that health-check called OK). So: ORCHAT's own modes, directories
+    0700 and files 0600 (0700 if the owner could run it); /etc/orchat, which the service user and
+    every user read, keeps what the archive says minus group and world write.
+    """
+    if entry.path.split("/", 1)[0] == "sysconfig":
+        return entry.mode & SYSTEM_CONFIG_MODE_MASK
+    return RESTORED_DIR_MODE if entry.kind == "dir" else RESTORED_FILE_MODE | (entry.mode & stat.S_IXUSR)
+
+
+def _set_mtime(target: Path, mtime: int) -> None:
+    try:
+        os.utime(target, (mtime, mtime))
+    except OverflowError:  # a 32-bit time_t cannot hold every year parse_manifest allows; keep "now"
+        pass
 
 
 def read_manifest(path: Path) -> Manifest:
     """Return the manifest of the archive at PATH without checking the other members (for listings)."""
     try:
-        with tarfile.open(path, mode="r|gz") as tar:
-            first = tar.next()
-            if first is None or first.name != MANIFEST_NAME or not first.isreg() or first.size > MAX_MANIFEST_BYTES:
-                raise ArchiveError(f"{path.name}: the first member is not {MANIFEST_NAME}; not an ORCHAT backup")
-            return parse_manifest(_read_all(tar, first), path.name)
+        with open_tar_stream(path) as tar:
+            return _first_manifest(tar, path.name)
     except (tarfile.TarError, EOFError, zlib.error, OSError) as err:
         raise ArchiveError(f"{path.name}: unreadable ({err or type(err).__name__})") from None
+
+
+def _first_manifest(tar: tarfile.TarFile, origin: str) -> Manifest:
+    first = tar.next()
+    if first is None or first.name != MANIFEST_NAME or not first.isreg() or not 0 <= first.size <= MAX_MANIFEST_BYTES:
+        raise ArchiveError(f"{origin}: the first member is not {MANIFEST_NAME}; not an ORCHAT backup")
+    return parse_manifest(_read_all(tar, first), origin)
 
 
 def _refuse_unsafe(member: tarfile.TarInfo, origin: str) -> None:
@@ -324,11 +260,14 @@ def _refuse_unsafe(member: tarfile.TarInfo, origin: str) -> None:
     except ValueError as err:
         raise ArchiveError(f"{origin}: {err}; refusing the archive") from None
     if member.issym() or member.islnk():
-        raise ArchiveError(f"{origin}: member {member.name!r} is a link; refusing the archive")
+        raise ArchiveError(f"{origin}: member {shown(member.name)} is a link; refusing the archive")
     if not (member.isreg() or member.isdir()) or member.issparse():
-        raise ArchiveError(f"{origin}: member {member.name!r} is a device, fifo or other special file; refusing the archive")
+        raise ArchiveError(f"{origin}: member {shown(member.name)} is a device, fifo or other special file; refusing the archive")
     if member.mode & 0o7000:
-        raise ArchiveError(f"{origin}: member {member.name!r} has setuid, setgid or sticky bits; refusing the archive")
+        raise ArchiveError(f"{origin}: member {shown(member.name)} has setuid, setgid or sticky bits; refusing the archive")
+    if member.size < 0 or (member.isdir() and member.size):
+        # A negative PAX size would pull the running total down and let a tar bomb past the limit.
+        raise ArchiveError(f"{origin}: member {shown(member.name)} has a bad size ({member.size}); refusing the archive")
 
 
 def _destination(destinations: dict[str, Path], name: str) -> Path | None:

@@ -95,9 +95,15 @@ def restore_backup(locations: Locations, archive: Path, *, dry_run: bool = False
             destinations = _extract(archive, active, holders)
             _carry_audit_log(locations, destinations.get("state"), result.warnings)
             if not undo and active:
-                taken = snapshot(
-                    locations, [step.component for step in active], directory / UNDO_DIR, kind="pre-restore", full=manifest.full, publish_latest=False
-                )
+                try:
+                    taken = snapshot(
+                        locations, [step.component for step in active], directory / UNDO_DIR, kind="pre-restore", full=manifest.full, publish_latest=False
+                    )
+                except InputError as err:
+                    # Without the undo snapshot a restore could not be taken back: nothing is replaced.
+                    raise InputError(
+                        f"no undo copy of the current files is possible, so nothing was restored: {err}", hint="move the tree aside and restore again"
+                    ) from None
                 result.undo_snapshot = taken.path
                 result.warnings.extend(taken.warnings)
             _swap_all(active, destinations)

@@ -6,27 +6,34 @@ Layout of the backup directory (0700; ~/backup/orchat, ORCHAT_BACKUP_DIR, system
                                             guide's `cp -r ~/backup/orchat/config-latest/* ...` works
   undo/pre-restore-*.tar.gz(.sha256)        what a restore replaced (restore.py)
   .lock                                     flock: one writer at a time
-Each run copies the sources into a staging directory first (under a shared flock per file, so a
-concurrent history append is either in or out, never half), hashes as it copies, writes the
-archive from that stable copy to a temp file, fsyncs, re-reads and checks it, then renames.
+Each run copies the sources into a staging directory first (staging.py), writes the archive from
+that stable copy to a temp file, fsyncs, re-reads and checks it, then renames.
 """
 
 from __future__ import annotations
 
 import errno
-import fcntl
-import hashlib
 import os
 import re
 import socket
-import stat
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from orchat import __version__, paths
-from orchat.backup.archive import ArchiveError, Entry, Manifest, check_checksum, checksum_path, read_archive, sha256_file, write_archive, write_checksum
+from orchat.backup.archive import (
+    MAX_DEPTH,
+    ArchiveError,
+    Manifest,
+    check_checksum,
+    checksum_path,
+    read_archive,
+    sha256_file,
+    write_archive,
+    write_checksum,
+)
+from orchat.backup.staging import stage_component
 from orchat.backup.swap import discard, swap_in
 from orchat.config import Settings
 from orchat.errors import InputError, StorageError
@@ -41,8 +48,6 @@ CONFIG_LATEST = "config-latest"
 HISTORY_LATEST = "history-latest"
 SYSTEM_BACKUP_DIR = Path("/var/backups/orchat")
 STALE_TEMP_SECONDS = 86400
-LOCK_WAIT_SECONDS = 2.0
-COPY_CHUNK_BYTES = 1024 * 1024
 _ID = re.compile(r"^(\d{8}T\d{6}Z)(?:-(\d+))?$")
 
 
@@ -130,7 +135,7 @@ def snapshot(locations: Locations, components: list[str], directory: Path, *, ki
             excluded = {_real(directory), _real(locations.audit_file)}
             for name in components:
                 source = locations.source(name)
-                present = _stage(name, source, staging, manifest.entries, excluded - {_real(source)}, result.warnings)
+                present = stage_component(name, source, staging, manifest.entries, excluded - {_real(source)}, result.warnings)
                 manifest.components[name] = {"present": present, "source": str(source)}
             final = _new_archive_path(directory, prefix, created)
             manifest.id = final.name[len(prefix) : -len(ARCHIVE_SUFFIX)]
@@ -158,86 +163,6 @@ def snapshot(locations: Locations, components: list[str], directory: Path, *, ki
             discard(staging)
             if final is not None and not final.exists():
                 discard(checksum_path(final))
-
-
-def _stage(name: str, source: Path, staging: Path, entries: list[Entry], excluded: set[str], warnings: list[str]) -> bool:
-    """Copy component NAME from SOURCE into STAGING/NAME, appending Entries; return False if SOURCE is absent."""
-    if not source.exists():
-        return False
-    target = staging / name
-    if name in ("history", "audit"):
-        if not source.is_file():
-            raise StorageError(f"cannot back up {source}: not a regular file")
-        entries.append(_copy_file(source, target, name, warnings))
-        return True
-    if not source.is_dir():
-        raise StorageError(f"cannot back up {source}: not a directory")
-    target.mkdir(mode=0o700)
-    entries.append(Entry(path=name, kind="dir", mode=stat.S_IMODE(source.stat().st_mode), mtime=int(source.stat().st_mtime)))
-    for root, dirnames, filenames in os.walk(source):
-        rel_root = Path(root).relative_to(source)
-        for dirname in sorted(dirnames):
-            path = Path(root) / dirname
-            if path.is_symlink() or _real(path) in excluded:
-                dirnames.remove(dirname)
-                if path.is_symlink():
-                    warnings.append(f"skipped symlink {path}")
-                continue
-            st = path.stat()
-            (target / rel_root / dirname).mkdir(mode=0o700)
-            entries.append(Entry(path=f"{name}/{(rel_root / dirname).as_posix()}", kind="dir", mode=stat.S_IMODE(st.st_mode), mtime=int(st.st_mtime)))
-        dirnames.sort()
-        for filename in sorted(filenames):
-            path = Path(root) / filename
-            rel = (rel_root / filename).as_posix()
-            if _real(path) in excluded:
-                continue
-            if not stat.S_ISREG(path.lstat().st_mode):
-                warnings.append(f"skipped {path}: not a regular file")
-                continue
-            entries.append(_copy_file(path, target / rel, f"{name}/{rel}", warnings))
-    return True
-
-
-def _copy_file(source: Path, target: Path, member: str, warnings: list[str]) -> Entry:
-    fd = os.open(source, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY)
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise StorageError(f"cannot back up {source}: not a regular file")
-        if not _lock_shared(fd):
-            warnings.append(f"{source} stayed locked for {LOCK_WAIT_SECONDS:g}s; copied without the lock")
-        out = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        digest, size = hashlib.sha256(), 0
-        try:
-            while True:
-                chunk = os.read(fd, COPY_CHUNK_BYTES)
-                if not chunk:
-                    break
-                digest.update(chunk)
-                size += len(chunk)
-                view = memoryview(chunk)
-                while view:
-                    view = view[os.write(out, view) :]
-            os.fsync(out)
-            os.fchmod(out, stat.S_IMODE(st.st_mode) & 0o777)
-        finally:
-            os.close(out)
-    finally:
-        os.close(fd)
-    return Entry(path=member, kind="file", mode=stat.S_IMODE(st.st_mode) & 0o777, size=size, sha256=digest.hexdigest(), mtime=int(st.st_mtime))
-
-
-def _lock_shared(fd: int) -> bool:
-    deadline = time.monotonic() + LOCK_WAIT_SECONDS
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            return True
-        except BlockingIOError:
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.01)
 
 
 def _read_back(temp: Path, digest: str) -> None:
@@ -326,7 +251,10 @@ def verify_latest_copies(directory: Path, manifest: Manifest) -> None:
     expected = {entry.path: entry.sha256 for entry in manifest.entries if entry.kind == "file" and entry.path.split("/")[0] in ("config", "history")}
     actual: dict[str, str] = {}
     config = directory / CONFIG_LATEST
-    for root, _, filenames in os.walk(config):
+    for root, dirnames, filenames in os.walk(config):
+        if dirnames and len(Path(root).relative_to(config).parts) + 1 >= MAX_DEPTH:
+            # Deeper than any backup holds, so it differs; os.walk must not recurse down it.
+            raise InputError(f"{root} is deeper than any backup holds", hint="run orchat backup create")
         for filename in filenames:
             path = Path(root) / filename
             actual["config/" + path.relative_to(config).as_posix()] = sha256_file(path)

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from orchat.fsutil import fsync_dir
 
@@ -109,24 +108,68 @@ def swap_back(old: Path | None, target: Path) -> None:
 
 
 def discard(path: Path | None) -> None:
-    """Remove the file or directory tree PATH if it exists; never follow a symlink out of it."""
+    """Remove the file or directory tree PATH if it exists; never follow a symlink out of it.
+
+    Best effort: what cannot be removed stays. Never raises OSError.
+    """
     if path is None or not os.path.lexists(path):
         return
     if _is_real_dir(path):
-        shutil.rmtree(path, onerror=_ignore)
+        try:
+            _remove_tree(path)
+        except OSError:
+            pass
     else:
         try:
             os.unlink(path)
-        except FileNotFoundError:
+        except OSError:
             pass
+
+
+def _remove_tree(path: Path) -> None:
+    # shutil.rmtree recurses once per level (RecursionError past ~1,000 levels before Python 3.13)
+    # and a tree that deep is longer than PATH_MAX. So flatten instead: every directory below the
+    # top is first renamed to a uniquely named child of the top, then emptied and removed. Paths
+    # stay two names long, the stack is a flat list, and each step works on a directory fd
+    # opened with O_NOFOLLOW, so a symlink swapped in meanwhile is removed, never followed.
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    top = os.open(path, flags)
+    try:
+        pending = [name for name, is_dir in _emptied_but_dirs(top) if is_dir]
+        moved = 0
+        while pending:
+            name = pending.pop()
+            try:
+                fd = os.open(name, flags, dir_fd=top)
+            except FileNotFoundError:
+                continue
+            try:
+                for child, is_dir in _emptied_but_dirs(fd):
+                    if is_dir:
+                        moved += 1
+                        flat = f".discard-{moved}-{os.urandom(4).hex()}"
+                        os.rename(child, flat, src_dir_fd=fd, dst_dir_fd=top)
+                        pending.append(flat)
+            finally:
+                os.close(fd)
+            os.rmdir(name, dir_fd=top)
+    finally:
+        os.close(top)
+    os.rmdir(path)
+
+
+def _emptied_but_dirs(fd: int) -> list[tuple[str, bool]]:
+    """Unlink everything but subdirectories in the directory open as FD; return [(name, is_dir)]."""
+    with os.scandir(fd) as entries:
+        found = [(entry.name, entry.is_dir(follow_symlinks=False)) for entry in entries]
+    for name, is_dir in found:
+        if not is_dir:
+            os.unlink(name, dir_fd=fd)
+    return found
 
 
 def _is_real_dir(path: Path) -> bool:
     return path.is_dir() and not path.is_symlink()
-
-
-def _ignore(*_: Any) -> None:
-    return None
 
 
 def _hidden_name(target: Path, tag: str) -> Path:

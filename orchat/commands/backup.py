@@ -16,7 +16,8 @@ EPILOG = """files:
   ~/backup/orchat (ORCHAT_BACKUP_DIR; system mode /var/backups/orchat), mode 0700:
   orchat-ID.tar.gz + .sha256, config-latest/ and history-latest (plain copies of the newest backup),
   undo/pre-restore-ID.tar.gz (what the last restore replaced; `restore --undo` puts it back)
-exit codes: 0 ok · 2 usage · 65 corrupt, truncated, unsafe or unknown archive (nothing changed)
+exit codes: 0 ok · 2 usage · 65 corrupt, truncated, unsafe or unknown archive (nothing changed),
+  or a tree deeper than 64 levels (create)
   74 I/O error or disk full (nothing changed) · 78 config"""
 
 FAILURE_TYPES = {2: "usage", 65: "data", 74: "io", 78: "config"}
@@ -86,6 +87,7 @@ def _list(args: Any, locations: Any) -> tuple[int, str]:
     from orchat.backup.archive import ArchiveError, read_manifest
     from orchat.backup.snapshot import list_backups
 
+    unreadable: list[ArchiveError] = []
     for path in list_backups(locations.backup_dir):
         ident = path.name[len("orchat-") : -len(".tar.gz")]
         size = path.stat().st_size
@@ -93,8 +95,12 @@ def _list(args: Any, locations: Any) -> tuple[int, str]:
             manifest = read_manifest(path)
             kind = "full" if manifest.full else "basic"
             sys.stdout.write(f"{ident}  {manifest.created}  {size}  {kind}  {manifest.file_count} files\n")
-        except ArchiveError:
+        except ArchiveError as err:
+            unreadable.append(err)
             sys.stdout.write(f"{ident}  -  {size}  unreadable  -\n")
+    if unreadable:
+        # Every row is listed first; then the exit code tells cron and scripts that one is bad.
+        raise ArchiveError(f"{_count(len(unreadable), 'archive')} unreadable (first: {unreadable[0]})", hint="orchat backup verify ID")
     return 0, ""
 
 
@@ -183,7 +189,11 @@ def _audit(settings: Settings, command: str, resource: str, status: str) -> None
 
 
 def _files(count: int) -> str:
-    return f"{count} file" if count == 1 else f"{count} files"
+    return _count(count, "file")
+
+
+def _count(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def _warn(warnings: list[str]) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+from pathlib import Path
 from typing import Callable
 
 from orchat import paths
@@ -190,12 +191,35 @@ def check_config(ctx: HealthContext) -> CheckResult:
         warn, crit = values.get(f"ORCHAT_{kind}_WARN"), values.get(f"ORCHAT_{kind}_CRIT")
         if isinstance(warn, int) and isinstance(crit, int) and warn > crit:
             warnings.append(f"ORCHAT_{kind}_WARN={warn} is above ORCHAT_{kind}_CRIT={crit}")
+    open_critical, open_warnings = _config_writable_by_others(settings.files)
+    critical += open_critical
+    warnings += open_warnings
     if critical:
         return result("config", Status.CRITICAL, "; ".join(critical + warnings))
     if warnings:
         return result("config", Status.WARNING, "; ".join(warnings))
     files = len(settings.files)
     return result("config", Status.OK, f"Valid ({files} config file{'' if files == 1 else 's'}, {where})")
+
+
+def _config_writable_by_others(files: list[Path]) -> tuple[list[str], list[str]]:
+    """Given the config FILES loaded, return (critical, warnings) for config dirs and files others may write.
+
+    World-writable is CRITICAL: anyone on the host could set ORCHAT_API_BASE and collect the key
+    (a restore once left exactly that). Group-writable is a WARNING.
+    """
+    critical: list[str] = []
+    warnings: list[str] = []
+    for place in dict.fromkeys([paths.system_config_dir(), paths.user_config_dir(), *files]):
+        try:
+            mode = os.stat(place).st_mode & 0o777
+        except OSError:
+            continue
+        if mode & 0o002:
+            critical.append(f"{place} is writable by everyone (mode {mode:04o}; chmod o-w {place})")
+        elif mode & 0o020:
+            warnings.append(f"{place} is writable by its group (mode {mode:04o}; chmod g-w {place})")
+    return critical, warnings
 
 
 # -- daemon --------------------------------------------------------------------------------------

@@ -175,7 +175,9 @@ def check_history(ctx: HealthContext) -> CheckResult:
     notes = []
     if torn:
         notes.append("last record cut short (a writer was killed)")
-    if mode & 0o077:
+    if mode & 0o022:
+        notes.append(f"mode {mode:04o} lets others change it, and so what -c sends (chmod 600 {path})")
+    elif mode & 0o077:
         notes.append(f"mode {mode:04o} lets others read prompts (chmod 600 {path})")
     if notes:
         return result("history", Status.WARNING, f"{records} records readable; " + "; ".join(notes), perf)

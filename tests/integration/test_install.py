@@ -392,6 +392,55 @@ def test_systemd_analyze_verify_passes_on_the_rendered_units_when_their_paths_ex
     assert problems == []
 
 
+@pytest.mark.parametrize("name", ["my tools & more", "100% sure; a|b (c) [d] *e* #f"])
+def test_a_prefix_with_blanks_or_unit_syntax_is_quoted_in_exec_lines_and_systemd_analyze_accepts_it(release: Path, tmp_path: Path, name: str) -> None:
+    # Issue 12, item 19: `ExecStart=/opt/my tools & more/bin/orchatd` ran /opt/my with arguments.
+    analyze = require_tool("systemd-analyze")
+    add_test_unit(release)
+    prefix, units = tmp_path / name, tmp_path / "units"
+    proc = install_sh("--prefix", str(prefix), "--system-files", "--sysconfdir", str(tmp_path / "etc"), "--unitdir", str(units), cwd=release)
+    assert proc.returncode == 0, proc.stderr
+    quoted = '"' + str(prefix / "bin").replace("%", "%%") + '"'  # systemd.syntax(7): quotes, % doubled
+    assert "ExecStart=" + quoted + "/orchat --version\n" in (units / "orchat-installtest.service").read_text()
+    assert "ExecStart=" + quoted + "/orchatd\n" in (units / "orchat.service").read_text()
+    # verify fails on a program path that does not exist, so this also proves systemd reads the
+    # quoted word back as the installed shim.
+    checked = run([analyze, "verify", *sorted(str(p) for p in units.iterdir())], cwd=tmp_path)
+    problems = [line for line in checked.stderr.splitlines() if line.strip() and "not found" not in line]
+    assert checked.returncode == 0 and problems == [], checked.stderr
+    assert run([str(prefix / "bin" / "orchat"), "--version"]).stdout == f"orchat {__version__}\n"
+
+
+@pytest.mark.parametrize("char", ["$", "\\", '"', "'"])
+def test_a_prefix_systemd_cannot_run_a_program_from_is_refused_with_exit_2_only_when_units_are_written(release: Path, tmp_path: Path, char: str) -> None:
+    prefix = tmp_path / f"a{char}b"
+    refused = install_sh("--prefix", str(prefix), "--system-files", "--sysconfdir", str(tmp_path / "etc"), "--unitdir", str(tmp_path / "units"), cwd=release)
+    assert refused.returncode == 2 and "systemd units cannot run a program" in refused.stderr
+    assert not prefix.exists() and not (tmp_path / "units").exists()
+    plain = install_sh("--prefix", str(prefix), cwd=release)
+    assert plain.returncode == 0, plain.stderr
+    assert run([str(prefix / "bin" / "orchat"), "--version"]).stdout == f"orchat {__version__}\n"
+
+
+@pytest.mark.parametrize("option", ["--prefix", "--sysconfdir", "--unitdir", "--destdir"])
+def test_a_path_with_a_newline_is_refused_with_exit_2_before_anything_is_written(release: Path, tmp_path: Path, option: str) -> None:
+    # A newline would end a line of the INSTALLED manifest that --uninstall deletes from, or of a unit.
+    evil = str(tmp_path / "x\nExecStartPre=/bin/touch /tmp/owned")
+    values = {"--prefix": str(tmp_path / "prefix"), "--sysconfdir": str(tmp_path / "etc"), "--unitdir": str(tmp_path / "units"), option: evil}
+    proc = install_sh(*[word for pair in values.items() for word in pair], "--system-files", cwd=release)
+    assert proc.returncode == 2 and f"{option} must not contain control characters" in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["home", "unpacked"]
+
+
+def test_a_python_path_with_a_blank_is_refused_with_exit_2(release: Path, tmp_path: Path) -> None:
+    spaced = tmp_path / "my python"
+    spaced.mkdir()
+    (spaced / "python3").symlink_to(sys.executable)
+    proc = install_sh("--prefix", str(tmp_path / "prefix"), "--python", str(spaced / "python3"), cwd=release)
+    assert proc.returncode == 2 and "#! line cannot hold" in proc.stderr
+    assert not (tmp_path / "prefix").exists()
+
+
 def test_make_uninstall_leaves_nothing_but_config(release: Path, tmp_path: Path) -> None:
     add_test_unit(release)
     dest = tmp_path / "dest"

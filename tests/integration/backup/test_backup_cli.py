@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.backup_support import make_user, picture
+from tests.backup_support import as_restored, make_user, picture
 from tests.conftest import REPO, orchat_command, run_orchat
 
 KEY = "sk-or-v1-" + "i" * 40
@@ -47,10 +47,10 @@ def test_round_trip_through_the_cli_restores_identical_files_and_undo_rolls_back
     assert dry.returncode == 0 and "would replace config" in dry.stdout and state(user) == damaged
     restored = orchat("restore", "latest")
     assert restored.returncode == 0, restored.stderr
-    assert state(user) == original
+    assert state(user) == as_restored(original)
     undone = orchat("restore", "--undo")
     assert undone.returncode == 0, undone.stderr
-    assert state(user) == damaged
+    assert state(user) == as_restored(damaged)
 
 
 def test_the_guides_disaster_recovery_commands_work_verbatim_after_backup_create(user: Path) -> None:

@@ -13,9 +13,10 @@ from orchat.backup import archive, restore
 from orchat.backup.archive import ArchiveError
 from orchat.backup.restore import restore_backup, undo_last_restore
 from orchat.backup.snapshot import UNDO_DIR, Locations, create_backup, list_backups, resolve_locations
+from orchat.backup.swap import discard
 from orchat.config import load_settings
 from orchat.errors import EX_DATAERR, ConfigError, InputError, StorageError
-from tests.backup_support import dir_member, file_member, make_user, manifest_for, picture, special_member, write_archive
+from tests.backup_support import as_restored, deep_tree, dir_member, file_member, make_user, manifest_for, picture, special_member, write_archive
 
 KEY = "sk-or-v1-" + "r" * 40
 
@@ -47,12 +48,12 @@ def test_round_trip_create_damage_restore_gives_identical_files_and_undo_brings_
     damage(where)
     damaged = everything(where)
     result = restore_backup(where, taken.path)
-    assert everything(where) == original
+    assert everything(where) == as_restored(original)
     assert [(s.component, s.action) for s in result.steps] == [("config", "replace"), ("history", "replace")]
     assert result.undo_snapshot is not None and result.undo_snapshot.parent == where.backup_dir / UNDO_DIR
     assert leftovers(where.config_dir.parent, where.history.parent) == []
     undone = undo_last_restore(where)
-    assert everything(where) == damaged
+    assert everything(where) == as_restored(damaged)
     assert undone.undo_snapshot is None and not result.undo_snapshot.exists()
     with pytest.raises(InputError, match="nothing to undo"):
         undo_last_restore(where)
@@ -246,7 +247,7 @@ def test_restore_onto_a_fresh_home_creates_the_parents(where: Locations, home: P
     shutil.rmtree(home / ".config")
     where.history.unlink()
     restore_backup(where, taken.path)
-    assert everything(where) == original
+    assert everything(where) == as_restored(original)
 
 
 def test_components_missing_from_a_backup_are_left_alone(where: Locations, home: Path) -> None:
@@ -256,3 +257,54 @@ def test_components_missing_from_a_backup_are_left_alone(where: Locations, home:
     steps = {s.component: s for s in restore_backup(where, taken.path).steps}
     assert steps["history"].action == "keep" and steps["history"].note == "not in this backup"
     assert where.history.read_text() == "newer\n"
+
+
+def test_restore_gives_orchat_modes_whatever_the_archive_says(where: Locations, home: Path) -> None:
+    members = [
+        dir_member("config", mode=0o777),
+        file_member("config/config", b"ORCHAT_MODEL=x\n", mode=0o666),
+        dir_member("config/checks", mode=0o777),
+        file_member("config/checks/probe", b"#!/bin/sh\n", mode=0o777),
+        file_member("history", b"{}\n", mode=0o666),
+    ]
+    path = write_archive(where.backup_dir / "orchat-20990101T000000Z.tar.gz", members)
+    restore_backup(where, path)
+    modes = {p.relative_to(home).as_posix(): p.stat().st_mode & 0o7777 for p in (where.config_dir, *where.config_dir.rglob("*"), where.history)}
+    assert modes == {
+        ".config/orchat": 0o700,
+        ".config/orchat/config": 0o600,
+        ".config/orchat/checks": 0o700,
+        ".config/orchat/checks/probe": 0o700,
+        ".orchat_history": 0o600,
+    }
+
+
+def test_system_config_keeps_its_modes_minus_group_and_world_write(tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ORCHAT_SYSTEM", "1")
+    monkeypatch.setenv("ORCHAT_SYSCONFDIR", str(tmp_path / "etc-orchat"))
+    monkeypatch.setenv("ORCHAT_BACKUP_DIR", str(tmp_path / "backups"))
+    system = resolve_locations(load_settings())
+    members = [
+        dir_member("sysconfig", mode=0o777),
+        file_member("sysconfig/config", b"ORCHAT_MODEL=a\n", mode=0o666),
+        dir_member("sysconfig/credentials", mode=0o700),
+    ]
+    manifest = manifest_for(members)
+    manifest["components"]["sysconfig"] = {"present": True, "source": "/etc/orchat"}
+    restore_backup(system, write_archive(tmp_path / "backups" / "orchat-20990101T000000Z.tar.gz", members, manifest))
+    etc = tmp_path / "etc-orchat"
+    assert [(etc / name).stat().st_mode & 0o7777 for name in ("", "config", "credentials")] == [0o755, 0o644, 0o700]
+
+
+def test_restore_over_a_tree_too_deep_for_an_undo_snapshot_changes_nothing_and_says_why(where: Locations) -> None:
+    taken = create_backup(where)
+    deep = deep_tree(where.config_dir / "deep", 2100)
+    try:
+        before = sorted(os.listdir(where.config_dir))
+        with pytest.raises(InputError, match="no undo copy of the current files is possible, so nothing was restored") as caught:
+            restore_backup(where, taken.path)
+        assert caught.value.exit_code == EX_DATAERR
+        assert sorted(os.listdir(where.config_dir)) == before and (where.config_dir / "config").read_text().startswith(KEY)
+        assert leftovers(where.config_dir.parent, where.history.parent) == [] and list_backups(where.backup_dir / UNDO_DIR, "pre-restore-") == []
+    finally:
+        discard(deep)

@@ -17,7 +17,9 @@ from pathlib import Path
 import pytest
 
 from orchat.backup import snapshot as backup
-from orchat.backup.archive import ArchiveError, read_manifest
+from orchat.backup import staging
+from orchat.backup.archive import MAX_DEPTH, ArchiveError, read_manifest
+from orchat.backup.manifest import MAX_MTIME, MIN_MTIME
 from orchat.backup.snapshot import (
     CONFIG_LATEST,
     HISTORY_LATEST,
@@ -30,9 +32,10 @@ from orchat.backup.snapshot import (
     verify_backup,
     verify_latest_copies,
 )
+from orchat.backup.swap import discard
 from orchat.config import load_settings
-from orchat.errors import EX_IOERR, InputError, StorageError
-from tests.backup_support import make_user, picture
+from orchat.errors import EX_DATAERR, EX_IOERR, InputError, StorageError
+from tests.backup_support import deep_tree, make_user, picture
 
 KEY = "sk-or-v1-" + "k" * 40
 DAY_SECONDS = 86400
@@ -189,7 +192,7 @@ def test_concurrent_creates_in_one_process_each_get_their_own_archive(where: Loc
 
 
 def test_a_history_file_held_locked_is_copied_after_the_wait_with_a_warning(where: Locations, home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(backup, "LOCK_WAIT_SECONDS", 0.05)
+    monkeypatch.setattr(staging, "LOCK_WAIT_SECONDS", 0.05)
     with open(home / ".orchat_history", "rb") as holder:
         fcntl.flock(holder.fileno(), fcntl.LOCK_EX)
         taken = create_backup(where)
@@ -315,3 +318,41 @@ def test_the_archive_holds_the_manifest_first_and_no_links_or_owners(where: Loca
     assert members[0].name == "manifest.json" and manifest["format"] == "orchat-backup"
     assert all(m.isreg() or m.isdir() for m in members)
     assert all(m.uname == "" and m.gname == "" for m in members)
+
+
+def test_create_backup_refuses_a_tree_deeper_than_an_archive_may_hold_and_leaves_nothing(where: Locations, home: Path) -> None:
+    deep_tree(where.config_dir / "deep", 2100)
+    try:
+        with pytest.raises(InputError, match=f"more than {MAX_DEPTH} levels deep") as caught:
+            create_backup(where)
+        assert caught.value.exit_code == EX_DATAERR
+        assert sorted(os.listdir(where.backup_dir)) == [".lock"]
+    finally:
+        discard(where.config_dir / "deep")
+
+
+def test_a_tree_exactly_as_deep_as_the_limit_is_backed_up_and_reads_back(where: Locations) -> None:
+    deep_tree(where.config_dir / "deep", MAX_DEPTH - 3)  # config/deep/d.../f: MAX_DEPTH names
+    manifest = verify_backup(create_backup(where).path)
+    assert max(len(entry.path.split("/")) for entry in manifest.entries) == MAX_DEPTH
+
+
+def test_verify_latest_copies_calls_a_config_latest_deeper_than_any_backup_different(where: Locations, home: Path) -> None:
+    directory = home / "backup" / "orchat"
+    manifest = verify_backup(create_backup(where).path)
+    deep_tree(directory / CONFIG_LATEST / "deep", 2100)
+    try:
+        with pytest.raises(InputError, match="deeper than any backup holds"):
+            verify_latest_copies(directory, manifest)
+    finally:
+        discard(directory / CONFIG_LATEST / "deep")
+
+
+def test_file_times_outside_what_a_manifest_holds_are_clamped_so_the_archive_reads_back() -> None:
+    # Most filesystems cannot even store these (ext4 clamps to 1901..2446), tmpfs and xfs can.
+    def times(mtime: int) -> os.stat_result:
+        return os.stat_result((0, 0, 0, 0, 0, 0, 0, 0, mtime, 0))
+
+    assert staging._mtime_of(times(-(2**40))) == MIN_MTIME
+    assert staging._mtime_of(times(10**15)) == MAX_MTIME
+    assert staging._mtime_of(times(1_700_000_000)) == 1_700_000_000

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from orchat.backup import swap
+from tests.backup_support import deep_tree
 
 
 def make_dir(path: Path, content: str) -> Path:
@@ -163,3 +164,9 @@ def test_discard_removes_trees_files_and_symlinks_without_following_them(work: P
     swap.discard(work / "absent")
     assert not tree.exists() and not os.path.lexists(link)
     assert (outside / "f").read_text() == "keep"
+
+
+def test_discard_removes_a_tree_deeper_than_the_recursion_limit_and_path_max(work: Path) -> None:
+    tree = deep_tree(work / "deep", 2100)
+    swap.discard(tree)
+    assert not os.path.lexists(tree) and os.listdir(work) == []

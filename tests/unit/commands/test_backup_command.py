@@ -57,15 +57,18 @@ def test_create_output_puts_the_archive_in_another_directory(user: Path, tmp_pat
     assert (tmp_path / "usb" / "config-latest" / "config").is_file()
 
 
-def test_list_shows_id_time_size_kind_and_files_and_marks_unreadable_archives(user: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_list_shows_id_time_size_kind_and_files_and_marks_unreadable_archives_then_exits_65(user: Path, capsys: pytest.CaptureFixture[str]) -> None:
     run(capsys, "create")
     run(capsys, "create", "--full")
-    (user / "backup" / "orchat" / "orchat-20990101T000000Z.tar.gz").write_bytes(b"junk")
     code, out, _ = run(capsys, "list")
+    assert code == 0 and len(out.splitlines()) == 2
+    (user / "backup" / "orchat" / "orchat-20990101T000000Z.tar.gz").write_bytes(b"junk")
+    code, out, err = run(capsys, "list")
     lines = out.splitlines()
-    assert code == 0 and len(lines) == 3
+    assert code == 65 and len(lines) == 3
     assert lines[0].split()[3:] == ["basic", "2", "files"] and lines[1].split()[3] == "full"
     assert lines[2].startswith("20990101T000000Z") and "unreadable" in lines[2]
+    assert err.count("\n") == 1 and "1 archive unreadable" in err and "orchat-20990101T000000Z.tar.gz" in err
 
 
 def test_verify_latest_checks_the_archive_and_the_plain_copies(user: Path, capsys: pytest.CaptureFixture[str]) -> None:

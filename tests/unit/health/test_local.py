@@ -13,6 +13,7 @@ import pytest
 from orchat.commands.health_check import fallback_settings
 from orchat.config import load_settings
 from orchat.errors import StorageError
+from orchat.health import checks
 from orchat.health import local as healthlocal
 from orchat.health.runner import (
     Check,
@@ -334,3 +335,32 @@ def test_python_version_check(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_fallback_settings_hold_every_default() -> None:
     settings = fallback_settings()
     assert settings.values["ORCHAT_MEMORY_WARN"] == 80 and settings.api_key == ""
+
+
+# -- config dir and history modes (issue 12, item 18) ----------------------------------------------
+def test_a_config_dir_everyone_can_write_is_critical_and_one_the_group_can_write_a_warning(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENROUTER_API_KEY", "sk-or-v1-" + "m" * 40)
+    config_dir = home / ".config" / "orchat"
+    config_dir.mkdir(parents=True, exist_ok=True)
+    config_dir.chmod(0o700)
+    assert checks.check_config(context()).status is Status.OK
+    config_dir.chmod(0o777)
+    found = checks.check_config(context())
+    assert found.status is Status.CRITICAL and f"{config_dir} is writable by everyone (mode 0777" in found.summary
+    config_dir.chmod(0o770)
+    found = checks.check_config(context())
+    assert found.status is Status.WARNING and "writable by its group" in found.summary
+
+
+def test_a_config_file_everyone_can_write_is_critical(home: Path) -> None:
+    config = home / ".config" / "orchat" / "config"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text("ORCHAT_MODEL=a/b\n")
+    config.chmod(0o666)
+    found = checks.check_config(context())
+    assert found.status is Status.CRITICAL and f"{config} is writable by everyone" in found.summary
+
+
+def test_a_history_others_can_write_is_a_warning_that_says_so(tmp_path: Path) -> None:
+    found = healthlocal.check_history(history_ctx(tmp_path, b'{"id": "a"}\n', 0o666))
+    assert found.status is Status.WARNING and "mode 0666 lets others change it" in found.summary
