@@ -10,7 +10,12 @@ from __future__ import annotations
 
 import re
 
+from orchat.chat.turn import Output
 from orchat.errors import EX_DATAERR, EX_PROTOCOL, OrchatError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import TextIO
 
 FENCE = re.compile(r"^\s*(`{3,}|~{3,})")
 
@@ -253,3 +258,23 @@ def find_dangers(command: str) -> list[str]:
     if "\n" in command.strip():
         found.append(DANGER_NAMES[-1])
     return sorted(set(found), key=DANGER_NAMES.index)
+
+
+class CodeOutput(Output):
+    """`-x/--code`: an Output that writes only the contents of fenced code blocks, block by block."""
+
+    def __init__(self, out: TextIO, err: TextIO) -> None:
+        super().__init__(out, err)
+        self.blocks = CodeBlockFilter()
+
+    def answer(self, text: str) -> None:
+        super().answer(self.blocks.feed(text))
+
+    def finish_answer(self) -> None:
+        super().answer(self.blocks.finish())
+
+    def raise_if_no_block(self) -> None:
+        """Raise NoCodeBlock (exit 65), with the answer's text on stderr, when it held no code block."""
+        if self.blocks.blocks == 0:
+            self.note(escape_controls(self.blocks.text.strip()) or "(an empty answer)")
+            raise NoCodeBlock("the answer has no fenced code block (its text is above)")

@@ -65,7 +65,7 @@ def gather_host_facts() -> dict[str, str]:
         "os": read_os_release(),
         "kernel": f"{uname.sysname} {uname.release} {uname.machine}",
         "shell": user_shell(),
-        "user": "root" if os.geteuid() == 0 else "not root (uid %d)" % os.geteuid(),
+        "user": "root" if os.geteuid() == 0 else f"not root (uid {os.geteuid()})",
         "directory": cwd,
         "tools on PATH": ", ".join(present) or "none of " + ", ".join(TOOLS),
     }

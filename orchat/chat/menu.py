@@ -55,11 +55,13 @@ class Terminal:
         import termios
         import tty
 
-        self.err.write(MENU)
-        self.err.flush()
         saved = termios.tcgetattr(self.fd)
         try:
-            tty.setcbreak(self.fd)  # one key, no Enter needed; ISIG stays on so Ctrl-C still interrupts
+            # One key, no Enter needed; ISIG stays on so Ctrl-C still interrupts. TCSAFLUSH drops
+            # keys typed before the menu showed: type-ahead must never choose for the person.
+            tty.setcbreak(self.fd, termios.TCSAFLUSH)
+            self.err.write(MENU)
+            self.err.flush()
             key = os.read(self.fd, 1).decode("ascii", errors="replace").lower()
         finally:
             termios.tcsetattr(self.fd, termios.TCSADRAIN, saved)
@@ -68,7 +70,10 @@ class Terminal:
         return choice
 
     def read_line(self, prompt: str) -> str:
-        """Show PROMPT and return one line typed on the terminal ("" at end of input)."""
+        """Show PROMPT and return one line typed on the terminal after it showed ("" at end of input)."""
+        import termios
+
+        termios.tcflush(self.fd, termios.TCIFLUSH)  # a confirmation is typed after the question, not before
         self.err.write(prompt)
         self.err.flush()
         data = b""

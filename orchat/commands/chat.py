@@ -76,6 +76,12 @@ def run_chat_command(options: Any) -> int:
     """Run a one-shot chat or the REPL from parsed OPTIONS; return the exit code."""
     settings = settings_from_options(options)
     output = Output(sys.stdout, sys.stderr)
+    if options.code:  # -x: only the code blocks reach stdout (orchat/chat/command.py)
+        from orchat.chat.command import CodeOutput
+
+        if options.json:
+            raise UsageError("-x does not go with --json")
+        output = CodeOutput(sys.stdout, sys.stderr)
     for warning in settings.warnings:
         output.note(f"orchat: warning: {warning}")
     interactive = options.interactive or (not options.prompt and stdin_is_tty())
@@ -103,6 +109,10 @@ def run_chat_command(options: Any) -> int:
 
     client = Client(settings, **client_hooks(settings))
     observers = chat_observers(settings)
+    if options.exec_ or options.explain or options.print_:  # orchat -e / --explain: orchat/chat/execflow.py
+        from orchat.chat.execflow import Asker, run_exec_command
+
+        return run_exec_command(Asker(client, settings, turn, output, record_history=not options.no_history, observers=observers), options, piped)
     if interactive:
         from orchat.chat.repl import run_repl
 
@@ -116,6 +126,8 @@ def run_chat_command(options: Any) -> int:
         output.raise_failure()
     else:
         result = run_turn(client, settings, conversation, prompt, turn, output, record_history=not options.no_history, observers=observers)
+        if options.code:
+            output.raise_if_no_block()
     if options.usage:
         output.note(format_usage(result))
     return 0
