@@ -142,7 +142,7 @@ def record_exec(asker: Asker, conversation_id: str, command: str, choices: list[
     record `exec | COMMAND | exit=N` (or aborted, copied, printed), a log line, orchat_exec_total.
     Warn on stderr when a record cannot be written; never raise over the command's own outcome."""
     final = choices[-1] if choices else "abort"
-    outcome = f"exit={status}" if status is not None else {"copy": "copied", "print": "printed"}.get(final, "aborted")
+    outcome = f"exit={status}" if status is not None else {"copy": "copied", "print": "printed", "run": "terminated"}.get(final, "aborted")
     settings, note = asker.settings, asker.output.note
     steps: list[tuple[str, Callable[[], Any]]] = [("audit", lambda: _audit(settings, command, outcome))]
     if asker.record_history:

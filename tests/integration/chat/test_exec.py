@@ -64,6 +64,10 @@ def test_run_executes_the_command_with_the_users_shell_and_passes_its_exit_statu
     audit = (home / ".local" / "state" / "orchat" / "audit.log").read_text().splitlines()
     assert [line.split(" | ")[2:5] for line in audit if " | exec | " in line] == [["exec", fake_openrouter.command, "exit=3"]]
     assert exec_metrics(home)["run"] == 1
+    logged = [json.loads(line) for line in (home / ".cache" / "orchat" / "logs" / "orchat.log").read_text().splitlines()]
+    assert [(r["message"], r["choice"], r["exit_status"]) for r in logged if r["logger"] == "orchat.chat.execflow"] == [("exec run", "run", 3)]
+    assert [r["message"] for r in logged if r["logger"] == "orchat.chat.turn"] == ["chat ok"]  # and the turn, as every chat
+    assert all("touch" not in json.dumps(r) for r in logged)  # the command is model text: never logged
     sent = fake_openrouter.chat_requests()[0].body["messages"]
     assert sent[0]["role"] == "system" and "exactly one shell command" in sent[0]["content"]
     facts = sent[1]["content"]
@@ -178,6 +182,23 @@ def test_ctrl_c_goes_to_the_running_command_and_orchat_exits_128_plus_the_signal
     assert term.wait() == 130
     assert term.all.count(b"not-reached") == 1 and b"orchat: error" not in term.all  # once: where the command is shown
     assert exec_record(home)["exit_status"] == 130
+
+
+def test_sigterm_to_orchat_stops_the_running_command_too_and_exits_143(
+    api_env: dict[str, str], fake_openrouter: FakeOpenRouter, home: Path, tmp_path: Path
+) -> None:
+    pid_file = tmp_path / "pid"
+    fake_openrouter.command = f"echo $$ > {shlex.quote(str(pid_file))}; echo started; exec sleep 60"
+    term = PtyRun(dict(api_env, ORCHAT_AUDIT_LOG="1"), "-m", "fake/cmd-fenced", "-e", "x")
+    term.read_until(MENU)
+    term.send("r")
+    term.read_until(b"started")
+    os.kill(term.pid, signal.SIGTERM)
+    assert term.wait() == 143
+    with pytest.raises(ProcessLookupError):
+        os.kill(int(pid_file.read_text()), 0)  # the command did not outlive orchat
+    assert exec_record(home)["choices"] == ["run"] and exec_record(home)["exit_status"] is None
+    assert " | terminated | " in (home / ".local" / "state" / "orchat" / "audit.log").read_text()
 
 
 def test_a_command_ended_by_a_signal_gives_128_plus_n(api_env: dict[str, str], fake_openrouter: FakeOpenRouter, home: Path) -> None:
