@@ -40,7 +40,7 @@ class Terminal:
 
     def show_command(self, command: str, dangers: list[str]) -> None:
         """Show COMMAND (control characters escaped, every line) and a red warning per danger."""
-        color = self.err.isatty() and not os.environ.get("NO_COLOR")
+        color = self.err.isatty() and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
         for name in dangers:
             warning = f"WARNING: dangerous command ({name}); running it needs `yes` typed in full"
             self.say(f"{RED}{warning}{RESET}" if color else warning)

@@ -11,6 +11,7 @@ import signal
 import subprocess
 
 from orchat.chat.hostfacts import user_shell
+from orchat.errors import Terminated
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -25,21 +26,48 @@ def exit_status(returncode: int) -> int:
     return 128 - returncode if returncode < 0 else returncode
 
 
-class _CommandOwnsCtrlC:
+class _CommandOwnsSignals:
     """While a command runs, Ctrl-C (SIGINT to the foreground group) is the command's: orchat keeps
     going to report its status. A no-op handler, not SIG_IGN, because an ignored signal would stay
-    ignored in the command after exec. SIGTERM/SIGHUP to orchat still end it (cli raises Terminated),
-    and the command is then sent SIGTERM too rather than left running unseen."""
+    ignored in the command after exec. SIGTERM/SIGHUP to orchat still end it (through the handler
+    that was there, cli's Terminated), and the command is then sent SIGTERM too rather than left
+    running unseen; one that arrives while the command is being started waits until start() has
+    the process to stop."""
 
-    def __enter__(self) -> None:
-        self.saved = signal.signal(signal.SIGINT, _ignore)
+    def __enter__(self) -> _CommandOwnsSignals:
+        self.process: subprocess.Popen | None = None
+        self.pending: tuple[int, Any] | None = None
+        self.saved = {signum: signal.signal(signum, self._handle) for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+        return self
 
     def __exit__(self, *exc: Any) -> None:
-        signal.signal(signal.SIGINT, self.saved)
+        for signum, handler in self.saved.items():
+            signal.signal(signum, handler)
 
+    def start(self, argv: list[str], **popen: Any) -> subprocess.Popen:
+        """Start ARGV; a SIGTERM/SIGHUP that came meanwhile stops it and is raised now."""
+        self.process = subprocess.Popen(argv, **popen)
+        if self.pending is not None:
+            _stop(self.process)
+            self._raise(*self.pending)
+        return self.process
 
-def _ignore(signum: int, frame: Any) -> None:
-    return None
+    def _handle(self, signum: int, frame: Any) -> None:
+        if signum == signal.SIGINT:
+            return
+        if self.process is None:
+            self.pending = (signum, frame)
+            return
+        # Signal it here, not only in the caller's except (the signal may land before its try), but
+        # never wait here: the interrupted Popen.wait() holds the lock a wait needs.
+        self.process.send_signal(signal.SIGTERM)
+        self._raise(signum, frame)
+
+    def _raise(self, signum: int, frame: Any) -> None:
+        previous = self.saved[signum]
+        if callable(previous):
+            previous(signum, frame)
+        raise Terminated(f"terminated by signal {signum}", exit_code=128 + signum)
 
 
 def _finish(process: subprocess.Popen) -> int:
@@ -62,9 +90,8 @@ def _stop(process: subprocess.Popen) -> None:
 def run_in_shell(command: str) -> int:
     """Run COMMAND with `$SHELL -c` (else /bin/sh), stdin/stdout/stderr inherited, in the current
     directory; return its exit status (128+N when signal N ended it)."""
-    with _CommandOwnsCtrlC():
-        process = subprocess.Popen([user_shell(), "-c", command])
-        return _finish(process)
+    with _CommandOwnsSignals() as guard:
+        return _finish(guard.start([user_shell(), "-c", command]))
 
 
 def capture_in_shell(command: str, limit_bytes: int, show: Callable[[str], None]) -> tuple[str, bool, int]:
@@ -79,8 +106,8 @@ def capture_in_shell(command: str, limit_bytes: int, show: Callable[[str], None]
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     kept = bytearray()
     cut = False
-    with _CommandOwnsCtrlC():
-        process = subprocess.Popen([user_shell(), "-c", command], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    with _CommandOwnsSignals() as guard:
+        process = guard.start([user_shell(), "-c", command], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         assert process.stdout is not None
         try:
             for chunk in iter(lambda: os.read(process.stdout.fileno(), READ_CHUNK_BYTES), b""):
