@@ -96,7 +96,9 @@ def test_edit_offers_the_command_prefilled_then_runs_the_edited_one(
 ) -> None:
     first, second = tmp_path / "first", tmp_path / "second"
     fake_openrouter.command = marker_command(first)
-    term = PtyRun(api_env, "-m", "fake/cmd-fenced", "-e", "x")
+    piped = tmp_path / "piped"
+    piped.write_text("context\n")  # stdin is a file, not the terminal: readline must still edit on it
+    term = PtyRun(api_env, "-m", "fake/cmd-fenced", "-e", "x", stdin=piped)
     term.read_until(MENU)
     term.send("e")
     term.read_until(b"edit> ")
@@ -200,6 +202,15 @@ def test_sigterm_to_orchat_stops_the_running_command_too_and_exits_143(
     assert not stat.exists() or stat.read_text().split()[2] == "Z", stat.read_text()  # the command did not outlive orchat
     assert exec_record(home)["choices"] == ["run"] and exec_record(home)["exit_status"] is None
     assert " | terminated | " in (home / ".local" / "state" / "orchat" / "audit.log").read_text()
+
+
+def test_ctrl_c_at_the_menu_aborts_with_130_and_records_the_abort(api_env: dict[str, str], fake_openrouter: FakeOpenRouter, home: Path, marker: Path) -> None:
+    term = PtyRun(api_env, "-m", "fake/cmd-fenced", "-e", "x")
+    term.read_until(MENU)
+    term.send("\x03")
+    assert term.wait() == 130
+    assert not marker.exists()
+    assert exec_record(home)["choices"] == ["abort"]
 
 
 def test_a_command_ended_by_a_signal_gives_128_plus_n(api_env: dict[str, str], fake_openrouter: FakeOpenRouter, home: Path) -> None:
