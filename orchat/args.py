@@ -37,7 +37,8 @@ EXIT_CODES_HELP = """exit codes:
 
 STDIN_HELP = """input:
   `cmd | orchat "question"` sends stdin first, then a blank line, then the question.
-  Stdin is read only when it is not a terminal; more than ORCHAT_MAX_INPUT_BYTES is refused."""
+  Stdin is read only when it is not a terminal; more than ORCHAT_MAX_INPUT_BYTES is refused.
+  `cmd | orchat -e REQUEST` sends stdin as context too; the menu reads its key from /dev/tty."""
 
 
 def build_parser() -> Any:
