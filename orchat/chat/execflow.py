@@ -167,7 +167,8 @@ def record_exec(asker: Asker, conversation_id: str, command: str, choices: list[
             note(f"orchat: warning: {name} not recorded: {err}")
     from orchat.telemetry import logs, store
 
-    store.observe_exec(settings, choices)
+    # A run the `yes` gate refused did not happen: the metric counts it as the abort it became.
+    store.observe_exec(settings, [c for c, after in zip(choices, [*choices[1:], ""]) if (c, after) != ("run", "abort")])
     try:
         logs.log_event(settings, logs.INFO, f"exec {final}", logger="orchat.chat.execflow", choice=final, choices=",".join(choices), exit_status=status)
     except OrchatError as err:

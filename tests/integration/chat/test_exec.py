@@ -157,6 +157,7 @@ def test_a_dangerous_command_is_named_in_red_and_runs_only_after_yes_typed_in_fu
         assert marker.exists() == ran, answer
     choices = [r["choices"] for r in history_records(home) if r.get("kind") == "exec"]
     assert choices == [["run", "abort"], ["run", "abort"], ["run"]]
+    assert (exec_metrics(home)["run"], exec_metrics(home)["abort"]) == (1, 2)
 
 
 def test_a_multi_line_command_is_shown_whole_and_counts_as_dangerous(api_env: dict[str, str], fake_openrouter: FakeOpenRouter, tmp_path: Path) -> None:
