@@ -64,6 +64,8 @@ def test_run_executes_the_command_with_the_users_shell_and_passes_its_exit_statu
     audit = (home / ".local" / "state" / "orchat" / "audit.log").read_text().splitlines()
     assert [line.split(" | ")[2:5] for line in audit if " | exec | " in line] == [["exec", fake_openrouter.command, "exit=3"]]
     assert exec_metrics(home)["run"] == 1
+    listed = run_orchat("history", "list").stdout.splitlines()
+    assert listed[-1].split("  ")[3:] == ["exec", "fake/cmd-fenced", f"[run, exit 3] $ {fake_openrouter.command}"[:70]]
     logged = [json.loads(line) for line in (home / ".cache" / "orchat" / "logs" / "orchat.log").read_text().splitlines()]
     assert [(r["message"], r["choice"], r["exit_status"]) for r in logged if r["logger"] == "orchat.chat.execflow"] == [("exec run", "run", 3)]
     assert [r["message"] for r in logged if r["logger"] == "orchat.chat.turn"] == ["chat ok"]  # and the turn, as every chat
