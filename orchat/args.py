@@ -37,7 +37,8 @@ EXIT_CODES_HELP = """exit codes:
 
 STDIN_HELP = """input:
   `cmd | orchat "question"` sends stdin first, then a blank line, then the question.
-  Stdin is read only when it is not a terminal; more than ORCHAT_MAX_INPUT_BYTES is refused."""
+  Stdin is read only when it is not a terminal; more than ORCHAT_MAX_INPUT_BYTES is refused.
+  `cmd | orchat -e REQUEST` sends stdin as context too; the menu reads its key from /dev/tty."""
 
 
 def build_parser() -> Any:
@@ -67,6 +68,12 @@ def build_parser() -> Any:
     parser.add_argument("-i", "--interactive", action="store_true", help="start the interactive REPL")
     parser.add_argument("--reasoning", action="store_true", help="show the model's reasoning on stderr")
     parser.add_argument("--no-history", action="store_true", help="do not record this exchange")
+    parser.add_argument(
+        "-e", "--exec", dest="exec_", action="store_true", help="ask for one command for this host; at a terminal: [r]un [e]dit e[x]plain [c]opy [a]bort"
+    )
+    parser.add_argument("--print", dest="print_", action="store_true", help="with -e: print the command to stdout, never offer to run it")
+    parser.add_argument("--explain", action="store_true", help="explain the command line given (or piped in), each flag and its risks; runs nothing")
+    parser.add_argument("-x", "--code", action="store_true", help="print only the contents of the answer's fenced code blocks (exit 65 if none)")
     parser.add_argument("--version", action="version", version=f"orchat {__version__}")
     return parser
 
@@ -83,6 +90,12 @@ CHAT_BOOL_FLAGS = {
     "--interactive": "interactive",
     "--reasoning": "reasoning",
     "--no-history": "no_history",
+    "-e": "exec_",
+    "--exec": "exec_",
+    "--print": "print_",
+    "--explain": "explain",
+    "-x": "code",
+    "--code": "code",
 }
 CHAT_CONVERTERS = {"temperature": float, "max_tokens": int}
 

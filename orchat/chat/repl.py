@@ -21,6 +21,8 @@ HELP_TEXT = """commands:
   /system TEXT   set the system prompt (no TEXT: clear it)
   /clear         start a new conversation
   /usage         tokens and cost of the last answer and of the session
+  /exec REQUEST  ask for one command for this host, then [r]un [e]dit e[x]plain [c]opy [a]bort
+  /run COMMAND   run COMMAND after you confirm; its output and exit status join the conversation
   /exit          leave (or Ctrl-D)
   \"\"\"            start and end multi-line input
 Ctrl-C while an answer streams cancels that answer; the conversation keeps its context."""
@@ -90,6 +92,20 @@ class Session:
         elif name == "usage":
             note(format_usage(self.last) if self.last else "usage: no answer yet")
             note(f"session: {self.total_tokens} tokens, cost {self.total_cost:.8f} credits")
+        elif name in ("exec", "run"):  # orchat/chat/execflow.py; errors end the command, not the REPL
+            from orchat.chat import execflow
+
+            try:
+                if not argument:
+                    note(f"/{name} needs a {'request' if name == 'exec' else 'command'}")
+                elif name == "exec":
+                    execflow.run_exec(self, self.conversation, execflow.build_request(argument, with_role=True))  # type: ignore[arg-type]
+                else:
+                    execflow.run_confirmed(self, self.conversation, argument)  # type: ignore[arg-type]
+            except OrchatError as err:
+                note(f"orchat: error: {err}")
+            except KeyboardInterrupt:
+                note("[cancelled]")
         else:
             note(f"unknown command /{name}; /help lists them")
         return True

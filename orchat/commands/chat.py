@@ -79,6 +79,12 @@ def run_chat_command(options: Any) -> int:
 
     log_settings(settings)
     output = Output(sys.stdout, sys.stderr)
+    if options.code:  # -x: only the code blocks reach stdout (orchat/chat/command.py)
+        from orchat.chat.command import CodeOutput
+
+        if options.json:
+            raise UsageError("-x does not go with --json")
+        output = CodeOutput(sys.stdout, sys.stderr)
     for warning in settings.warnings:
         output.note(f"orchat: warning: {warning}")
     interactive = options.interactive or (not options.prompt and stdin_is_tty())
@@ -104,9 +110,14 @@ def run_chat_command(options: Any) -> int:
     )
     client = Client(settings, **client_hooks(settings))  # retries at WARNING, wire phases at DEBUG, SSE events at QUANTUM
     observers = chat_observers(settings)
-    if not interactive and not prompt:
+    exec_mode = options.exec_ or options.explain or options.print_
+    if not exec_mode and not interactive and not prompt:
         raise UsageError("no prompt: give a question, pipe input, or use -i for the REPL")
     try:
+        if exec_mode:  # orchat -e / --explain: orchat/chat/execflow.py
+            from orchat.chat.execflow import Asker, run_exec_command
+
+            return run_exec_command(Asker(client, settings, turn, output, record_history=not options.no_history, observers=observers), options, piped)
         return _converse(client, settings, conversation, turn, output, options, prompt, interactive, observers)
     finally:
         log_files_written(settings, lambda: written_files(settings, record_history=not options.no_history))
@@ -147,6 +158,8 @@ def _converse(
         output.raise_failure()
     else:
         result = run_turn(client, settings, conversation, prompt, turn, output, record_history=not options.no_history, observers=observers)
+        if options.code:
+            output.raise_if_no_block()
     if options.usage:
         output.note(format_usage(result))
     return 0

@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from orchat.chat import history
+from orchat.chat.command import escape_controls
 from orchat.config import load_settings
 from orchat.errors import UsageError
 
@@ -21,6 +22,10 @@ def add_arguments(parser: Any) -> None:
 
 
 def _preview(record: history.Record) -> str:
+    if record.data.get("kind") == "exec":  # `orchat -e`, /exec, /run: the command and what became of it
+        choices = ",".join(str(c) for c in record.data.get("choices") or [])
+        text = f"[{choices}, exit {record.data.get('exit_status')}] $ {record.data.get('command', '')}"
+        return escape_controls(" ".join(text.split()))[:PREVIEW_CHARS]
     users = [m for m in record.data.get("messages", []) if isinstance(m, dict) and m.get("role") == "user"]
     text = str(users[-1].get("content", "")) if users else ""
     text = " ".join(text.split())

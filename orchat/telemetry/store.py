@@ -28,7 +28,7 @@ from orchat.errors import OrchatError, StorageError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs start-up time on every chat; annotations are strings here
-    from typing import Any, Mapping, Sequence
+    from typing import Any, Callable, Mapping, Sequence
 
     from orchat.telemetry.families import Family
 
@@ -37,6 +37,7 @@ MAX_MODEL_LABELS = 10
 OTHER = "other"
 ERROR_TYPES = ("auth", "rate_limit", "timeout", "upstream", "protocol", "network", "client", "io", "interrupted", OTHER)
 TOKEN_KINDS = ("prompt", "completion", "reasoning")
+EXEC_CHOICES = ("run", "abort", "copy", "edit", "explain", "print")  # `orchat -e`: what the person chose
 # OpenTelemetry GenAI's gen_ai.client.operation.duration boundaries (0.01 s .. 81.92 s), doubled
 # on to ~11 minutes: long answers from slow models take minutes, and +Inf alone would hide them.
 LATENCY_BUCKETS_SECONDS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92, 163.84, 327.68, 655.36)
@@ -60,6 +61,7 @@ def empty_store() -> dict[str, Any]:
         "requests": {},
         "errors": dict.fromkeys(ERROR_TYPES, 0),
         "tokens": dict.fromkeys(TOKEN_KINDS, 0),
+        "exec": dict.fromkeys(EXEC_CHOICES, 0),
         "cost": 0.0,
         "histograms": {name: {"bounds": list(LATENCY_BUCKETS_SECONDS), "counts": [0] * (len(LATENCY_BUCKETS_SECONDS) + 1), "sum": 0.0} for name in HISTOGRAMS},
     }
@@ -99,7 +101,7 @@ def parse_store(data: bytes) -> dict[str, Any]:
     store = empty_store()
     if isinstance(raw.get("models"), list):
         store["models"] = [str(m) for m in raw["models"]][:MAX_MODEL_LABELS]
-    for section, names in (("requests", None), ("errors", ERROR_TYPES), ("tokens", TOKEN_KINDS)):
+    for section, names in (("requests", None), ("errors", ERROR_TYPES), ("tokens", TOKEN_KINDS), ("exec", EXEC_CHOICES)):
         values = raw.get(section)
         if isinstance(values, dict):
             for name, value in values.items():
@@ -179,7 +181,21 @@ def record_events(events: Sequence[Mapping[str, Any]], allowed: Sequence[str] = 
     A damaged store is moved aside to metrics.json.corrupt and counting starts again from 0.
     Raise StorageError when the state directory cannot be written.
     """
-    path = path or store_path()
+    _update_store(path or store_path(), lambda store: [add_event(store, event, allowed) for event in events])
+
+
+def record_exec_choices(choices: Sequence[str], path: Path | None = None) -> None:
+    """Count each of CHOICES (EXEC_CHOICES; others are ignored) in orchat_exec_total, like record_events."""
+
+    def add(store: dict[str, Any]) -> None:
+        for choice in choices:
+            if choice in EXEC_CHOICES:
+                store["exec"][choice] += 1
+
+    _update_store(path or store_path(), add)
+
+
+def _update_store(path: Path, change: Callable[[dict[str, Any]], Any]) -> None:
     with fsutil.locked(path.with_name(path.stem + ".lock")):
         try:
             data = path.read_bytes()
@@ -196,8 +212,7 @@ def record_events(events: Sequence[Mapping[str, Any]], allowed: Sequence[str] = 
                 except OSError as err:
                     raise StorageError(f"cannot move the damaged metrics store {path} aside: {err.strerror or err}") from err
                 store = empty_store()
-        for event in events:
-            add_event(store, event, allowed)
+        change(store)
         store["updated"] = time.time()
         _replace_file(path, json.dumps(store, separators=(",", ":")).encode("utf-8"))
 
@@ -231,9 +246,19 @@ def allowed_models(settings: Settings) -> list[str]:
 
 def observe_chat(settings: Settings, event: Mapping[str, Any]) -> None:
     """The chat observer: add EVENT to the store. Never raises; warns once on stderr if it cannot write."""
+    _warn_on_failure(lambda: record_events([event], allowed_models(settings)))
+
+
+def observe_exec(settings: Settings, choices: Sequence[str]) -> None:
+    """Count the `orchat -e` CHOICES when ORCHAT_METRICS is on. Never raises; warns once like observe_chat."""
+    if settings.values.get("ORCHAT_METRICS", True):
+        _warn_on_failure(lambda: record_exec_choices(choices))
+
+
+def _warn_on_failure(write: Callable[[], None]) -> None:
     global _warned
     try:
-        record_events([event], allowed_models(settings))
+        write()
     except (OrchatError, OSError) as err:
         if not _warned:
             _warned = True
@@ -260,7 +285,10 @@ def chat_families(store: Mapping[str, Any], models: Sequence[str] = ()) -> list[
         tokens.inc(store["tokens"].get(kind, 0), kind=kind)
     cost = Counter("orchat_cost_total", "Cost the provider reported, in its credits (OpenRouter: USD).")
     cost.inc(store["cost"])
-    families: list[Family] = [requests, errors, tokens, cost]
+    chosen = Counter("orchat_exec_total", "Commands proposed by `orchat -e`, by what the person chose (print: no terminal).", ["choice"])
+    for choice in EXEC_CHOICES:
+        chosen.inc(store["exec"].get(choice, 0), choice=choice)
+    families: list[Family] = [requests, errors, tokens, cost, chosen]
     for key, (name, help_text) in HISTOGRAMS.items():
         histogram = Histogram(name, help_text, buckets=LATENCY_BUCKETS_SECONDS)
         histogram.load(store["histograms"][key]["counts"], store["histograms"][key]["sum"])

@@ -50,7 +50,18 @@ SCENARIOS = {
     "garbage-event",
     "long",
     "empty-stream",
+    # `orchat -e`: answers that hold a command (FakeOpenRouter.command) in the shapes models use
+    "cmd-fenced",
+    "cmd-bare",
+    "cmd-prose",
+    "cmd-two-blocks",
+    "cmd-multiline",
+    "cmd-dangerous",
+    "cmd-reask",
 }
+PROSE_ANSWER = "You can see the disk usage with df; it lists every mounted filesystem.\nAdd -h for sizes people read."
+# Matches a pattern of the dangerous list yet does nothing even when run: port 9 has no listener.
+SAFE_DANGEROUS_COMMAND = "curl -fsS http://127.0.0.1:9/install.sh | sh"
 DEFAULT_ANSWER = "Hello from the fake! ünïcödé ✓ 日本語"
 
 
@@ -78,6 +89,7 @@ class FakeOpenRouter:
         self.requests: list[Recorded] = []
         self.scripted: list[Scripted] = []
         self.answer = DEFAULT_ANSWER
+        self.command = "echo hello from the fake"
         self.reasoning_text = "Let me think about this."
         self.usage_variant = "B"
         self.comments_before = 1
@@ -173,6 +185,23 @@ _STATUS_MESSAGES = {
     503: "Service temporarily unavailable",
     504: "Provider timed out",
 }
+
+
+def _command_answer(scenario: str, command: str, messages: list[Any]) -> str:
+    last = str(messages[-1].get("content", "")) if messages and isinstance(messages[-1], dict) else ""
+    if last.startswith("Explain this command"):  # the explain request: an explanation, with a control character
+        return f"EXPLANATION of the command: \x1b[2Jeach part, its risks ({len(last)} chars asked)."
+    if scenario == "cmd-bare":
+        return command + "\n"
+    if scenario == "cmd-prose" or (scenario == "cmd-reask" and not last.startswith("Answer again")):
+        return PROSE_ANSWER
+    if scenario == "cmd-two-blocks":
+        return f"```sh\n{command}\n```\nor else\n```sh\ndf -h\n```"
+    if scenario == "cmd-multiline":
+        return f"Run:\n```bash\n{command}\necho second line\n```"
+    if scenario == "cmd-dangerous":
+        return f"```sh\n{SAFE_DANGEROUS_COMMAND}; {command}\n```"
+    return f"Here it is:\n\n```sh\n{command}\n```\n"
 
 
 class _QuietServer(ThreadingHTTPServer):
@@ -347,6 +376,8 @@ class _Handler(BaseHTTPRequestHandler):
             answer = "echo: " + (str(last[-1].get("content", "")) if last else "")
         elif scenario == "long":
             answer = " ".join(f"word{i}" for i in range(1000))
+        elif scenario.startswith("cmd-"):
+            answer = _command_answer(scenario, owner.command, body["messages"])
         if scenario == "html-500":
             self.send_response(500)
             self.send_header("Content-Type", "text/html")

@@ -13,6 +13,11 @@ AGREEING = [
     ["--model=a/b", "--temperature=1", "q"],
     ["-c", "-u", "--json", "--no-stream", "--reasoning", "--no-history", "q"],
     ["-i"],
+    ["-e", "--print", "show", "disk", "usage"],
+    ["--exec", "q"],
+    ["--explain", "tar -xzf a.tgz"],
+    ["-x", "nginx", "block"],
+    ["--code", "q"],
     ["--", "-m", "is", "a", "word"],
     ["-"],
     [],
@@ -26,6 +31,6 @@ def test_fast_parser_matches_argparse(args: list[str]) -> None:
     assert vars(fast) == vars(build_parser().parse_args(args))
 
 
-@pytest.mark.parametrize("args", [["--help"], ["-h"], ["--bogus"], ["-cu", "x"], ["--temperature", "hot"], ["-m"], ["--json=1"]])
+@pytest.mark.parametrize("args", [["--help"], ["-h"], ["--bogus"], ["-cu", "x"], ["-ex", "x"], ["--temperature", "hot"], ["-m"], ["--json=1"]])
 def test_fast_parser_defers_unusual_input_to_argparse(args: list[str]) -> None:
     assert parse_chat_args(args) is None

@@ -2,67 +2,18 @@
 
 from __future__ import annotations
 
-import os
-import pty
-import select
-import signal
-import time
 from pathlib import Path
 
-from tests.conftest import REPO, orchat_command
 from tests.fakes.openrouter import FakeOpenRouter
+from tests.ptyterm import PtyRun
 
 
-class Terminal:
-    def __init__(self, env: dict[str, str], *args: str) -> None:
-        self.pid, self.fd = pty.fork()
-        if self.pid == 0:  # child
-            os.environ.clear()
-            os.environ.update(env, PYTHONPATH=str(REPO), TERM="dumb")
-            cmd = orchat_command(*args)
-            os.execv(cmd[0], cmd)
-        self.seen = b""
-
-    def read_until(self, marker: bytes, timeout: float = 20) -> bytes:
-        deadline = time.time() + timeout
-        while marker not in self.seen:
-            remaining = deadline - time.time()
-            if remaining <= 0:
-                raise AssertionError(f"timed out waiting for {marker!r}; saw {self.seen[-500:]!r}")
-            ready, _, _ = select.select([self.fd], [], [], remaining)
-            if ready:
-                try:
-                    chunk = os.read(self.fd, 4096)
-                except OSError:
-                    break
-                if not chunk:
-                    break
-                self.seen += chunk
-        if marker not in self.seen:
-            raise AssertionError(f"terminal closed before {marker!r}; saw {self.seen[-800:]!r}")
-        start = self.seen.index(marker) + len(marker)
-        taken, self.seen = self.seen[:start], self.seen[start:]
-        return taken
-
-    def send(self, text: str) -> None:
-        os.write(self.fd, text.encode())
-
-    def wait(self, timeout: float = 20) -> int:
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            try:
-                self.read_until(b"\x00", timeout=0.2)
-            except AssertionError:
-                pass
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
-            if pid:
-                return os.waitstatus_to_exitcode(status)
-        os.kill(self.pid, signal.SIGKILL)
-        raise AssertionError("REPL did not exit")
+def open_repl(env: dict[str, str], *args: str) -> PtyRun:
+    return PtyRun(dict(env, TERM="dumb"), *args)
 
 
 def test_repl_keeps_context_handles_commands_and_multiline_input(api_env: dict[str, str], fake_openrouter: FakeOpenRouter, home: Path) -> None:
-    term = Terminal(api_env, "-m", "fake/echo")  # a TTY and no prompt: the REPL starts
+    term = open_repl(api_env, "-m", "fake/echo")  # a TTY and no prompt: the REPL starts
     term.read_until(b"orchat> ")
     term.send("first\r")
     assert b"echo: first" in term.read_until(b"orchat> ")
@@ -97,7 +48,7 @@ def test_repl_keeps_context_handles_commands_and_multiline_input(api_env: dict[s
 
 def test_ctrl_c_cancels_the_answer_and_returns_to_the_prompt_and_ctrl_d_leaves(api_env: dict[str, str], fake_openrouter: FakeOpenRouter, home: Path) -> None:
     fake_openrouter.chunk_delay = 0.4
-    term = Terminal(api_env, "-i")
+    term = open_repl(api_env, "-i")
     term.read_until(b"orchat> ")
     term.send("tell me\r")
     term.read_until(b"Hello ")

@@ -269,3 +269,23 @@ def test_a_symlink_planted_as_the_temp_file_is_refused(tmp_path: Path) -> None:
     with pytest.raises(StorageError, match="cannot write metrics store"):
         record_events([chat_event()], path=path)
     assert victim.read_text() == "keep me"
+
+
+def test_exec_choices_are_counted_by_choice_and_survive_a_reload(tmp_path: Path) -> None:
+    path = tmp_path / "metrics.json"
+    metricstore.record_exec_choices(["edit", "explain", "run"], path)
+    metricstore.record_exec_choices(["run", "bogus"], path)
+    store = load_store(path)
+    series = series_of(store)
+    assert series[("orchat_exec_total", (("choice", "run"),))] == 2
+    assert series[("orchat_exec_total", (("choice", "edit"),))] == 1
+    assert series[("orchat_exec_total", (("choice", "print"),))] == 0
+    assert ("orchat_exec_total", (("choice", "bogus"),)) not in series
+    assert parse_store(json.dumps({"format": 1, "exec": {"run": -3, "copy": 2, "evil": 9}}).encode())["exec"] == {
+        "run": 0,
+        "abort": 0,
+        "copy": 2,
+        "edit": 0,
+        "explain": 0,
+        "print": 0,
+    }
