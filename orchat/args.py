@@ -8,6 +8,7 @@ argparse at module level: the chat path parses its flags by hand (parse_chat_arg
 from __future__ import annotations
 
 from orchat import __version__
+from orchat.config import parse_list, parse_max_price, parse_sort
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ~8 ms to import; annotations here are strings anyway
@@ -67,11 +68,34 @@ def build_parser() -> Any:
     parser.add_argument("-i", "--interactive", action="store_true", help="start the interactive REPL")
     parser.add_argument("--reasoning", action="store_true", help="show the model's reasoning on stderr")
     parser.add_argument("--no-history", action="store_true", help="do not record this exchange")
+    routing = parser.add_argument_group("OpenRouter routing and privacy (sent only to OpenRouter; a warning elsewhere)")
+    routing.add_argument("--provider", type=_argument(parse_list), metavar="A,B", help="try these providers first (provider.order)")
+    routing.add_argument("--only", type=_argument(parse_list), metavar="A,B", help="use only these providers")
+    routing.add_argument("--ignore", type=_argument(parse_list), metavar="A,B", help="never use these providers")
+    routing.add_argument("--sort", type=_argument(parse_sort), metavar="price|throughput|latency", help="order providers by price, throughput or latency")
+    routing.add_argument("--max-price", type=_argument(parse_max_price), metavar="PROMPT[,COMPLETION]", help="highest price in USD per million tokens")
+    routing.add_argument("--no-fallbacks", action="store_true", help="no other provider when the chosen ones fail")
+    routing.add_argument("--deny-data-collection", action="store_true", help="only providers that do not store or train on data")
+    routing.add_argument("--zdr", action="store_true", help="only zero-data-retention endpoints")
     parser.add_argument("--version", action="version", version=f"orchat {__version__}")
     return parser
 
 
+def _argument(parse: Any) -> Any:
+    """Wrap PARSE (text -> value, ValueError) as an argparse type whose error names the problem."""
+    import argparse
+
+    def convert(text: str) -> Any:
+        try:
+            return parse(text)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(f"{text!r}: {err}") from None
+
+    return convert
+
+
 CHAT_VALUE_FLAGS = {"-m": "model", "--model": "model", "-s": "system", "--system": "system", "--temperature": "temperature", "--max-tokens": "max_tokens"}
+CHAT_VALUE_FLAGS.update({"--provider": "provider", "--only": "only", "--ignore": "ignore", "--sort": "sort", "--max-price": "max_price"})
 CHAT_BOOL_FLAGS = {
     "--no-stream": "no_stream",
     "--json": "json",
@@ -83,8 +107,27 @@ CHAT_BOOL_FLAGS = {
     "--interactive": "interactive",
     "--reasoning": "reasoning",
     "--no-history": "no_history",
+    "--no-fallbacks": "no_fallbacks",
+    "--deny-data-collection": "deny_data_collection",
+    "--zdr": "zdr",
 }
-CHAT_CONVERTERS = {"temperature": float, "max_tokens": int}
+CHAT_CONVERTERS: dict[str, Any] = {"temperature": float, "max_tokens": int, "provider": parse_list, "only": parse_list, "ignore": parse_list}
+CHAT_CONVERTERS.update(sort=parse_sort, max_price=parse_max_price)
+# Chat options that set an ORCHAT_* setting: dest -> (setting, value a boolean flag stands for).
+SETTING_FLAGS: dict[str, tuple[str, Any]] = {
+    "model": ("ORCHAT_MODEL", None),
+    "temperature": ("ORCHAT_TEMPERATURE", None),
+    "max_tokens": ("ORCHAT_MAX_TOKENS", None),
+    "system": ("ORCHAT_SYSTEM_PROMPT", None),
+    "provider": ("ORCHAT_PROVIDER", None),
+    "only": ("ORCHAT_ONLY", None),
+    "ignore": ("ORCHAT_IGNORE", None),
+    "sort": ("ORCHAT_SORT", None),
+    "max_price": ("ORCHAT_MAX_PRICE", None),
+    "no_fallbacks": ("ORCHAT_ALLOW_FALLBACKS", False),
+    "deny_data_collection": ("ORCHAT_DATA_COLLECTION", "deny"),
+    "zdr": ("ORCHAT_ZDR", True),
+}
 
 
 def parse_chat_args(args: list[str]) -> Any:
@@ -97,7 +140,7 @@ def parse_chat_args(args: list[str]) -> Any:
     """
     from types import SimpleNamespace
 
-    options = SimpleNamespace(prompt=[], model=None, system=None, temperature=None, max_tokens=None, **dict.fromkeys(CHAT_BOOL_FLAGS.values(), False))
+    options = SimpleNamespace(prompt=[], **dict.fromkeys(CHAT_VALUE_FLAGS.values()), **dict.fromkeys(CHAT_BOOL_FLAGS.values(), False))
     index = 0
     while index < len(args):
         arg = args[index]

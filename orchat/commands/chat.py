@@ -11,6 +11,7 @@ from orchat.chat.observers import chat_observers
 from orchat.chat.turn import Conversation, Output, TurnOptions, format_usage, run_turn, stdin_is_tty
 from orchat.config import Settings, load_settings
 from orchat.errors import ConfigError, InputError, UsageError
+from orchat.wire import routing
 from orchat.wire.openrouter import Client
 
 TYPE_CHECKING = False
@@ -59,12 +60,12 @@ def ensure_key(settings: Settings) -> None:
 
 
 def settings_from_options(options: Any) -> Settings:
-    flags = {
-        "ORCHAT_MODEL": options.model,
-        "ORCHAT_TEMPERATURE": options.temperature,
-        "ORCHAT_MAX_TOKENS": options.max_tokens,
-        "ORCHAT_SYSTEM_PROMPT": options.system,
-    }
+    from orchat.args import SETTING_FLAGS
+
+    flags: dict[str, Any] = {}
+    for dest, (name, flag_value) in SETTING_FLAGS.items():
+        given = getattr(options, dest, None)
+        flags[name] = given if flag_value is None else (flag_value if given else None)
     if options.temperature is not None and not 0 <= options.temperature <= 2:
         raise UsageError("--temperature must be between 0 and 2")
     if options.max_tokens is not None and options.max_tokens < 1:
@@ -76,7 +77,7 @@ def run_chat_command(options: Any) -> int:
     """Run a one-shot chat or the REPL from parsed OPTIONS; return the exit code."""
     settings = settings_from_options(options)
     output = Output(sys.stdout, sys.stderr)
-    for warning in settings.warnings:
+    for warning in settings.warnings + routing.inapplicable_warnings(settings):
         output.note(f"orchat: warning: {warning}")
     interactive = options.interactive or (not options.prompt and stdin_is_tty())
     piped = "" if interactive or stdin_is_tty() else read_stdin(settings.max_input_bytes)

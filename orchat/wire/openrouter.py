@@ -20,6 +20,7 @@ from orchat.errors import (
     UpstreamUnavailable,
     api_error_for_status,
 )
+from orchat.wire import routing
 from orchat.wire.framing import WireError
 from orchat.wire.sse import LineTooLong, SSEParser
 from orchat.wire.transport import REASONS, Transport, backoff_seconds, parse_retry_after
@@ -263,6 +264,8 @@ class Client:
 
     def build_body(self, messages: list[dict[str, Any]], *, model: str, stream: bool, temperature: float | None, max_tokens: int | None) -> dict[str, Any]:
         body: dict[str, Any] = {"model": model, "messages": messages, "stream": stream}
+        if self.settings.is_openrouter:
+            body.update(routing.openrouter_fields(self.settings, model))
         if temperature is not None:
             body["temperature"] = temperature
         if max_tokens is not None:

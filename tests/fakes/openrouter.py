@@ -21,6 +21,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from tests.fakes.openrouter_schema import check_chat_body
+
 TEST_KEY = "sk-or-v1-" + "7e57" * 16
 KNOWN_MODELS = [
     "openrouter/auto",
@@ -49,6 +51,7 @@ SCENARIOS = {
     "garbage-event",
     "long",
     "empty-stream",
+    "down",
 }
 DEFAULT_ANSWER = "Hello from the fake! ünïcödé ✓ 日本語"
 
@@ -328,11 +331,16 @@ class _Handler(BaseHTTPRequestHandler):
         if not body.get("messages") and not body.get("prompt"):
             self._error(400, 'Input required: specify "prompt" or "messages"')
             return
-        provider = body.get("provider")
-        if isinstance(provider, dict) and set(provider) - _PROVIDER_KEYS:
-            self._error(400, f"Invalid provider preferences: unknown key {sorted(set(provider) - _PROVIDER_KEYS)[0]}")
+        problem = check_chat_body(body)
+        if problem:
+            self._error(400, problem)
             return
-        model = str(body.get("model") or "openrouter/auto")
+        # With `models`, OpenRouter serves the first one that works; fake/down never does.
+        candidates = body.get("models") or [body.get("model") or "openrouter/auto"]
+        model = str(next((m for m in candidates if m != "fake/down"), candidates[-1]))
+        if model == "fake/down":
+            self._error(503, "Service temporarily unavailable")
+            return
         scenario = model.split("/", 1)[1] if model.startswith("fake/") else ""
         if model not in KNOWN_MODELS and scenario not in SCENARIOS:
             self._error(400, f"{model} is not a valid model ID", {"user_id": "user_fake"})
@@ -543,23 +551,6 @@ class _Handler(BaseHTTPRequestHandler):
         if done:
             self._event("[DONE]")
         self._end()
-
-
-_PROVIDER_KEYS = {
-    "order",
-    "only",
-    "ignore",
-    "allow_fallbacks",
-    "require_parameters",
-    "data_collection",
-    "zdr",
-    "enforce_distillable_text",
-    "quantizations",
-    "sort",
-    "max_price",
-    "preferred_min_throughput",
-    "preferred_max_latency",
-}
 
 
 def _pieces(text: str, words: int) -> list[str]:

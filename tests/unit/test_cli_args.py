@@ -13,6 +13,8 @@ AGREEING = [
     ["--model=a/b", "--temperature=1", "q"],
     ["-c", "-u", "--json", "--no-stream", "--reasoning", "--no-history", "q"],
     ["-i"],
+    ["--provider", "A,B", "--only=C", "--ignore", "D", "--sort", "price", "--max-price", "1,2", "q"],
+    ["--no-fallbacks", "--deny-data-collection", "--zdr", "q"],
     ["--", "-m", "is", "a", "word"],
     ["-"],
     [],
@@ -26,6 +28,8 @@ def test_fast_parser_matches_argparse(args: list[str]) -> None:
     assert vars(fast) == vars(build_parser().parse_args(args))
 
 
-@pytest.mark.parametrize("args", [["--help"], ["-h"], ["--bogus"], ["-cu", "x"], ["--temperature", "hot"], ["-m"], ["--json=1"]])
+@pytest.mark.parametrize(
+    "args", [["--help"], ["-h"], ["--bogus"], ["-cu", "x"], ["--temperature", "hot"], ["-m"], ["--json=1"], ["--sort", "cheap"], ["--max-price", "1,x"]]
+)
 def test_fast_parser_defers_unusual_input_to_argparse(args: list[str]) -> None:
     assert parse_chat_args(args) is None
