@@ -57,7 +57,7 @@ def build_parser() -> Any:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("prompt", nargs="*", help="the question (words are joined with spaces)")
-    parser.add_argument("-m", "--model", help="model id (default openrouter/auto, or ORCHAT_MODEL)")
+    parser.add_argument("-m", "--model", help="model id, or a,b,c to fall back in order (default openrouter/auto, or ORCHAT_MODEL)")
     parser.add_argument("-s", "--system", help="system prompt, or @FILE to read it from a file")
     parser.add_argument("--temperature", type=float, help="sampling temperature 0-2")
     parser.add_argument("--max-tokens", type=int, help="cap on answer tokens")

@@ -78,6 +78,8 @@ def test_format_usage_variants() -> None:
     assert format_usage(result) == "usage: prompt 3, completion 4, total 7 tokens, reasoning 2, cost 0.5 credits"
     result.usage = {"total_tokens": 1}
     assert format_usage(result) == "usage: prompt ?, completion ?, total 1 tokens"
+    result.model = "b/answered"
+    assert format_usage(result) == "usage: prompt ?, completion ?, total 1 tokens, model b/answered"
 
 
 def test_read_message_handles_single_and_multiline_input() -> None:

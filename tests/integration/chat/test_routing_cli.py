@@ -104,3 +104,53 @@ def test_the_fake_refuses_what_openrouter_refuses(fake_openrouter: FakeOpenRoute
 def test_the_fake_serves_the_first_working_model_of_models(fake_openrouter: FakeOpenRouter) -> None:
     status, text = post_raw(fake_openrouter, {"model": "fake/down", "models": ["fake/down", "fake/echo"], "messages": [{"role": "user", "content": "hi"}]})
     assert status == 200 and json.loads(text)["model"] == "fake/echo"
+
+
+def history_records(home: Path) -> list[dict]:
+    return [json.loads(line) for line in (home / ".orchat_history").read_text().splitlines()]
+
+
+def test_elsewhere_orchat_tries_the_listed_models_in_order_before_any_output(api_env: dict[str, str], fake_openrouter: FakeOpenRouter, home: Path) -> None:
+    env = dict(api_env, ORCHAT_RETRY_ATTEMPTS="0", ORCHAT_MODEL="fake/down,fake/echo")
+    proc = run_orchat("-u", "hi", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "echo: hi\n"
+    assert [r.body["model"] for r in fake_openrouter.chat_requests()] == ["fake/down", "fake/echo"]
+    assert all("models" not in r.body for r in fake_openrouter.chat_requests())
+    lines = proc.stderr.splitlines()
+    assert lines[0] == "orchat: fake/down failed (HTTP 503: Service temporarily unavailable); trying fake/echo"
+    assert lines[1] == "orchat: answered by fake/echo"
+    assert lines[2].startswith("usage: prompt ") and lines[2].endswith(", model fake/echo")
+    record = history_records(home)[-1]
+    assert (record["model"], record["requested_model"], record["status"]) == ("fake/echo", "fake/down,fake/echo", "ok")
+    as_json = json.loads(run_orchat("--json", "-m", "fake/down,fake/echo", "hi", env=env).stdout)
+    assert as_json["model"] == "fake/echo"
+
+
+def test_on_openrouter_the_model_list_is_one_request_and_minus_u_names_the_model_that_answered(
+    api_env: dict[str, str], fake_openrouter: FakeOpenRouter, home: Path
+) -> None:
+    proc = run_orchat("-u", "-m", "fake/down,fake/echo", "hi", env=dict(api_env, ORCHAT_API_FLAVOR="openrouter"))
+    assert proc.returncode == 0, proc.stderr
+    assert len(fake_openrouter.chat_requests()) == 1
+    assert proc.stderr.startswith("usage: prompt ") and proc.stderr.rstrip().endswith(", model fake/echo")
+    assert history_records(home)[-1]["model"] == "fake/echo"
+
+
+def test_a_refused_request_is_not_retried_on_the_next_model(api_env: dict[str, str], fake_openrouter: FakeOpenRouter) -> None:
+    proc = run_orchat("-m", "nobody/none,fake/echo", "hi", env=dict(api_env, ORCHAT_RETRY_ATTEMPTS="0"))
+    assert proc.returncode == 65 and "not a valid model ID" in proc.stderr
+    assert len(fake_openrouter.chat_requests()) == 1
+
+
+def test_a_failure_after_output_started_is_not_spliced_with_another_model(api_env: dict[str, str], fake_openrouter: FakeOpenRouter) -> None:
+    proc = run_orchat("-m", "fake/midstream-error,fake/echo", "hi", env=dict(api_env, ORCHAT_RETRY_ATTEMPTS="0"))
+    assert proc.returncode == 76
+    assert len(fake_openrouter.chat_requests()) == 1
+
+
+def test_every_model_failing_reports_the_last_error(api_env: dict[str, str], fake_openrouter: FakeOpenRouter, home: Path) -> None:
+    proc = run_orchat("-m", "fake/down,fake/down", "hi", env=dict(api_env, ORCHAT_RETRY_ATTEMPTS="0"))
+    assert proc.returncode == 69 and proc.stderr.endswith("orchat: error: HTTP 503: Service temporarily unavailable\n")
+    assert len(fake_openrouter.chat_requests()) == 1  # the repeat is dropped: a,a is one model
+    assert history_records(home)[-1]["status"] == "error"
