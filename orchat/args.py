@@ -58,6 +58,7 @@ def build_parser() -> Any:
     )
     parser.add_argument("prompt", nargs="*", help="the question (words are joined with spaces)")
     parser.add_argument("-m", "--model", help="model id, or a,b,c to fall back in order (default openrouter/auto, or ORCHAT_MODEL)")
+    parser.add_argument("-p", "--profile", help="lay ~/.config/orchat/profiles/PROFILE (or /etc/orchat/profiles/) over the config")
     parser.add_argument("-s", "--system", help="system prompt, or @FILE to read it from a file")
     parser.add_argument("--temperature", type=float, help="sampling temperature 0-2")
     parser.add_argument("--max-tokens", type=int, help="cap on answer tokens")
@@ -95,7 +96,9 @@ def _argument(parse: Any) -> Any:
 
 
 CHAT_VALUE_FLAGS = {"-m": "model", "--model": "model", "-s": "system", "--system": "system", "--temperature": "temperature", "--max-tokens": "max_tokens"}
-CHAT_VALUE_FLAGS.update({"--provider": "provider", "--only": "only", "--ignore": "ignore", "--sort": "sort", "--max-price": "max_price"})
+CHAT_VALUE_FLAGS.update(
+    {"-p": "profile", "--profile": "profile", "--provider": "provider", "--only": "only", "--ignore": "ignore", "--sort": "sort", "--max-price": "max_price"}
+)
 CHAT_BOOL_FLAGS = {
     "--no-stream": "no_stream",
     "--json": "json",

@@ -124,6 +124,12 @@ PROVIDER_SORTS = ("price", "throughput", "latency")
 parse_sort = _choice(*PROVIDER_SORTS)
 
 
+def _aliases(text: str) -> dict[str, str]:
+    from orchat.profiles import parse_aliases
+
+    return parse_aliases(text)
+
+
 def _log_level(text: str) -> str:
     # Validated against the 13-level table by orchat.telemetry.logs; here we only normalise.
     return text.strip().upper()
@@ -143,7 +149,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "ORCHAT_API_FLAVOR", "", _optional(_choice("openrouter", "openai")), "openrouter or openai; empty: OpenRouter when the base URL's host is openrouter.ai"
     ),
-    Setting("ORCHAT_MODEL", "openrouter/auto", _text, "model id (-m); a,b,c = fallbacks in order"),
+    Setting("ORCHAT_MODEL", "openrouter/auto", _text, "model id or alias (-m); a,b,c = fallbacks in order"),
+    Setting("ORCHAT_PROFILE", "", _text, "profile laid over this config: ~/.config/orchat/profiles/NAME or /etc/orchat/profiles/NAME (-p)"),
+    Setting("ORCHAT_FALLBACK_PROFILES", "", parse_list, "profiles tried in turn when the primary fails before any output (comma list)"),
+    Setting("ORCHAT_ALIASES", "", _aliases, "model aliases name=model,name=model (also aliases files; orchat models --aliases)"),
     Setting("ORCHAT_PROVIDER", "", parse_list, "OpenRouter: providers to try first, comma list (--provider)"),
     Setting("ORCHAT_ONLY", "", parse_list, "OpenRouter: only these providers (--only)"),
     Setting("ORCHAT_IGNORE", "", parse_list, "OpenRouter: never these providers (--ignore)"),
@@ -291,11 +300,12 @@ def _is_group_or_world_readable(path: Path) -> bool:
         return False
 
 
-def load_settings(flags: dict[str, Any] | None = None, environ: dict[str, str] | None = None) -> Settings:
-    """Return the effective Settings from defaults, config files, environment and FLAGS.
+def load_settings(flags: dict[str, Any] | None = None, environ: dict[str, str] | None = None, profile: str | None = None) -> Settings:
+    """Return the effective Settings from defaults, config files, environment, a profile and FLAGS.
 
     FLAGS maps setting names (ORCHAT_MODEL) to already-typed values from the command line; None
-    means "not given". Raise ConfigError naming the variable for an invalid value.
+    means "not given". PROFILE (else ORCHAT_PROFILE) names a profile laid over the files and the
+    environment (orchat.profiles). Raise ConfigError naming the variable for an invalid value.
     """
     env = os.environ if environ is None else environ
     settings = Settings()
@@ -322,6 +332,12 @@ def load_settings(flags: dict[str, Any] | None = None, environ: dict[str, str] |
     for setting in SETTINGS:
         if setting.name in env:
             raw[setting.name] = (env[setting.name], "env")
+    if profile:
+        raw["ORCHAT_PROFILE"] = (profile, "flag")
+    if raw["ORCHAT_PROFILE"][0].strip():
+        from orchat.profiles import overlay_profile
+
+        key, key_source = overlay_profile(raw["ORCHAT_PROFILE"][0].strip(), raw, (key, key_source), settings, parse_config_file)
     for name, (text, source) in raw.items():
         try:
             settings.values[name] = SETTINGS_BY_NAME[name].parse(text)

@@ -11,6 +11,7 @@ from orchat.chat.observers import chat_observers
 from orchat.chat.turn import Conversation, Output, TurnOptions, format_usage, run_turn, stdin_is_tty
 from orchat.config import Settings, load_settings
 from orchat.errors import ConfigError, InputError, UsageError
+from orchat.profiles import load_aliases, resolve_models
 from orchat.wire import routing
 from orchat.wire.openrouter import Client
 
@@ -70,7 +71,24 @@ def settings_from_options(options: Any) -> Settings:
         raise UsageError("--temperature must be between 0 and 2")
     if options.max_tokens is not None and options.max_tokens < 1:
         raise UsageError("--max-tokens must be at least 1")
-    return load_settings(flags)
+    settings = load_settings(flags, profile=getattr(options, "profile", None))
+    settings.values["ORCHAT_MODEL"] = resolve_models(settings.model, load_aliases(settings))
+    return settings
+
+
+def load_fallback_profiles(settings: Settings) -> list[tuple[str, Settings]]:
+    """Return (name, settings) of each ORCHAT_FALLBACK_PROFILES entry, with its own model resolved.
+
+    Raise ConfigError when one of them is missing or invalid: better now than when it is needed.
+    """
+    # Routing and privacy flags typed for this run (--zdr, ...) bind every OpenRouter profile.
+    flags = {name: settings.values[name] for name in routing.ROUTING_FLAGS if settings.sources.get(name) == "flag"}
+    fallbacks = []
+    for name in settings.fallback_profiles:
+        profile_settings = load_settings(flags, profile=name)
+        profile_settings.values["ORCHAT_MODEL"] = resolve_models(profile_settings.model, load_aliases(profile_settings))
+        fallbacks.append((name, profile_settings))
+    return fallbacks
 
 
 def run_chat_command(options: Any) -> int:
@@ -100,6 +118,7 @@ def run_chat_command(options: Any) -> int:
         max_tokens=settings.max_tokens,
         show_reasoning=options.reasoning,
     )
+    turn.fallback_profiles = load_fallback_profiles(settings)
     from orchat.telemetry.logs import client_hooks  # retries at WARNING, each SSE event at QUANTUM (-1)
 
     client = Client(settings, **client_hooks(settings))

@@ -11,6 +11,7 @@ from orchat.config import SETTINGS, load_settings, mask_key
 
 def add_arguments(parser: Any) -> None:
     parser.add_argument("action", choices=["show", "path"], nargs="?", default="show")
+    parser.add_argument("-p", "--profile", help="show the settings with this profile laid over them (each value says where it comes from)")
 
 
 def run(args: Any) -> int:
@@ -19,7 +20,7 @@ def run(args: Any) -> int:
             state = "present" if path.exists() else "absent"
             sys.stdout.write(f"{path}\t{state}\n")
         return 0
-    settings = load_settings()
+    settings = load_settings(profile=args.profile)
     out = [f"{'API key':<26} {mask_key(settings.api_key)}  ({settings.api_key_source or 'not set'})"]
     for setting in SETTINGS:
         value = settings.values[setting.name]

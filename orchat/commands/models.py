@@ -6,7 +6,7 @@ import json
 import sys
 from typing import Any
 
-from orchat.config import load_settings
+from orchat.config import Settings, load_settings
 from orchat.wire.cache import BYTES_PER_MEGABYTE, Cache
 from orchat.wire.openrouter import Client
 
@@ -17,6 +17,7 @@ def add_arguments(parser: Any) -> None:
     parser.add_argument("search", nargs="?", default="", help="only models whose id or name contains this text")
     parser.add_argument("--json", action="store_true", help="print the entries as a JSON array")
     parser.add_argument("--refresh", action="store_true", help="ignore the cached list")
+    parser.add_argument("--aliases", action="store_true", help="list the model aliases (ORCHAT_ALIASES, aliases files) instead")
 
 
 def format_price(pricing: dict[str, Any]) -> str:
@@ -34,6 +35,8 @@ def format_price(pricing: dict[str, Any]) -> str:
 
 def run(args: Any) -> int:
     settings = load_settings()
+    if args.aliases:
+        return show_aliases(settings, as_json=args.json)
     cache = Cache(limit_bytes=settings.cache_size * BYTES_PER_MEGABYTE)
     cache_key = f"models {settings.api_base}"
     models = None if args.refresh else cache.get(cache_key, MODELS_MAX_AGE_SECONDS)
@@ -52,4 +55,19 @@ def run(args: Any) -> int:
         sys.stdout.write(f"{model['id']}{'  ' + extra if extra else ''}\n")
     if not chosen:
         sys.stderr.write(f"orchat: no model matches {args.search!r}\n")
+    return 0
+
+
+def show_aliases(settings: Settings, *, as_json: bool) -> int:
+    """Print each alias, its model and where it is defined (JSON object with --json)."""
+    from orchat.profiles import load_aliases
+
+    aliases = load_aliases(settings)
+    if as_json:
+        sys.stdout.write(json.dumps({name: model for name, (model, _) in aliases.items()}) + "\n")
+        return 0
+    width = max((len(name) for name in aliases), default=0)
+    sys.stdout.write("".join(f"{name:<{width}}  {model}  ({source})\n" for name, (model, source) in aliases.items()))
+    if not aliases:
+        sys.stderr.write("orchat: no aliases: set ORCHAT_ALIASES=name=model,... or write NAME=MODEL lines to ~/.config/orchat/aliases\n")
     return 0

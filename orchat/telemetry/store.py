@@ -58,6 +58,7 @@ def empty_store() -> dict[str, Any]:
         "format": STORE_FORMAT,
         "models": [],
         "requests": {},
+        "fallbacks": {},
         "errors": dict.fromkeys(ERROR_TYPES, 0),
         "tokens": dict.fromkeys(TOKEN_KINDS, 0),
         "cost": 0.0,
@@ -99,7 +100,7 @@ def parse_store(data: bytes) -> dict[str, Any]:
     store = empty_store()
     if isinstance(raw.get("models"), list):
         store["models"] = [str(m) for m in raw["models"]][:MAX_MODEL_LABELS]
-    for section, names in (("requests", None), ("errors", ERROR_TYPES), ("tokens", TOKEN_KINDS)):
+    for section, names in (("requests", None), ("fallbacks", None), ("errors", ERROR_TYPES), ("tokens", TOKEN_KINDS)):
         values = raw.get(section)
         if isinstance(values, dict):
             for name, value in values.items():
@@ -159,6 +160,9 @@ def add_event(store: dict[str, Any], event: Mapping[str, Any], allowed: Sequence
     """Add one chat EVENT (the dict documented in orchat.chat.observers) to STORE, in place."""
     label = model_label(store, str(event.get("model") or ""), allowed)
     store["requests"][label] = store["requests"].get(label, 0) + 1
+    profile = str(event.get("profile") or "")
+    if profile and event.get("status") == "ok":  # profile names are config file names: a bounded set
+        store["fallbacks"][profile] = store["fallbacks"].get(profile, 0) + 1
     if event.get("status") != "ok":
         kind = error_label(event)
         store["errors"][kind] += 1
@@ -260,7 +264,10 @@ def chat_families(store: Mapping[str, Any], models: Sequence[str] = ()) -> list[
         tokens.inc(store["tokens"].get(kind, 0), kind=kind)
     cost = Counter("orchat_cost_total", "Cost the provider reported, in its credits (OpenRouter: USD).")
     cost.inc(store["cost"])
-    families: list[Family] = [requests, errors, tokens, cost]
+    fallbacks = Counter("orchat_fallback_answers_total", "Chat answers given by a fallback profile (ORCHAT_FALLBACK_PROFILES), by profile.", ["profile"])
+    for profile, value in store["fallbacks"].items():
+        fallbacks.inc(value, profile=profile)
+    families: list[Family] = [requests, errors, tokens, cost, fallbacks]
     for key, (name, help_text) in HISTOGRAMS.items():
         histogram = Histogram(name, help_text, buckets=LATENCY_BUCKETS_SECONDS)
         histogram.load(store["histograms"][key]["counts"], store["histograms"][key]["sum"])
