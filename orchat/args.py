@@ -8,7 +8,7 @@ argparse at module level: the chat path parses its flags by hand (parse_chat_arg
 from __future__ import annotations
 
 from orchat import __version__
-from orchat.config import parse_list, parse_max_price, parse_sort
+from orchat.config import parse_effort, parse_list, parse_max_price, parse_sort
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ~8 ms to import; annotations here are strings anyway
@@ -78,6 +78,14 @@ def build_parser() -> Any:
     routing.add_argument("--no-fallbacks", action="store_true", help="no other provider when the chosen ones fail")
     routing.add_argument("--deny-data-collection", action="store_true", help="only providers that do not store or train on data")
     routing.add_argument("--zdr", action="store_true", help="only zero-data-retention endpoints")
+    answer = parser.add_argument_group("reasoning and structured output")
+    answer.add_argument(
+        "--effort", type=_argument(parse_effort), metavar="low|medium|high", help="reasoning effort (OpenRouter reasoning.effort, else reasoning_effort)"
+    )
+    answer.add_argument("--reasoning-tokens", type=int, metavar="N", help="OpenRouter: reasoning budget in tokens (reasoning.max_tokens)")
+    answer.add_argument("--no-reasoning", action="store_true", help="OpenRouter: leave the reasoning out of the answer (reasoning.exclude)")
+    answer.add_argument("--schema", metavar="FILE|JSON", help="ask for JSON matching this JSON schema (strict); a non-matching answer is exit 76")
+    answer.add_argument("--json-object", action="store_true", help="ask for any JSON object; anything else is exit 76")
     parser.add_argument("--version", action="version", version=f"orchat {__version__}")
     return parser
 
@@ -99,6 +107,7 @@ CHAT_VALUE_FLAGS = {"-m": "model", "--model": "model", "-s": "system", "--system
 CHAT_VALUE_FLAGS.update(
     {"-p": "profile", "--profile": "profile", "--provider": "provider", "--only": "only", "--ignore": "ignore", "--sort": "sort", "--max-price": "max_price"}
 )
+CHAT_VALUE_FLAGS.update({"--effort": "effort", "--reasoning-tokens": "reasoning_tokens", "--schema": "schema"})
 CHAT_BOOL_FLAGS = {
     "--no-stream": "no_stream",
     "--json": "json",
@@ -113,9 +122,11 @@ CHAT_BOOL_FLAGS = {
     "--no-fallbacks": "no_fallbacks",
     "--deny-data-collection": "deny_data_collection",
     "--zdr": "zdr",
+    "--no-reasoning": "no_reasoning",
+    "--json-object": "json_object",
 }
 CHAT_CONVERTERS: dict[str, Any] = {"temperature": float, "max_tokens": int, "provider": parse_list, "only": parse_list, "ignore": parse_list}
-CHAT_CONVERTERS.update(sort=parse_sort, max_price=parse_max_price)
+CHAT_CONVERTERS.update(sort=parse_sort, max_price=parse_max_price, effort=parse_effort, reasoning_tokens=int)
 # Chat options that set an ORCHAT_* setting: dest -> (setting, value a boolean flag stands for).
 SETTING_FLAGS: dict[str, tuple[str, Any]] = {
     "model": ("ORCHAT_MODEL", None),

@@ -122,6 +122,7 @@ def parse_max_price(text: str) -> dict[str, float]:
 
 PROVIDER_SORTS = ("price", "throughput", "latency")
 parse_sort = _choice(*PROVIDER_SORTS)
+parse_effort = _choice("low", "medium", "high")
 
 
 def _aliases(text: str) -> dict[str, str]:

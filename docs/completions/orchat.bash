@@ -24,7 +24,7 @@ _orchat() {
             continue
         fi
         case "$path|$word" in
-            '|-m' | '|--model' | '|-p' | '|--profile' | '|-s' | '|--system' | '|--temperature' | '|--max-tokens' | '|--provider' | '|--only' | '|--ignore' | '|--sort' | '|--max-price' | 'config|-p' | 'config|--profile' | 'history|-n' | 'history|--limit' | 'health-check|--component' | 'health-check|--prefix' | 'health-check|--timeout' | 'daemon|--addr' | 'daemon|--port' | 'daemon|--instance-name' | 'backup create|--output' | 'backup prune|--keep-days' | 'audit|--anchor' | 'metrics|--textfile' | 'metrics|--addr' | 'metrics|--port') skip=1 ;;
+            '|-m' | '|--model' | '|-p' | '|--profile' | '|-s' | '|--system' | '|--temperature' | '|--max-tokens' | '|--provider' | '|--only' | '|--ignore' | '|--sort' | '|--max-price' | '|--effort' | '|--reasoning-tokens' | '|--schema' | 'config|-p' | 'config|--profile' | 'history|-n' | 'history|--limit' | 'health-check|--component' | 'health-check|--prefix' | 'health-check|--timeout' | 'daemon|--addr' | 'daemon|--port' | 'daemon|--instance-name' | 'backup create|--output' | 'backup prune|--keep-days' | 'audit|--anchor' | 'metrics|--textfile' | 'metrics|--addr' | 'metrics|--port') skip=1 ;;
             'backup|create') path="$path create" npos=0 ;;
             'backup|list') path="$path list" npos=0 ;;
             'backup|verify') path="$path verify" npos=0 ;;
@@ -49,6 +49,9 @@ _orchat() {
         '|--ignore') :; return 0 ;;
         '|--sort') :; return 0 ;;
         '|--max-price') :; return 0 ;;
+        '|--effort') :; return 0 ;;
+        '|--reasoning-tokens') :; return 0 ;;
+        '|--schema') _orchat_reply "$cur" -f; return 0 ;;
         'config|-p' | 'config|--profile') _orchat_reply "$cur" -f; return 0 ;;
         'history|-n' | 'history|--limit') :; return 0 ;;
         'health-check|--component') :; return 0 ;;
@@ -66,7 +69,7 @@ _orchat() {
     esac
     if [[ $cur == -* ]]; then
         case $path in
-            '') opts='-h --help -m --model -p --profile -s --system --temperature --max-tokens --no-stream --json -u --usage -c --continue -i --interactive --reasoning --no-history --provider --only --ignore --sort --max-price --no-fallbacks --deny-data-collection --zdr --version' ;;
+            '') opts='-h --help -m --model -p --profile -s --system --temperature --max-tokens --no-stream --json -u --usage -c --continue -i --interactive --reasoning --no-history --provider --only --ignore --sort --max-price --no-fallbacks --deny-data-collection --zdr --effort --reasoning-tokens --no-reasoning --schema --json-object --version' ;;
             'models') opts='-h --help --json --refresh --aliases' ;;
             'config') opts='-h --help -p --profile' ;;
             'history') opts='-h --help --json -n --limit' ;;

@@ -35,6 +35,8 @@ class TurnOptions:
 
     def __init__(self, model: str, stream: bool = True, temperature: float | None = None, max_tokens: int | None = None, show_reasoning: bool = False) -> None:
         self.fallback_profiles: list[tuple[str, Settings]] = []  # (name, settings) tried after the primary
+        self.reasoning: dict[str, Any] | None = None  # {effort | max_tokens, exclude}
+        self.response_format: dict[str, Any] | None = None
         self.model = model
         self.stream = stream
         self.temperature = temperature
@@ -140,7 +142,15 @@ def run_turn(
     results: list[tuple[Attempt, ChatResult]] = []
 
     def build_body(attempt: Attempt) -> dict[str, Any]:
-        return attempt.client.build_body(sent, model=attempt.model, stream=options.stream, temperature=options.temperature, max_tokens=options.max_tokens)
+        return attempt.client.build_body(
+            sent,
+            model=attempt.model,
+            stream=options.stream,
+            temperature=options.temperature,
+            max_tokens=options.max_tokens,
+            reasoning=options.reasoning,
+            response_format=options.response_format,
+        )
 
     started = time.monotonic()
     status, error_text = "ok", ""

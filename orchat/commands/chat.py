@@ -8,9 +8,10 @@ from pathlib import Path
 
 from orchat.chat import history
 from orchat.chat.observers import chat_observers
+from orchat.chat.schema import check_answer, response_format_for
 from orchat.chat.turn import Conversation, Output, TurnOptions, format_usage, run_turn, stdin_is_tty
 from orchat.config import Settings, load_settings
-from orchat.errors import ConfigError, InputError, UsageError
+from orchat.errors import ConfigError, InputError, ProtocolError, UsageError
 from orchat.profiles import load_aliases, resolve_models
 from orchat.wire import routing
 from orchat.wire.openrouter import Client
@@ -76,6 +77,22 @@ def settings_from_options(options: Any) -> Settings:
     return settings
 
 
+def reasoning_request(options: Any) -> dict[str, Any] | None:
+    """Return the `reasoning` object asked for by --effort, --reasoning-tokens and --no-reasoning, or None.
+
+    Raise UsageError for --effort with --reasoning-tokens (OpenRouter takes one) or a budget below 1.
+    """
+    effort, budget = getattr(options, "effort", None), getattr(options, "reasoning_tokens", None)
+    if effort and budget is not None:
+        raise UsageError("--effort and --reasoning-tokens exclude each other")
+    if budget is not None and budget < 1:
+        raise UsageError("--reasoning-tokens must be at least 1")
+    reasoning: dict[str, Any] = {"effort": effort} if effort else ({"max_tokens": budget} if budget is not None else {})
+    if getattr(options, "no_reasoning", False):
+        reasoning["exclude"] = True
+    return reasoning or None
+
+
 def load_fallback_profiles(settings: Settings) -> list[tuple[str, Settings]]:
     """Return (name, settings) of each ORCHAT_FALLBACK_PROFILES entry, with its own model resolved.
 
@@ -119,6 +136,10 @@ def run_chat_command(options: Any) -> int:
         show_reasoning=options.reasoning,
     )
     turn.fallback_profiles = load_fallback_profiles(settings)
+    turn.reasoning = reasoning_request(options)
+    turn.response_format, schema = response_format_for(getattr(options, "schema", None), getattr(options, "json_object", False))
+    if not settings.is_openrouter and (getattr(options, "reasoning_tokens", None) is not None or getattr(options, "no_reasoning", False)):
+        output.note(f"orchat: warning: --reasoning-tokens, --no-reasoning apply only to OpenRouter; not sent to {settings.api_base}")
     from orchat.telemetry.logs import client_hooks  # retries at WARNING, each SSE event at QUANTUM (-1)
 
     client = Client(settings, **client_hooks(settings))
@@ -129,10 +150,16 @@ def run_chat_command(options: Any) -> int:
         return run_repl(client, settings, conversation, turn, output, record_history=not options.no_history, observers=observers)
     if not prompt:
         raise UsageError("no prompt: give a question, pipe input, or use -i for the REPL")
-    if options.json:
+    if options.json or schema is not None:  # the whole answer first: printed as JSON, or checked before printing
         quiet = Output(sys.stdout, sys.stderr, quiet=True)
         result = run_turn(client, settings, conversation, prompt, turn, quiet, record_history=not options.no_history, observers=observers)
-        output.answer(json.dumps(result.as_json(), ensure_ascii=False) + "\n")
+        if schema is not None:
+            try:
+                check_answer(result.content, schema)
+            except ProtocolError:
+                output.note(result.content)  # the answer is kept, on stderr, for a person to read
+                raise
+        output.answer(json.dumps(result.as_json(), ensure_ascii=False) + "\n" if options.json else result.content.rstrip("\n") + "\n")
         output.raise_failure()
     else:
         result = run_turn(client, settings, conversation, prompt, turn, output, record_history=not options.no_history, observers=observers)

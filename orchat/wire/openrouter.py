@@ -262,10 +262,23 @@ class Client:
             raise ProtocolError("GET /key: no data object in the answer", error_type="protocol")
         return info
 
-    def build_body(self, messages: list[dict[str, Any]], *, model: str, stream: bool, temperature: float | None, max_tokens: int | None) -> dict[str, Any]:
+    def build_body(
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        model: str,
+        stream: bool,
+        temperature: float | None,
+        max_tokens: int | None,
+        reasoning: dict[str, Any] | None = None,
+        response_format: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         body: dict[str, Any] = {"model": model, "messages": messages, "stream": stream}
         if self.settings.is_openrouter:
             body.update(routing.openrouter_fields(self.settings, model))
+            if response_format and response_format.get("type") == "json_schema":
+                body.setdefault("provider", {})["require_parameters"] = True
+        body.update(routing.answer_fields(self.settings, reasoning, response_format))
         if temperature is not None:
             body["temperature"] = temperature
         if max_tokens is not None:

@@ -91,3 +91,21 @@ def openrouter_fields(settings: Settings, model: str) -> dict[str, Any]:
     if prefs:
         fields["provider"] = prefs
     return fields
+
+
+def answer_fields(settings: Settings, reasoning: dict[str, Any] | None, response_format: dict[str, Any] | None) -> dict[str, Any]:
+    """Return the body fields for REASONING ({effort|max_tokens, exclude}) and RESPONSE_FORMAT.
+
+    OpenRouter gets `reasoning` as is, and `provider.require_parameters` with a JSON schema so no
+    provider that would ignore the schema is picked. Other servers get only the OpenAI fields:
+    `reasoning_effort` and `response_format`.
+    """
+    fields: dict[str, Any] = {}
+    if reasoning:
+        if settings.is_openrouter:
+            fields["reasoning"] = dict(reasoning)
+        elif reasoning.get("effort"):
+            fields["reasoning_effort"] = reasoning["effort"]
+    if response_format:
+        fields["response_format"] = response_format
+    return fields

@@ -15,6 +15,8 @@ AGREEING = [
     ["-i"],
     ["--provider", "A,B", "--only=C", "--ignore", "D", "--sort", "price", "--max-price", "1,2", "q"],
     ["--no-fallbacks", "--deny-data-collection", "--zdr", "q"],
+    ["-p", "local", "--effort", "high", "--no-reasoning", "--schema", "s.json", "--json-object", "q"],
+    ["--profile=x", "--reasoning-tokens", "9", "q"],
     ["--", "-m", "is", "a", "word"],
     ["-"],
     [],
