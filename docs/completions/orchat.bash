@@ -24,7 +24,7 @@ _orchat() {
             continue
         fi
         case "$path|$word" in
-            '|-m' | '|--model' | '|-p' | '|--profile' | '|-s' | '|--system' | '|--temperature' | '|--max-tokens' | '|--provider' | '|--only' | '|--ignore' | '|--sort' | '|--max-price' | '|--effort' | '|--reasoning-tokens' | '|--schema' | 'config|-p' | 'config|--profile' | 'history|-n' | 'history|--limit' | 'health-check|--component' | 'health-check|--prefix' | 'health-check|--timeout' | 'daemon|--addr' | 'daemon|--port' | 'daemon|--instance-name' | 'backup create|--output' | 'backup prune|--keep-days' | 'audit|--anchor' | 'metrics|--textfile' | 'metrics|--addr' | 'metrics|--port') skip=1 ;;
+            '|-m' | '|--model' | '|-p' | '|--profile' | '|-s' | '|--system' | '|--temperature' | '|--max-tokens' | '|--provider' | '|--only' | '|--ignore' | '|--sort' | '|--max-price' | '|--effort' | '|--reasoning-tokens' | '|--schema' | 'models|--max-price' | 'models|--supports' | 'config|-p' | 'config|--profile' | 'history|-n' | 'history|--limit' | 'health-check|--component' | 'health-check|--prefix' | 'health-check|--timeout' | 'daemon|--addr' | 'daemon|--port' | 'daemon|--instance-name' | 'backup create|--output' | 'backup prune|--keep-days' | 'audit|--anchor' | 'metrics|--textfile' | 'metrics|--addr' | 'metrics|--port') skip=1 ;;
             'backup|create') path="$path create" npos=0 ;;
             'backup|list') path="$path list" npos=0 ;;
             'backup|verify') path="$path verify" npos=0 ;;
@@ -52,6 +52,8 @@ _orchat() {
         '|--effort') :; return 0 ;;
         '|--reasoning-tokens') :; return 0 ;;
         '|--schema') _orchat_reply "$cur" -f; return 0 ;;
+        'models|--max-price') :; return 0 ;;
+        'models|--supports') _orchat_reply "$cur" -W 'tools reasoning structured_outputs'; return 0 ;;
         'config|-p' | 'config|--profile') _orchat_reply "$cur" -f; return 0 ;;
         'history|-n' | 'history|--limit') :; return 0 ;;
         'health-check|--component') :; return 0 ;;
@@ -70,7 +72,7 @@ _orchat() {
     if [[ $cur == -* ]]; then
         case $path in
             '') opts='-h --help -m --model -p --profile -s --system --temperature --max-tokens --no-stream --json -u --usage -c --continue -i --interactive --reasoning --no-history --provider --only --ignore --sort --max-price --no-fallbacks --deny-data-collection --zdr --effort --reasoning-tokens --no-reasoning --schema --json-object --version' ;;
-            'models') opts='-h --help --json --refresh --aliases' ;;
+            'models') opts='-h --help --json --free --max-price --supports --refresh --aliases' ;;
             'config') opts='-h --help -p --profile' ;;
             'history') opts='-h --help --json -n --limit' ;;
             'health-check') opts='-h --help --component --full --pre-upgrade --prefix --timeout --json --nagios --plain' ;;
