@@ -120,6 +120,8 @@ def run_chat_command(options: Any) -> int:
     if len(prompt.encode("utf-8")) > settings.max_input_bytes:
         raise InputError(f"the prompt is larger than the {settings.max_input_bytes}-byte limit; raise ORCHAT_MAX_INPUT_BYTES")
     ensure_key(settings)
+    if settings.is_openrouter:
+        routing.openrouter_fields(settings, settings.model)  # too many fallback models: a usage error before anything is sent
     conversation = Conversation(id=history.new_conversation_id(), system=read_system_prompt(settings.system_prompt))
     if options.continue_:
         conversation.id, messages, model = history.last_conversation(settings.history_path)

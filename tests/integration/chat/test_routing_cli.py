@@ -60,8 +60,15 @@ def test_a_site_wide_data_collection_deny_applies_to_every_user(api_env: dict[st
     proc = run_orchat("hi", env=dict(api_env, ORCHAT_API_FLAVOR="openrouter"))
     assert proc.returncode == 0, proc.stderr
     assert sent_body(fake_openrouter)["provider"] == {"data_collection": "deny", "zdr": True}
-    shown = run_orchat("config", "show", env=api_env).stdout
+    shown = run_orchat("config", "show", env=dict(api_env, ORCHAT_MAX_PRICE="1.5,2", ORCHAT_ONLY="A, B")).stdout
     assert f"ORCHAT_DATA_COLLECTION     deny  ({system / 'config'})" in shown
+    assert "ORCHAT_MAX_PRICE           prompt=1.5,completion=2  (env)" in shown and "ORCHAT_ONLY                A,B  (env)" in shown
+
+
+def test_more_models_than_openrouter_takes_is_refused_before_anything_is_sent(api_env: dict[str, str], fake_openrouter: FakeOpenRouter, home: Path) -> None:
+    proc = run_orchat("-m", "a/a,b/b,c/c,d/d", "hi", env=dict(api_env, ORCHAT_API_FLAVOR="openrouter"))
+    assert proc.returncode == 2 and "at most 3 models" in proc.stderr
+    assert fake_openrouter.chat_requests() == [] and not (home / ".orchat_history").exists()
 
 
 def test_a_bad_sort_flag_is_a_usage_error_and_nothing_is_sent(api_env: dict[str, str], fake_openrouter: FakeOpenRouter) -> None:
