@@ -109,3 +109,20 @@ def answer_fields(settings: Settings, reasoning: dict[str, Any] | None, response
     if response_format:
         fields["response_format"] = response_format
     return fields
+
+
+ENFORCED_KEYS = ("data_collection", "zdr")  # privacy: the site's word beats a client's
+
+
+def apply_site_routing(payload: dict[str, Any], settings: Settings) -> bool:
+    """Lay SETTINGS' provider preferences into a relayed request PAYLOAD (the gateway); return True if changed.
+
+    A client's own choices win, except data_collection and zdr: a site that set
+    ORCHAT_DATA_COLLECTION=deny or ORCHAT_ZDR=1 keeps them for every client. Only for OpenRouter.
+    """
+    prefs = provider_preferences(settings) if settings.is_openrouter else {}
+    if not prefs:
+        return False
+    client = payload.get("provider") if isinstance(payload.get("provider"), dict) else {}
+    payload["provider"] = {**prefs, **client, **{key: prefs[key] for key in ENFORCED_KEYS if key in prefs}}
+    return True
