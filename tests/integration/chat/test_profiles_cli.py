@@ -109,3 +109,13 @@ def test_aliases_resolve_in_minus_m_and_are_listed(api_env: dict[str, str], fake
     assert listed.returncode == 0
     assert listed.stdout.splitlines() == [f"safe   openai/gpt-4o-mini  ({aliases})", "fast   fake/echo  (env)", "local  smollm2-135m  (env)"]
     assert json.loads(run_orchat("models", "--aliases", "--json", env=env).stdout)["local"] == "smollm2-135m"
+
+
+def test_a_primary_that_stops_answering_falls_back_after_its_idle_timeout(
+    api_env: dict[str, str], fake_openrouter: FakeOpenRouter, second_fake: FakeOpenRouter, home: Path
+) -> None:
+    env = dict(fallback_env(api_env, home, second_fake, fake_openrouter.url), ORCHAT_MODEL="fake/hang", ORCHAT_REQUEST_TIMEOUT="0.5")
+    proc = run_orchat("--no-stream", "hi", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "echo: hi\n"
+    assert "orchat: fake/hang failed (server sent nothing for 0.5s); trying fake/echo (profile local)" in proc.stderr
