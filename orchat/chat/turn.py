@@ -171,6 +171,7 @@ def run_turn(
     finally:
         output.finish_answer()
     attempt, partial = results[-1] if results else (attempts[0], ChatResult(model=options.model))
+    partial.profile = attempt.profile
     if output.failure is not None and failure is None:
         reason = output.failure.strerror or str(output.failure)
         status, error_text = "error", f"cannot write the answer to stdout: {reason}"

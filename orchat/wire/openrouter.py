@@ -47,10 +47,13 @@ class ChatResult:
         self.first_token_seconds: float | None = None
         self.retries = 0
         self.warnings: list[str] = []
+        self.profile = ""  # the fallback profile that answered ("" = the primary endpoint)
 
     def as_json(self) -> dict[str, Any]:
         usage = self.usage or {}
+        extra = {"profile": self.profile} if self.profile else {}
         return {
+            **extra,
             "content": self.content,
             "model": self.model,
             "id": self.id,

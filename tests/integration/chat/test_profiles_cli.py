@@ -71,8 +71,10 @@ def test_a_primary_that_refuses_connections_falls_back_to_the_profile_and_record
     assert second_fake.chat_requests()[-1].headers["Authorization"] == f"Bearer {TEST_KEY}"
     record = history_records(home)[-1]
     assert (record["profile"], record["model"], record["status"]) == ("local", "fake/echo", "ok")
+    as_json = json.loads(run_orchat("--json", "hi", env=env).stdout)
+    assert (as_json["profile"], as_json["model"]) == ("local", "fake/echo")
     metrics = run_orchat("metrics", env=env).stdout
-    assert 'orchat_fallback_answers_total{profile="local"} 1' in metrics
+    assert 'orchat_fallback_answers_total{profile="local"} 2' in metrics
     log = (home / ".cache" / "orchat" / "logs" / "orchat.log").read_text()
     assert '"profile": "local"' in log or '"profile":"local"' in log
 
