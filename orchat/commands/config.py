@@ -27,7 +27,8 @@ def show_value(value: Any) -> str:
 
 def run(args: Any) -> int:
     if args.action == "path":
-        for path in (paths.system_config_file(), paths.user_config_file()):
+        system, user = paths.system_config_dir(), paths.user_config_dir()
+        for path in (paths.system_config_file(), paths.user_config_file(), system / "aliases", user / "aliases", system / "profiles", user / "profiles"):
             state = "present" if path.exists() else "absent"
             sys.stdout.write(f"{path}\t{state}\n")
         return 0

@@ -39,6 +39,8 @@ def test_a_profile_is_laid_over_the_config_and_config_show_names_it(api_env: dic
     shown = run_orchat("config", "show", "-p", "echo", env=api_env).stdout
     assert f"ORCHAT_MODEL               fake/echo  (profile echo ({path}))" in shown
     assert "ORCHAT_RETRY_ATTEMPTS      2  (env)" in shown
+    listed = run_orchat("config", "path", env=api_env).stdout
+    assert f"{path.parent}\tpresent" in listed and f"{home / '.config' / 'orchat' / 'aliases'}\tabsent" in listed
 
 
 def test_orchat_profile_in_the_environment_picks_a_system_profile(api_env: dict[str, str], fake_openrouter: FakeOpenRouter, tmp_path: Path) -> None:
