@@ -32,7 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 EXIT_CODES_HELP = """exit codes:
   0 ok · 1 unexpected · 2 usage · 65 request refused (input too large, HTTP 400/404/413/422)
   69 upstream unavailable (DNS/connect/TLS, 5xx after retries) · 74 I/O (history/log/stdout write, disk full)
-  75 temporary (429, 408, timeout) · 76 protocol (malformed or cut stream, error event in a stream)
+  75 temporary (429, 408, timeout) · 76 protocol (malformed or cut stream, error event, answer not matching --schema)
   77 permission (401/402/403) · 78 config (missing key, bad value, redirect) · 129 SIGHUP · 130 SIGINT · 143 SIGTERM
   health-check: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN"""
 
