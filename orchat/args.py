@@ -8,11 +8,23 @@ argparse at module level: the chat path parses its flags by hand (parse_chat_arg
 from __future__ import annotations
 
 from orchat import __version__
-from orchat.config import parse_effort, parse_list, parse_max_price, parse_sort
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ~8 ms to import; annotations here are strings anyway
     from typing import Any
+
+
+def _from_config(name: str) -> Any:
+    # orchat.config's value parsers, imported on first use: `orchat --version` loads no settings code.
+    def parse(text: str) -> Any:
+        from orchat import config
+
+        return getattr(config, name)(text)
+
+    return parse
+
+
+parse_list, parse_max_price, parse_sort, parse_effort = (_from_config(n) for n in ("parse_list", "parse_max_price", "parse_sort", "parse_effort"))
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "models": ("orchat.commands.models", "list models from GET /models"),
