@@ -13,6 +13,19 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ~8 ms to import; annotations here are strings anyway
     from typing import Any
 
+
+def _from_config(name: str) -> Any:
+    # orchat.config's value parsers, imported on first use: `orchat --version` loads no settings code.
+    def parse(text: str) -> Any:
+        from orchat import config
+
+        return getattr(config, name)(text)
+
+    return parse
+
+
+parse_list, parse_max_price, parse_sort, parse_effort = (_from_config(n) for n in ("parse_list", "parse_max_price", "parse_sort", "parse_effort"))
+
 COMMANDS: dict[str, tuple[str, str]] = {
     "models": ("orchat.commands.models", "list models from GET /models"),
     "config": ("orchat.commands.config", "show effective settings and config files"),
@@ -31,7 +44,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 EXIT_CODES_HELP = """exit codes:
   0 ok · 1 unexpected · 2 usage · 65 request refused (input too large, HTTP 400/404/413/422)
   69 upstream unavailable (DNS/connect/TLS, 5xx after retries) · 74 I/O (history/log/stdout write, disk full)
-  75 temporary (429, 408, timeout) · 76 protocol (malformed or cut stream, error event in a stream)
+  75 temporary (429, 408, timeout) · 76 protocol (malformed or cut stream, error event, answer not matching --schema)
   77 permission (401/402/403) · 78 config (missing key, bad value, redirect) · 129 SIGHUP · 130 SIGINT · 143 SIGTERM
   health-check: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN"""
 
@@ -57,7 +70,8 @@ def build_parser() -> Any:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("prompt", nargs="*", help="the question (words are joined with spaces)")
-    parser.add_argument("-m", "--model", help="model id (default openrouter/auto, or ORCHAT_MODEL)")
+    parser.add_argument("-m", "--model", help="model id, or a,b,c to fall back in order (default openrouter/auto, or ORCHAT_MODEL)")
+    parser.add_argument("-p", "--profile", help="lay ~/.config/orchat/profiles/PROFILE (or /etc/orchat/profiles/) over the config")
     parser.add_argument("-s", "--system", help="system prompt, or @FILE to read it from a file")
     parser.add_argument("--temperature", type=float, help="sampling temperature 0-2")
     parser.add_argument("--max-tokens", type=int, help="cap on answer tokens")
@@ -74,11 +88,45 @@ def build_parser() -> Any:
     parser.add_argument("--print", dest="print_", action="store_true", help="with -e: print the command to stdout, never offer to run it")
     parser.add_argument("--explain", action="store_true", help="explain the command line given (or piped in), each flag and its risks; runs nothing")
     parser.add_argument("-x", "--code", action="store_true", help="print only the contents of the answer's fenced code blocks (exit 65 if none)")
+    routing = parser.add_argument_group("OpenRouter routing and privacy (sent only to OpenRouter; a warning elsewhere)")
+    routing.add_argument("--provider", type=_argument(parse_list), metavar="A,B", help="try these providers first (provider.order)")
+    routing.add_argument("--only", type=_argument(parse_list), metavar="A,B", help="use only these providers")
+    routing.add_argument("--ignore", type=_argument(parse_list), metavar="A,B", help="never use these providers")
+    routing.add_argument("--sort", type=_argument(parse_sort), metavar="price|throughput|latency", help="order providers by price, throughput or latency")
+    routing.add_argument("--max-price", type=_argument(parse_max_price), metavar="PROMPT[,COMPLETION]", help="highest price in USD per million tokens")
+    routing.add_argument("--no-fallbacks", action="store_true", help="no other provider when the chosen ones fail")
+    routing.add_argument("--deny-data-collection", action="store_true", help="only providers that do not store or train on data")
+    routing.add_argument("--zdr", action="store_true", help="only zero-data-retention endpoints")
+    answer = parser.add_argument_group("reasoning and structured output")
+    answer.add_argument(
+        "--effort", type=_argument(parse_effort), metavar="low|medium|high", help="reasoning effort (OpenRouter reasoning.effort, else reasoning_effort)"
+    )
+    answer.add_argument("--reasoning-tokens", type=int, metavar="N", help="OpenRouter: reasoning budget in tokens (reasoning.max_tokens)")
+    answer.add_argument("--no-reasoning", action="store_true", help="OpenRouter: leave the reasoning out of the answer (reasoning.exclude)")
+    answer.add_argument("--schema", metavar="FILE|JSON", help="ask for JSON matching this JSON schema (strict); a non-matching answer is exit 76")
+    answer.add_argument("--json-object", action="store_true", help="ask for any JSON object; anything else is exit 76")
     parser.add_argument("--version", action="version", version=f"orchat {__version__}")
     return parser
 
 
+def _argument(parse: Any) -> Any:
+    """Wrap PARSE (text -> value, ValueError) as an argparse type whose error names the problem."""
+    import argparse
+
+    def convert(text: str) -> Any:
+        try:
+            return parse(text)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(f"{text!r}: {err}") from None
+
+    return convert
+
+
 CHAT_VALUE_FLAGS = {"-m": "model", "--model": "model", "-s": "system", "--system": "system", "--temperature": "temperature", "--max-tokens": "max_tokens"}
+CHAT_VALUE_FLAGS.update(
+    {"-p": "profile", "--profile": "profile", "--provider": "provider", "--only": "only", "--ignore": "ignore", "--sort": "sort", "--max-price": "max_price"}
+)
+CHAT_VALUE_FLAGS.update({"--effort": "effort", "--reasoning-tokens": "reasoning_tokens", "--schema": "schema"})
 CHAT_BOOL_FLAGS = {
     "--no-stream": "no_stream",
     "--json": "json",
@@ -96,8 +144,29 @@ CHAT_BOOL_FLAGS = {
     "--explain": "explain",
     "-x": "code",
     "--code": "code",
+    "--no-fallbacks": "no_fallbacks",
+    "--deny-data-collection": "deny_data_collection",
+    "--zdr": "zdr",
+    "--no-reasoning": "no_reasoning",
+    "--json-object": "json_object",
 }
-CHAT_CONVERTERS = {"temperature": float, "max_tokens": int}
+CHAT_CONVERTERS: dict[str, Any] = {"temperature": float, "max_tokens": int, "provider": parse_list, "only": parse_list, "ignore": parse_list}
+CHAT_CONVERTERS.update(sort=parse_sort, max_price=parse_max_price, effort=parse_effort, reasoning_tokens=int)
+# Chat options that set an ORCHAT_* setting: dest -> (setting, value a boolean flag stands for).
+SETTING_FLAGS: dict[str, tuple[str, Any]] = {
+    "model": ("ORCHAT_MODEL", None),
+    "temperature": ("ORCHAT_TEMPERATURE", None),
+    "max_tokens": ("ORCHAT_MAX_TOKENS", None),
+    "system": ("ORCHAT_SYSTEM_PROMPT", None),
+    "provider": ("ORCHAT_PROVIDER", None),
+    "only": ("ORCHAT_ONLY", None),
+    "ignore": ("ORCHAT_IGNORE", None),
+    "sort": ("ORCHAT_SORT", None),
+    "max_price": ("ORCHAT_MAX_PRICE", None),
+    "no_fallbacks": ("ORCHAT_ALLOW_FALLBACKS", False),
+    "deny_data_collection": ("ORCHAT_DATA_COLLECTION", "deny"),
+    "zdr": ("ORCHAT_ZDR", True),
+}
 
 
 def parse_chat_args(args: list[str]) -> Any:
@@ -110,7 +179,7 @@ def parse_chat_args(args: list[str]) -> Any:
     """
     from types import SimpleNamespace
 
-    options = SimpleNamespace(prompt=[], model=None, system=None, temperature=None, max_tokens=None, **dict.fromkeys(CHAT_BOOL_FLAGS.values(), False))
+    options = SimpleNamespace(prompt=[], **dict.fromkeys(CHAT_VALUE_FLAGS.values()), **dict.fromkeys(CHAT_BOOL_FLAGS.values(), False))
     index = 0
     while index < len(args):
         arg = args[index]

@@ -88,6 +88,49 @@ def port_argument(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not a port (0-65535): {text!r}") from None
 
 
+def parse_list(text: str) -> list[str]:
+    """Return the comma list TEXT as stripped, non-empty items ("a, b," -> ["a", "b"])."""
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        value = text.strip().lower()
+        if value not in allowed:
+            raise ValueError("must be one of " + ", ".join(repr(a) for a in allowed))
+        return value
+
+    return parse
+
+
+def parse_max_price(text: str) -> dict[str, float]:
+    """Return "PROMPT[,COMPLETION]" (USD per million tokens) as OpenRouter's provider.max_price.
+
+    Raise ValueError for anything but one or two numbers >= 0.
+    """
+    parts = [part.strip() for part in text.split(",")]
+    if len(parts) > 2 or not all(parts):
+        raise ValueError("must be PROMPT or PROMPT,COMPLETION (USD per million tokens)")
+    try:
+        prices = [float(part) for part in parts]
+    except ValueError:
+        raise ValueError("prices must be numbers (USD per million tokens)") from None
+    if any(not 0 <= price < float("inf") for price in prices):
+        raise ValueError("prices must be numbers >= 0")
+    return dict(zip(("prompt", "completion"), prices))
+
+
+PROVIDER_SORTS = ("price", "throughput", "latency")
+parse_sort = _choice(*PROVIDER_SORTS)
+parse_effort = _choice("low", "medium", "high")
+
+
+def _aliases(text: str) -> dict[str, str]:
+    from orchat.profiles import parse_aliases
+
+    return parse_aliases(text)
+
+
 def _log_level(text: str) -> str:
     # Validated against the 13-level table by orchat.telemetry.logs; here we only normalise.
     return text.strip().upper()
@@ -104,7 +147,21 @@ class Setting:
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("ORCHAT_API_BASE", DEFAULT_API_BASE, _base_url, "OpenAI-compatible endpoint (OpenRouter, llama.cpp, vLLM, Ollama, an ORCHAT daemon)"),
-    Setting("ORCHAT_MODEL", "openrouter/auto", _text, "model id (-m)"),
+    Setting(
+        "ORCHAT_API_FLAVOR", "", _optional(_choice("openrouter", "openai")), "openrouter or openai; empty: OpenRouter when the base URL's host is openrouter.ai"
+    ),
+    Setting("ORCHAT_MODEL", "openrouter/auto", _text, "model id or alias (-m); a,b,c = fallbacks in order"),
+    Setting("ORCHAT_PROFILE", "", _text, "profile laid over this config: ~/.config/orchat/profiles/NAME or /etc/orchat/profiles/NAME (-p)"),
+    Setting("ORCHAT_FALLBACK_PROFILES", "", parse_list, "profiles tried in turn when the primary fails before any output (comma list)"),
+    Setting("ORCHAT_ALIASES", "", _aliases, "model aliases name=model,name=model (also aliases files; orchat models --aliases)"),
+    Setting("ORCHAT_PROVIDER", "", parse_list, "OpenRouter: providers to try first, comma list (--provider)"),
+    Setting("ORCHAT_ONLY", "", parse_list, "OpenRouter: only these providers (--only)"),
+    Setting("ORCHAT_IGNORE", "", parse_list, "OpenRouter: never these providers (--ignore)"),
+    Setting("ORCHAT_SORT", "", _optional(parse_sort), "OpenRouter: price, throughput or latency (--sort)"),
+    Setting("ORCHAT_MAX_PRICE", "", _optional(parse_max_price), "OpenRouter: PROMPT[,COMPLETION] USD per million tokens (--max-price)"),
+    Setting("ORCHAT_ALLOW_FALLBACKS", "1", _bool, "OpenRouter: other providers may serve when the chosen ones fail (0 = --no-fallbacks)"),
+    Setting("ORCHAT_DATA_COLLECTION", "", _optional(_choice("allow", "deny")), "OpenRouter: deny = only providers that keep no data (--deny-data-collection)"),
+    Setting("ORCHAT_ZDR", "0", _bool, "OpenRouter: only zero-data-retention endpoints (--zdr)"),
     Setting("ORCHAT_SYSTEM_PROMPT", "", _text, "system prompt (-s); @FILE reads a file"),
     Setting("ORCHAT_TEMPERATURE", "", _optional(_float(0.0, 2.0)), "sampling temperature 0-2 (--temperature)"),
     Setting("ORCHAT_MAX_TOKENS", "", _optional(_int(1)), "answer length cap (--max-tokens)"),
@@ -182,7 +239,14 @@ class Settings:
 
     @property
     def is_openrouter(self) -> bool:
-        return "openrouter.ai" in self.values.get("ORCHAT_API_BASE", DEFAULT_API_BASE)
+        """True when the endpoint speaks OpenRouter's extensions: ORCHAT_API_FLAVOR, else the host."""
+        flavor = self.values.get("ORCHAT_API_FLAVOR")
+        if flavor:
+            return bool(flavor == "openrouter")
+        from urllib.parse import urlsplit
+
+        host = urlsplit(self.values.get("ORCHAT_API_BASE", DEFAULT_API_BASE)).hostname or ""
+        return host == "openrouter.ai" or host.endswith(".openrouter.ai")
 
 
 def parse_config_file(path: Path) -> tuple[dict[str, str], str, list[str]]:
@@ -238,11 +302,12 @@ def _is_group_or_world_readable(path: Path) -> bool:
         return False
 
 
-def load_settings(flags: dict[str, Any] | None = None, environ: dict[str, str] | None = None) -> Settings:
-    """Return the effective Settings from defaults, config files, environment and FLAGS.
+def load_settings(flags: dict[str, Any] | None = None, environ: dict[str, str] | None = None, profile: str | None = None) -> Settings:
+    """Return the effective Settings from defaults, config files, environment, a profile and FLAGS.
 
     FLAGS maps setting names (ORCHAT_MODEL) to already-typed values from the command line; None
-    means "not given". Raise ConfigError naming the variable for an invalid value.
+    means "not given". PROFILE (else ORCHAT_PROFILE) names a profile laid over the files and the
+    environment (orchat.profiles). Raise ConfigError naming the variable for an invalid value.
     """
     env = os.environ if environ is None else environ
     settings = Settings()
@@ -269,6 +334,12 @@ def load_settings(flags: dict[str, Any] | None = None, environ: dict[str, str] |
     for setting in SETTINGS:
         if setting.name in env:
             raw[setting.name] = (env[setting.name], "env")
+    if profile:
+        raw["ORCHAT_PROFILE"] = (profile, "flag")
+    if raw["ORCHAT_PROFILE"][0].strip():
+        from orchat.profiles import overlay_profile
+
+        key, key_source = overlay_profile(raw["ORCHAT_PROFILE"][0].strip(), raw, (key, key_source), settings, parse_config_file)
     for name, (text, source) in raw.items():
         try:
             settings.values[name] = SETTINGS_BY_NAME[name].parse(text)

@@ -62,13 +62,23 @@ def home(isolated_env: Path) -> Path:
     return isolated_env
 
 
-@pytest.fixture
-def fake_openrouter() -> Iterator[FakeOpenRouter]:
+def serve_fake() -> Iterator[FakeOpenRouter]:
     fake = FakeOpenRouter().start()
     try:
         yield fake
     finally:
         fake.stop()
+
+
+@pytest.fixture
+def fake_openrouter() -> Iterator[FakeOpenRouter]:
+    yield from serve_fake()
+
+
+@pytest.fixture
+def second_fake() -> Iterator[FakeOpenRouter]:
+    """Another fake OpenRouter on its own port (a fallback endpoint)."""
+    yield from serve_fake()
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ _orchat() {
             continue
         fi
         case "$path|$word" in
-            '|-m' | '|--model' | '|-s' | '|--system' | '|--temperature' | '|--max-tokens' | 'history|-n' | 'history|--limit' | 'health-check|--component' | 'health-check|--prefix' | 'health-check|--timeout' | 'daemon|--addr' | 'daemon|--port' | 'daemon|--instance-name' | 'backup create|--output' | 'backup prune|--keep-days' | 'audit|--anchor' | 'metrics|--textfile' | 'metrics|--addr' | 'metrics|--port') skip=1 ;;
+            '|-m' | '|--model' | '|-p' | '|--profile' | '|-s' | '|--system' | '|--temperature' | '|--max-tokens' | '|--provider' | '|--only' | '|--ignore' | '|--sort' | '|--max-price' | '|--effort' | '|--reasoning-tokens' | '|--schema' | 'models|--max-price' | 'models|--supports' | 'config|-p' | 'config|--profile' | 'history|-n' | 'history|--limit' | 'health-check|--component' | 'health-check|--prefix' | 'health-check|--timeout' | 'daemon|--addr' | 'daemon|--port' | 'daemon|--instance-name' | 'backup create|--output' | 'backup prune|--keep-days' | 'audit|--anchor' | 'metrics|--textfile' | 'metrics|--addr' | 'metrics|--port') skip=1 ;;
             'backup|create') path="$path create" npos=0 ;;
             'backup|list') path="$path list" npos=0 ;;
             'backup|verify') path="$path verify" npos=0 ;;
@@ -40,9 +40,21 @@ _orchat() {
     done
     case "$path|$prev" in
         '|-m' | '|--model') :; return 0 ;;
+        '|-p' | '|--profile') _orchat_reply "$cur" -f; return 0 ;;
         '|-s' | '|--system') :; return 0 ;;
         '|--temperature') :; return 0 ;;
         '|--max-tokens') :; return 0 ;;
+        '|--provider') :; return 0 ;;
+        '|--only') :; return 0 ;;
+        '|--ignore') :; return 0 ;;
+        '|--sort') :; return 0 ;;
+        '|--max-price') :; return 0 ;;
+        '|--effort') :; return 0 ;;
+        '|--reasoning-tokens') :; return 0 ;;
+        '|--schema') _orchat_reply "$cur" -f; return 0 ;;
+        'models|--max-price') :; return 0 ;;
+        'models|--supports') _orchat_reply "$cur" -W 'tools reasoning structured_outputs'; return 0 ;;
+        'config|-p' | 'config|--profile') _orchat_reply "$cur" -f; return 0 ;;
         'history|-n' | 'history|--limit') :; return 0 ;;
         'health-check|--component') :; return 0 ;;
         'health-check|--prefix') _orchat_reply "$cur" -d; return 0 ;;
@@ -59,9 +71,9 @@ _orchat() {
     esac
     if [[ $cur == -* ]]; then
         case $path in
-            '') opts='-h --help -m --model -s --system --temperature --max-tokens --no-stream --json -u --usage -c --continue -i --interactive --reasoning --no-history -e --exec --print --explain -x --code --version' ;;
-            'models') opts='-h --help --json --refresh' ;;
-            'config') opts='-h --help' ;;
+            '') opts='-h --help -m --model -p --profile -s --system --temperature --max-tokens --no-stream --json -u --usage -c --continue -i --interactive --reasoning --no-history -e --exec --print --explain -x --code --provider --only --ignore --sort --max-price --no-fallbacks --deny-data-collection --zdr --effort --reasoning-tokens --no-reasoning --schema --json-object --version' ;;
+            'models') opts='-h --help --json --free --max-price --supports --refresh --aliases' ;;
+            'config') opts='-h --help -p --profile' ;;
             'history') opts='-h --help --json -n --limit' ;;
             'health-check') opts='-h --help --component --full --pre-upgrade --prefix --timeout --json --nagios --plain' ;;
             'daemon') opts='-h --help --addr --port --instance-name --check' ;;

@@ -17,7 +17,7 @@ from orchat.wire.openrouter import ChatResult, Client
 
 HELP_TEXT = """commands:
   /help          this list
-  /model NAME    switch model (no NAME: show the current one)
+  /model NAME    switch model, alias or a,b,c list (no NAME: show the current one)
   /system TEXT   set the system prompt (no TEXT: clear it)
   /clear         start a new conversation
   /usage         tokens and cost of the last answer and of the session
@@ -81,7 +81,9 @@ class Session:
             note(HELP_TEXT)
         elif name == "model":
             if argument:
-                self.turn.model = argument
+                from orchat.profiles import load_aliases, resolve_models
+
+                self.turn.model = resolve_models(argument, load_aliases(self.settings))
             note(f"model: {self.turn.model}")
         elif name == "system":
             self.conversation.system = argument

@@ -6,9 +6,10 @@ import sys
 import time
 
 from orchat.chat import history
+from orchat.chat.fallback import Attempt, endpoint_attempts, run_attempts
 from orchat.config import Settings
 from orchat.errors import OrchatError, StorageError
-from orchat.wire.openrouter import ChatResult, Client, run_chat
+from orchat.wire.openrouter import ChatResult, Client
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -34,6 +35,9 @@ class TurnOptions:
     """How to ask: model, streaming, sampling, whether to show reasoning."""
 
     def __init__(self, model: str, stream: bool = True, temperature: float | None = None, max_tokens: int | None = None, show_reasoning: bool = False) -> None:
+        self.fallback_profiles: list[tuple[str, Settings]] = []  # (name, settings) tried after the primary
+        self.reasoning: dict[str, Any] | None = None  # {effort | max_tokens, exclude}
+        self.response_format: dict[str, Any] | None = None
         self.model = model
         self.stream = stream
         self.temperature = temperature
@@ -100,8 +104,9 @@ class Output:
 def format_usage(result: ChatResult) -> str:
     """Return the one-line usage summary printed by -u/--usage."""
     usage = result.usage
+    answered = f", model {result.model}" if result.model else ""  # the one that answered, after any fallback
     if not usage:
-        return "usage: unknown (the server sent none)"
+        return "usage: unknown (the server sent none)" + answered
     parts = [f"prompt {usage.get('prompt_tokens', '?')}", f"completion {usage.get('completion_tokens', '?')}", f"total {usage.get('total_tokens', '?')} tokens"]
     reasoning = (usage.get("completion_tokens_details") or {}).get("reasoning_tokens")
     if reasoning:
@@ -110,7 +115,7 @@ def format_usage(result: ChatResult) -> str:
     text = "usage: " + ", ".join(parts)
     if isinstance(cost, (int, float)):
         text += f", cost {cost:.8f}".rstrip("0").rstrip(".") + " credits"
-    return text
+    return text + answered
 
 
 def run_turn(
@@ -134,9 +139,23 @@ def run_turn(
     # ORCHAT_MAX_HISTORY counts past messages only (guide: "=5"): the question always goes, even with 0.
     sent = [*conversation.context(settings.max_history), question]
     conversation.messages.append(question)
-    body = client.build_body(sent, model=options.model, stream=options.stream, temperature=options.temperature, max_tokens=options.max_tokens)
+    attempts = endpoint_attempts(settings, options.model, client=client)
+    for name, profile_settings in options.fallback_profiles:
+        attempts += endpoint_attempts(profile_settings, profile_settings.model, name)
+    results: list[tuple[Attempt, ChatResult]] = []
+
+    def build_body(attempt: Attempt) -> dict[str, Any]:
+        return attempt.client.build_body(
+            sent,
+            model=attempt.model,
+            stream=options.stream,
+            temperature=options.temperature,
+            max_tokens=options.max_tokens,
+            reasoning=options.reasoning,
+            response_format=options.response_format,
+        )
+
     started = time.monotonic()
-    result = ChatResult(model=options.model)
     status, error_text = "ok", ""
     failure: BaseException | None = None
 
@@ -147,14 +166,15 @@ def run_turn(
             output.reasoning(text)
 
     try:
-        run_chat(client, body, on_delta, result)
+        run_attempts(attempts, build_body, on_delta, results, output.note)
     except KeyboardInterrupt as err:
         status, error_text, failure = "interrupted", "interrupted by user", err
     except OrchatError as err:
         status, error_text, failure = "error", str(err), err
     finally:
         output.finish_answer()
-    partial = result
+    attempt, partial = results[-1] if results else (attempts[0], ChatResult(model=options.model))
+    partial.profile = attempt.profile
     if output.failure is not None and failure is None:
         reason = output.failure.strerror or str(output.failure)
         status, error_text = "error", f"cannot write the answer to stdout: {reason}"
@@ -172,7 +192,8 @@ def run_turn(
         "latency_seconds": elapsed,
         "first_token_seconds": partial.first_token_seconds,
         "usage": partial.usage,
-        "retries": client.transport.retries_done,
+        "retries": attempt.client.transport.retries_done,
+        "profile": attempt.profile,
         "id": partial.id,
         "conversation": conversation.id,
         "prompt": prompt,  # text: only orchat/telemetry/logs.py reads it, at level <= 0 with ORCHAT_LOG_PROMPTS=1
@@ -193,6 +214,8 @@ def run_turn(
             generation_id=partial.id,
             requested_model=options.model,
         )
+        if attempt.profile:
+            record["profile"] = attempt.profile
         try:
             history.append_history(settings.history_path, record)
         except StorageError as err:

@@ -8,9 +8,12 @@ from pathlib import Path
 
 from orchat.chat import history
 from orchat.chat.observers import chat_observers
+from orchat.chat.schema import check_answer, response_format_for
 from orchat.chat.turn import Conversation, Output, TurnOptions, format_usage, run_turn, stdin_is_tty
 from orchat.config import Settings, load_settings
-from orchat.errors import ConfigError, InputError, UsageError
+from orchat.errors import ConfigError, InputError, ProtocolError, UsageError
+from orchat.profiles import load_aliases, resolve_models
+from orchat.wire import routing
 from orchat.wire.openrouter import Client
 
 TYPE_CHECKING = False
@@ -59,17 +62,50 @@ def ensure_key(settings: Settings) -> None:
 
 
 def settings_from_options(options: Any) -> Settings:
-    flags = {
-        "ORCHAT_MODEL": options.model,
-        "ORCHAT_TEMPERATURE": options.temperature,
-        "ORCHAT_MAX_TOKENS": options.max_tokens,
-        "ORCHAT_SYSTEM_PROMPT": options.system,
-    }
+    from orchat.args import SETTING_FLAGS
+
+    flags: dict[str, Any] = {}
+    for dest, (name, flag_value) in SETTING_FLAGS.items():
+        given = getattr(options, dest, None)
+        flags[name] = given if flag_value is None else (flag_value if given else None)
     if options.temperature is not None and not 0 <= options.temperature <= 2:
         raise UsageError("--temperature must be between 0 and 2")
     if options.max_tokens is not None and options.max_tokens < 1:
         raise UsageError("--max-tokens must be at least 1")
-    return load_settings(flags)
+    settings = load_settings(flags, profile=getattr(options, "profile", None))
+    settings.values["ORCHAT_MODEL"] = resolve_models(settings.model, load_aliases(settings))
+    return settings
+
+
+def reasoning_request(options: Any) -> dict[str, Any] | None:
+    """Return the `reasoning` object asked for by --effort, --reasoning-tokens and --no-reasoning, or None.
+
+    Raise UsageError for --effort with --reasoning-tokens (OpenRouter takes one) or a budget below 1.
+    """
+    effort, budget = getattr(options, "effort", None), getattr(options, "reasoning_tokens", None)
+    if effort and budget is not None:
+        raise UsageError("--effort and --reasoning-tokens exclude each other")
+    if budget is not None and budget < 1:
+        raise UsageError("--reasoning-tokens must be at least 1")
+    reasoning: dict[str, Any] = {"effort": effort} if effort else ({"max_tokens": budget} if budget is not None else {})
+    if getattr(options, "no_reasoning", False):
+        reasoning["exclude"] = True
+    return reasoning or None
+
+
+def load_fallback_profiles(settings: Settings) -> list[tuple[str, Settings]]:
+    """Return (name, settings) of each ORCHAT_FALLBACK_PROFILES entry, with its own model resolved.
+
+    Raise ConfigError when one of them is missing or invalid: better now than when it is needed.
+    """
+    # Routing and privacy flags typed for this run (--zdr, ...) bind every OpenRouter profile.
+    flags = {name: settings.values[name] for name in routing.ROUTING_FLAGS if settings.sources.get(name) == "flag"}
+    fallbacks = []
+    for name in settings.fallback_profiles:
+        profile_settings = load_settings(flags, profile=name)
+        profile_settings.values["ORCHAT_MODEL"] = resolve_models(profile_settings.model, load_aliases(profile_settings))
+        fallbacks.append((name, profile_settings))
+    return fallbacks
 
 
 def run_chat_command(options: Any) -> int:
@@ -85,7 +121,7 @@ def run_chat_command(options: Any) -> int:
         if options.json:
             raise UsageError("-x does not go with --json")
         output = CodeOutput(sys.stdout, sys.stderr)
-    for warning in settings.warnings:
+    for warning in settings.warnings + routing.inapplicable_warnings(settings):
         output.note(f"orchat: warning: {warning}")
     interactive = options.interactive or (not options.prompt and stdin_is_tty())
     piped = "" if interactive or stdin_is_tty() else read_stdin(settings.max_input_bytes)
@@ -93,6 +129,8 @@ def run_chat_command(options: Any) -> int:
     if len(prompt.encode("utf-8")) > settings.max_input_bytes:
         raise InputError(f"the prompt is larger than the {settings.max_input_bytes}-byte limit; raise ORCHAT_MAX_INPUT_BYTES")
     ensure_key(settings)
+    if settings.is_openrouter:
+        routing.openrouter_fields(settings, settings.model)  # too many fallback models: a usage error before anything is sent
     conversation = Conversation(id=history.new_conversation_id(), system=read_system_prompt(settings.system_prompt))
     if options.continue_:
         conversation.id, messages, model = history.last_conversation(settings.history_path)
@@ -108,6 +146,11 @@ def run_chat_command(options: Any) -> int:
         max_tokens=settings.max_tokens,
         show_reasoning=options.reasoning,
     )
+    turn.fallback_profiles = load_fallback_profiles(settings)
+    turn.reasoning = reasoning_request(options)
+    turn.response_format, schema = response_format_for(getattr(options, "schema", None), getattr(options, "json_object", False))
+    if not settings.is_openrouter and (getattr(options, "reasoning_tokens", None) is not None or getattr(options, "no_reasoning", False)):
+        output.note(f"orchat: warning: --reasoning-tokens, --no-reasoning apply only to OpenRouter; not sent to {settings.api_base}")
     client = Client(settings, **client_hooks(settings))  # retries at WARNING, wire phases at DEBUG, SSE events at QUANTUM
     observers = chat_observers(settings)
     exec_mode = options.exec_ or options.explain or options.print_
@@ -118,7 +161,7 @@ def run_chat_command(options: Any) -> int:
             from orchat.chat.execflow import Asker, run_exec_command
 
             return run_exec_command(Asker(client, settings, turn, output, record_history=not options.no_history, observers=observers), options, piped)
-        return _converse(client, settings, conversation, turn, output, options, prompt, interactive, observers)
+        return _converse(client, settings, conversation, turn, output, options, prompt, interactive, observers, schema)
     finally:
         log_files_written(settings, lambda: written_files(settings, record_history=not options.no_history))
 
@@ -145,16 +188,23 @@ def _converse(
     prompt: str,
     interactive: bool,
     observers: Any,
+    schema: Any,
 ) -> int:
     """Run the REPL when INTERACTIVE, else one turn with PROMPT; return the exit code."""
     if interactive:
         from orchat.chat.repl import run_repl
 
         return run_repl(client, settings, conversation, turn, output, record_history=not options.no_history, observers=observers)
-    if options.json:
+    if options.json or schema is not None:  # the whole answer first: printed as JSON, or checked before printing
         quiet = Output(sys.stdout, sys.stderr, quiet=True)
         result = run_turn(client, settings, conversation, prompt, turn, quiet, record_history=not options.no_history, observers=observers)
-        output.answer(json.dumps(result.as_json(), ensure_ascii=False) + "\n")
+        if schema is not None:
+            try:
+                check_answer(result.content, schema)
+            except ProtocolError:
+                output.note(result.content)  # the answer is kept, on stderr, for a person to read
+                raise
+        output.answer(json.dumps(result.as_json(), ensure_ascii=False) + "\n" if options.json else result.content.rstrip("\n") + "\n")
         output.raise_failure()
     else:
         result = run_turn(client, settings, conversation, prompt, turn, output, record_history=not options.no_history, observers=observers)

@@ -26,7 +26,9 @@ def add_arguments(parser: Any) -> None:
     ):
         action = sub.add_parser(name, help=text, description=text)
         action.add_argument("--no-verify", action="store_true", help="do not check the key with GET /key first (servers without it)")
-    status = sub.add_parser("status", help="masked key, label, usage, limit, remaining credit and age")
+    status = sub.add_parser(
+        "status", help="masked key, label, usage today/week/month, limit, remaining, reset, account credits (GET /key, GET /credits) and age"
+    )
     status.add_argument("--json", action="store_true", help="print one JSON object")
     sub.add_parser("forget-previous", help="delete the key kept by the last rotation (after disabling it at OpenRouter)")
 
@@ -96,8 +98,12 @@ def set_key(settings: Settings, *, rotate: bool, verify: bool) -> int:
 
 
 def _credits(value: Any) -> str:
+    return "unlimited" if value is None else _amount(value)
+
+
+def _amount(value: Any) -> str:
     if value is None:
-        return "unlimited"
+        return "unknown"
     if isinstance(value, (int, float)):
         return f"{value:.6f}".rstrip("0").rstrip(".") + " credits"
     return str(value)
@@ -110,23 +116,29 @@ def show_status(settings: Settings, *, as_json: bool) -> int:
     if not settings.api_key:
         raise ConfigError("no API key is set", hint="orchat key set")
     now = time.time()
+    from orchat.wire.credits import fetch_credits, summarise_credit
+
     info: dict[str, Any] = {}
+    credits: dict[str, Any] | None = None
     failure: OrchatError | None = None
+    client = Client(settings)
     try:
-        info = Client(settings).key_info()
+        info = client.key_info()
     except OrchatError as err:
         failure = err
+    if info:
+        try:
+            credits = fetch_credits(client)
+        except OrchatError as err:  # the key's own numbers are still worth showing
+            sys.stderr.write(f"orchat: warning: GET /credits failed: {err}\n")
+    summary = summarise_credit(info, credits)
     age = keys.key_age_days(settings.api_key, now)
     previous = keys.load_previous()
     previous_days = (now - previous["replaced_at"]) / 86400 if previous else None
     report = {
         "key": mask_key(settings.api_key),
         "source": settings.api_key_source,
-        "label": info.get("label"),
-        "usage": info.get("usage"),
-        "limit": info.get("limit"),
-        "limit_remaining": info.get("limit_remaining"),
-        "is_free_tier": info.get("is_free_tier"),
+        **summary,
         "age_days": None if age is None else round(age, 1),
         "previous_key": mask_key(previous["key"]) if previous else None,
         "previous_replaced_days": None if previous_days is None else round(previous_days, 1),
@@ -135,13 +147,22 @@ def show_status(settings: Settings, *, as_json: bool) -> int:
         sys.stdout.write(json.dumps(report) + "\n")
     else:
         rows = [("key", f"{report['key']} ({report['source']})")]
-        if failure is None:
+        if info:
             rows += [
                 ("label", str(report["label"])),
-                ("usage", _credits(report["usage"])),
+                ("today", _amount(report["usage_daily"])),
+                ("week", _amount(report["usage_weekly"])),
+                ("month", _amount(report["usage_monthly"])),
+                ("usage", _amount(report["usage"])),
                 ("limit", _credits(report["limit"])),
                 ("remaining", _credits(report["limit_remaining"])),
+                ("reset", str(report["limit_reset"] or "never")),
+                ("free-tier", "yes" if report["is_free_tier"] else "no"),
             ]
+            if report["balance"] is not None:
+                rows.append(("account", f"{_amount(report['total_credits'])} bought, {_amount(report['total_usage'])} used, {_amount(report['balance'])} left"))
+            else:
+                rows.append(("account", "totals not available to this key (GET /credits)"))
         if age is None:
             rows.append(("age", "unknown (not set with `orchat key set`)"))
         else:
@@ -158,6 +179,8 @@ def show_status(settings: Settings, *, as_json: bool) -> int:
             f"orchat: warning: the {keys.GRACE_PERIOD_DAYS}-day grace period of the previous key {report['previous_key']} is over: "
             f"disable it at {keys.DISABLE_URL}, then run `orchat key forget-previous`\n"
         )
+    if summary["level"] in ("warning", "critical"):
+        sys.stderr.write(f"orchat: warning: credit {summary['level']}: {_amount(summary['remaining'])} left\n")
     if failure is not None:
         raise failure
     return 0

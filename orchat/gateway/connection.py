@@ -29,6 +29,7 @@ from orchat.wire.framing import (
     parse_request_head,
     status_line,
 )
+from orchat.wire.routing import apply_site_routing
 
 HEAD, BODY, BUSY, CLOSED = range(4)
 JSON = "application/json"
@@ -268,6 +269,8 @@ class ClientConnection(asyncio.Protocol):
             gw.reject("bad_request")
             self.respond(400, error_json(400, "the request body must be a JSON object", code="invalid_json"))
             return
+        if apply_site_routing(payload, gw.settings):  # the site's provider routing and privacy (/etc/orchat/config)
+            body = json.dumps(payload).encode("utf-8")
         model = payload.get("model")
         model = model if isinstance(model, str) else ""
         if gw.in_flight >= gw.max_concurrency:

@@ -18,9 +18,9 @@ from orchat import paths
 from orchat.errors import OrchatError, UpstreamUnavailable
 from orchat.health import local as healthlocal
 from orchat.health.runner import LABELS, Check, CheckResult, HealthContext, Perf, Status, result
+from orchat.wire.credits import LOW_FRACTION as KEY_LOW_FRACTION  # one threshold for key status and health
 
 API_SLOW_SECONDS = 5.0
-KEY_LOW_FRACTION = 0.10  # WARNING when less than this share of the key's credit limit is left
 
 ALIASES = {"database": "history", "db": "history", "logsize": "log-size", "proxy": "network"}
 DEFAULT_COMPONENTS = ("config", "api", "network", "filesystem", "memory", "history", "logs", "daemon")
@@ -93,18 +93,27 @@ def check_key(ctx: HealthContext) -> CheckResult:
         if err.status == 404 and not settings.is_openrouter:
             return result("key", Status.OK, f"No key endpoint at {settings.api_base} (not OpenRouter): nothing to check")
         return _api_failure("key", err)
-    limit, remaining, usage = info.get("limit"), info.get("limit_remaining"), info.get("usage")
+    from orchat.wire.credits import fetch_credits, summarise_credit
+    from orchat.wire.openrouter import Client
+
+    try:
+        credits = fetch_credits(Client(ctx.quick_settings())) if settings.is_openrouter else None
+    except OrchatError:
+        credits = None  # the key's own numbers still decide; the api check reports reachability
+    summary = summarise_credit(info, credits)
     tier = "free tier, " if info.get("is_free_tier") else ""
-    if not isinstance(limit, (int, float)) or not isinstance(remaining, (int, float)):
-        used = f"{float(usage):.2f}" if isinstance(usage, (int, float)) else "unknown"
+    remaining, whole = summary["remaining"], summary["remaining_of"]
+    if remaining is None:
+        used = f"{float(summary['usage']):.2f}" if isinstance(summary["usage"], (int, float)) else "unknown"
         return result("key", Status.OK, f"Valid ({tier}no credit limit; {used} used)")
-    perf = [Perf("key_remaining", round(float(remaining), 4), "", warn=f"{limit * KEY_LOW_FRACTION:g}:", crit="0:", minimum=0, maximum=float(limit))]
-    reset = f", resets {info['limit_reset']}" if info.get("limit_reset") else ""
-    if remaining <= 0:
-        return result("key", Status.CRITICAL, f"Credit limit reached ({remaining:.2f} of {limit:.2f} left{reset})", perf)
-    if limit > 0 and remaining / limit < KEY_LOW_FRACTION:
-        return result("key", Status.WARNING, f"Credit running low ({tier}{remaining:.2f} of {limit:.2f} left{reset})", perf)
-    return result("key", Status.OK, f"Valid ({tier}{remaining:.2f} of {limit:.2f} left{reset})", perf)
+    perf = [Perf("key_remaining", round(float(remaining), 4), "", warn=f"{whole * KEY_LOW_FRACTION:g}:", crit="0:", minimum=0, maximum=round(whole, 4))]
+    reset = f", resets {summary['limit_reset']}" if summary.get("limit_reset") and summary["remaining_in"] == "key" else ""
+    left = f"{remaining:.2f} of {whole:.2f} left{reset}"
+    if summary["level"] == "critical":
+        return result("key", Status.CRITICAL, f"Credit limit reached ({left})", perf)
+    if summary["level"] == "warning":
+        return result("key", Status.WARNING, f"Credit running low ({tier}{left})", perf)
+    return result("key", Status.OK, f"Valid ({tier}{left})", perf)
 
 
 # -- network -------------------------------------------------------------------------------------

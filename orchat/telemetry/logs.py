@@ -465,6 +465,7 @@ def chat_observer(settings: Settings) -> Callable[[dict[str, Any]], None] | None
             total_tokens=usage.get("total_tokens"),
             cost=usage.get("cost"),
             retries=event.get("retries", 0),
+            profile=event.get("profile") or None,
         )
         if log.log_prompts and ("prompt" in event or "answer" in event):
             log.log(TRACE, "chat text", logger="orchat.chat.turn", request_id=event.get("id") or None, prompt=event.get("prompt"), answer=event.get("answer"))

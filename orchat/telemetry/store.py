@@ -59,6 +59,7 @@ def empty_store() -> dict[str, Any]:
         "format": STORE_FORMAT,
         "models": [],
         "requests": {},
+        "fallbacks": {},
         "errors": dict.fromkeys(ERROR_TYPES, 0),
         "tokens": dict.fromkeys(TOKEN_KINDS, 0),
         "exec": dict.fromkeys(EXEC_CHOICES, 0),
@@ -101,7 +102,7 @@ def parse_store(data: bytes) -> dict[str, Any]:
     store = empty_store()
     if isinstance(raw.get("models"), list):
         store["models"] = [str(m) for m in raw["models"]][:MAX_MODEL_LABELS]
-    for section, names in (("requests", None), ("errors", ERROR_TYPES), ("tokens", TOKEN_KINDS), ("exec", EXEC_CHOICES)):
+    for section, names in (("requests", None), ("fallbacks", None), ("errors", ERROR_TYPES), ("tokens", TOKEN_KINDS), ("exec", EXEC_CHOICES)):
         values = raw.get(section)
         if isinstance(values, dict):
             for name, value in values.items():
@@ -161,6 +162,9 @@ def add_event(store: dict[str, Any], event: Mapping[str, Any], allowed: Sequence
     """Add one chat EVENT (the dict documented in orchat.chat.observers) to STORE, in place."""
     label = model_label(store, str(event.get("model") or ""), allowed)
     store["requests"][label] = store["requests"].get(label, 0) + 1
+    profile = str(event.get("profile") or "")
+    if profile and event.get("status") == "ok":  # profile names are config file names: a bounded set
+        store["fallbacks"][profile] = store["fallbacks"].get(profile, 0) + 1
     if event.get("status") != "ok":
         kind = error_label(event)
         store["errors"][kind] += 1
@@ -288,7 +292,10 @@ def chat_families(store: Mapping[str, Any], models: Sequence[str] = ()) -> list[
     chosen = Counter("orchat_exec_total", "Commands proposed by `orchat -e`, by what the person chose (print: no terminal).", ["choice"])
     for choice in EXEC_CHOICES:
         chosen.inc(store["exec"].get(choice, 0), choice=choice)
-    families: list[Family] = [requests, errors, tokens, cost, chosen]
+    fallbacks = Counter("orchat_fallback_answers_total", "Chat answers given by a fallback profile (ORCHAT_FALLBACK_PROFILES), by profile.", ["profile"])
+    for profile, value in store["fallbacks"].items():
+        fallbacks.inc(value, profile=profile)
+    families: list[Family] = [requests, errors, tokens, cost, chosen, fallbacks]
     for key, (name, help_text) in HISTOGRAMS.items():
         histogram = Histogram(name, help_text, buckets=LATENCY_BUCKETS_SECONDS)
         histogram.load(store["histograms"][key]["counts"], store["histograms"][key]["sum"])

@@ -20,6 +20,7 @@ from orchat.errors import (
     UpstreamUnavailable,
     api_error_for_status,
 )
+from orchat.wire import routing
 from orchat.wire.framing import WireError
 from orchat.wire.sse import LineTooLong, SSEParser
 from orchat.wire.transport import REASONS, Transport, backoff_seconds, parse_retry_after
@@ -46,10 +47,13 @@ class ChatResult:
         self.first_token_seconds: float | None = None
         self.retries = 0
         self.warnings: list[str] = []
+        self.profile = ""  # the fallback profile that answered ("" = the primary endpoint)
 
     def as_json(self) -> dict[str, Any]:
         usage = self.usage or {}
+        extra = {"profile": self.profile} if self.profile else {}
         return {
+            **extra,
             "content": self.content,
             "model": self.model,
             "id": self.id,
@@ -269,8 +273,23 @@ class Client:
             raise ProtocolError("GET /key: no data object in the answer", error_type="protocol")
         return info
 
-    def build_body(self, messages: list[dict[str, Any]], *, model: str, stream: bool, temperature: float | None, max_tokens: int | None) -> dict[str, Any]:
+    def build_body(
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        model: str,
+        stream: bool,
+        temperature: float | None,
+        max_tokens: int | None,
+        reasoning: dict[str, Any] | None = None,
+        response_format: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         body: dict[str, Any] = {"model": model, "messages": messages, "stream": stream}
+        if self.settings.is_openrouter:
+            body.update(routing.openrouter_fields(self.settings, model))
+            if response_format and response_format.get("type") == "json_schema":
+                body.setdefault("provider", {})["require_parameters"] = True
+        body.update(routing.answer_fields(self.settings, reasoning, response_format))
         if temperature is not None:
             body["temperature"] = temperature
         if max_tokens is not None:

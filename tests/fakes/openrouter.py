@@ -21,6 +21,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from tests.fakes.openrouter_schema import check_chat_body
+
 TEST_KEY = "sk-or-v1-" + "7e57" * 16
 KNOWN_MODELS = [
     "openrouter/auto",
@@ -58,6 +60,11 @@ SCENARIOS = {
     "cmd-multiline",
     "cmd-dangerous",
     "cmd-reask",
+    "down",
+}
+SUPPORTED_PARAMETERS = {
+    "openai/gpt-4o-mini": ["max_tokens", "temperature", "tools", "tool_choice", "response_format", "structured_outputs"],
+    "anthropic/claude-sonnet-4": ["max_tokens", "temperature", "tools", "tool_choice", "reasoning", "include_reasoning"],
 }
 PROSE_ANSWER = "You can see the disk usage with df; it lists every mounted filesystem.\nAdd -h for sizes people read."
 # Matches a pattern of the dangerous list yet does nothing even when run: port 9 has no listener.
@@ -104,6 +111,24 @@ class FakeOpenRouter:
         self.words_per_chunk = 1
         self.rng = random.Random(1234)
         self.generations: dict[str, dict[str, Any]] = {}
+        self.key_data: dict[str, Any] = {  # GET /key, as in openrouter-api.md 6.3
+            "label": "sk-or-v1-7e5...7e57",
+            "limit": 10,
+            "limit_remaining": 7.25,
+            "limit_reset": "monthly",
+            "include_byok_in_limit": False,
+            "usage": 2.75,
+            "usage_daily": 0.4,
+            "usage_weekly": 1.1,
+            "usage_monthly": 2.75,
+            "is_free_tier": False,
+            "is_management_key": False,
+            "expires_at": None,
+            "rate_limit": {"requests": -1, "interval": "10s", "note": "This field is deprecated and safe to ignore."},
+        }
+        self.credits_data: dict[str, Any] = {"total_credits": 100.5, "total_usage": 25.75}
+        self.key_status = 200
+        self.credits_status = 200  # 403: "Only management keys can perform this operation" (the documented rule)
         self.lock = threading.Lock()
         self.server: ThreadingHTTPServer | None = None
         self.thread: threading.Thread | None = None
@@ -298,26 +323,16 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(200, {"data": {"count": len(KNOWN_MODELS)}})
         elif path in ("/api/v1/key", "/api/v1/auth/key"):
             if self._authorised():
-                self._json(
-                    200,
-                    {
-                        "data": {
-                            "label": "sk-or-v1-7e5...7e57",
-                            "limit": 10,
-                            "limit_remaining": 7.25,
-                            "limit_reset": "monthly",
-                            "usage": 2.75,
-                            "usage_daily": 0.4,
-                            "is_free_tier": False,
-                            "is_management_key": False,
-                            "rate_limit": {"requests": -1, "interval": "10s", "note": "This field is deprecated and safe to ignore."},
-                        }
-                    },
-                    {"Cache-Control": "private, no-store"},
-                )
+                if self.owner.key_status != 200:  # e.g. 402: the account is spent
+                    self._error(self.owner.key_status, _STATUS_MESSAGES.get(self.owner.key_status, "Error"))
+                else:
+                    self._json(200, {"data": self.owner.key_data}, {"Cache-Control": "private, no-store"})
         elif path == "/api/v1/credits":
             if self._authorised():
-                self._json(200, {"data": {"total_credits": 100.5, "total_usage": 25.75}})
+                if self.owner.credits_status == 403:
+                    self._error(403, "Only management keys can perform this operation")
+                else:
+                    self._json(200, {"data": self.owner.credits_data})
         elif path == "/api/v1/generation":
             if self._authorised():
                 gen_id = (parse_qs(parts.query).get("id") or [""])[0]
@@ -360,11 +375,16 @@ class _Handler(BaseHTTPRequestHandler):
         if not body.get("messages") and not body.get("prompt"):
             self._error(400, 'Input required: specify "prompt" or "messages"')
             return
-        provider = body.get("provider")
-        if isinstance(provider, dict) and set(provider) - _PROVIDER_KEYS:
-            self._error(400, f"Invalid provider preferences: unknown key {sorted(set(provider) - _PROVIDER_KEYS)[0]}")
+        problem = check_chat_body(body)
+        if problem:
+            self._error(400, problem)
             return
-        model = str(body.get("model") or "openrouter/auto")
+        # With `models`, OpenRouter serves the first one that works; fake/down never does.
+        candidates = body.get("models") or [body.get("model") or "openrouter/auto"]
+        model = str(next((m for m in candidates if m != "fake/down"), candidates[-1]))
+        if model == "fake/down":
+            self._error(503, "Service temporarily unavailable")
+            return
         scenario = model.split("/", 1)[1] if model.startswith("fake/") else ""
         if model not in KNOWN_MODELS and scenario not in SCENARIOS:
             self._error(400, f"{model} is not a valid model ID", {"user_id": "user_fake"})
@@ -581,23 +601,6 @@ class _Handler(BaseHTTPRequestHandler):
         self._end()
 
 
-_PROVIDER_KEYS = {
-    "order",
-    "only",
-    "ignore",
-    "allow_fallbacks",
-    "require_parameters",
-    "data_collection",
-    "zdr",
-    "enforce_distillable_text",
-    "quantizations",
-    "sort",
-    "max_price",
-    "preferred_min_throughput",
-    "preferred_max_latency",
-}
-
-
 def _pieces(text: str, words: int) -> list[str]:
     tokens = text.split(" ")
     out = []
@@ -627,7 +630,7 @@ def _model_entry(model_id: str) -> dict[str, Any]:
         else ({"prompt": "0", "completion": "0"} if free else {"prompt": "0.00000015", "completion": "0.0000006"}),
         "top_provider": {"context_length": 131072, "max_completion_tokens": 8192, "is_moderated": False},
         "per_request_limits": None,
-        "supported_parameters": ["max_tokens", "temperature"],
+        "supported_parameters": SUPPORTED_PARAMETERS.get(model_id, ["max_tokens", "temperature"]),
         "default_parameters": {},
         "supported_voices": None,
         "links": {"details": f"/api/v1/models/{model_id.split(':', maxsplit=1)[0]}/endpoints"},

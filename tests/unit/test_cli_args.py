@@ -18,6 +18,10 @@ AGREEING = [
     ["--explain", "tar -xzf a.tgz"],
     ["-x", "nginx", "block"],
     ["--code", "q"],
+    ["--provider", "A,B", "--only=C", "--ignore", "D", "--sort", "price", "--max-price", "1,2", "q"],
+    ["--no-fallbacks", "--deny-data-collection", "--zdr", "q"],
+    ["-p", "local", "--effort", "high", "--no-reasoning", "--schema", "s.json", "--json-object", "q"],
+    ["--profile=x", "--reasoning-tokens", "9", "q"],
     ["--", "-m", "is", "a", "word"],
     ["-"],
     [],
@@ -31,6 +35,9 @@ def test_fast_parser_matches_argparse(args: list[str]) -> None:
     assert vars(fast) == vars(build_parser().parse_args(args))
 
 
-@pytest.mark.parametrize("args", [["--help"], ["-h"], ["--bogus"], ["-cu", "x"], ["-ex", "x"], ["--temperature", "hot"], ["-m"], ["--json=1"]])
+@pytest.mark.parametrize(
+    "args",
+    [["--help"], ["-h"], ["--bogus"], ["-cu", "x"], ["-ex", "x"], ["--temperature", "hot"], ["-m"], ["--json=1"], ["--sort", "cheap"], ["--max-price", "1,x"]],
+)
 def test_fast_parser_defers_unusual_input_to_argparse(args: list[str]) -> None:
     assert parse_chat_args(args) is None

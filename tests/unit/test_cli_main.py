@@ -78,6 +78,8 @@ def test_format_usage_variants() -> None:
     assert format_usage(result) == "usage: prompt 3, completion 4, total 7 tokens, reasoning 2, cost 0.5 credits"
     result.usage = {"total_tokens": 1}
     assert format_usage(result) == "usage: prompt ?, completion ?, total 1 tokens"
+    result.model = "b/answered"
+    assert format_usage(result) == "usage: prompt ?, completion ?, total 1 tokens, model b/answered"
 
 
 def test_read_message_handles_single_and_multiline_input() -> None:
@@ -104,3 +106,13 @@ def test_repl_reports_errors_and_survives_ctrl_c_at_the_prompt(api_env: dict[str
     text = err.getvalue()
     assert "bad/model is not a valid model ID" in text
     assert "session: " in text and "tokens" in text
+
+
+def test_repl_model_command_resolves_aliases(api_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ORCHAT_ALIASES", "quick=fake/echo")
+    settings = load_settings()
+    err = io.StringIO()
+    turn = TurnOptions(model="openai/gpt-4o-mini")
+    script = iter(["/model quick", "/exit"])
+    assert run_repl(Client(settings), settings, Conversation(id="c"), turn, Output(io.StringIO(), err), read_line=lambda prompt: next(script)) == 0
+    assert turn.model == "fake/echo" and "model: fake/echo" in err.getvalue()

@@ -21,6 +21,7 @@ import pytest
 
 from tests.conftest import REPO, run_orchat
 from tests.demo_support import llama_server
+from tests.fakes.openrouter import TEST_KEY, FakeOpenRouter
 
 pytestmark = pytest.mark.realmodel
 
@@ -148,7 +149,7 @@ def test_usage_is_reported_when_the_server_sends_it_and_called_unknown_when_it_d
     if server_sends_usage:
         assert streamed.stderr.startswith("usage: prompt ")
     else:
-        assert streamed.stderr == "usage: unknown (the server sent none)\n"
+        assert streamed.stderr.startswith("usage: unknown (the server sent none), model ") and streamed.stderr.count("\n") == 1
     as_json = json.loads(ask("--json", QUESTION).stdout)
     assert as_json["content"] and (as_json["usage"]["completion_tokens"] is not None) == server_sends_usage
 
@@ -186,6 +187,29 @@ def test_failed_request_is_recorded_in_history_with_its_error(local_env: dict[st
 
 
 @pytest.mark.skipif(not is_registered("health-check"), reason="`orchat health-check` is not registered in orchat/cli.py COMMANDS yet")
+def test_fake_openrouter_failing_falls_back_to_the_llama_cpp_profile(llama_url: str, fake_openrouter: FakeOpenRouter, home: Path) -> None:
+    profile = home / ".config" / "orchat" / "profiles" / "local"
+    profile.parent.mkdir(parents=True)
+    profile.write_text(f"ORCHAT_API_BASE={llama_url}/v1\nORCHAT_MODEL={llama_server.MODEL_ALIAS}\n")
+    fake_openrouter.fail_next(503, times=2)
+    env = dict(
+        os.environ,
+        ORCHAT_API_BASE=fake_openrouter.url,
+        ORCHAT_API_FLAVOR="openrouter",
+        OPENROUTER_API_KEY=TEST_KEY,
+        ORCHAT_MODEL="openai/gpt-4o-mini",
+        ORCHAT_FALLBACK_PROFILES="local",
+        ORCHAT_RETRY_ATTEMPTS="1",
+    )
+    proc = run_orchat("--temperature", "0", "--max-tokens", ANSWER_TOKENS, QUESTION, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip()
+    assert len(fake_openrouter.chat_requests()) == 2  # the first try and its one retry, both 503
+    assert proc.stderr.splitlines()[-1] == f"orchat: answered by {llama_server.MODEL_ALIAS} (profile local)"
+    record = json.loads((home / ".orchat_history").read_text().splitlines()[-1])
+    assert record["profile"] == "local" and record["status"] == "ok" and record["answer"] == proc.stdout.rstrip("\n")
+
+
 def test_health_check_of_the_api_is_ok_against_llama_cpp_without_a_key(local_env: dict[str, str]) -> None:
     proc = run_orchat("health-check", "--component=api", "--plain")
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -396,3 +396,23 @@ def test_promtool_accepts_the_daemons_metrics(daemons: list[DaemonProc], api_env
     proc = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True, timeout=60, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert b'orchat_daemon_info{instance_name="gw-prom"} 1' in body
+
+
+def test_the_site_privacy_settings_bind_every_client_relayed_to_openrouter(
+    daemons: list[DaemonProc], api_env: dict[str, str], fake_openrouter: FakeOpenRouter
+) -> None:
+    daemon = start(daemons, api_env, ORCHAT_API_FLAVOR="openrouter", ORCHAT_DATA_COLLECTION="deny", ORCHAT_SORT="price")
+    body = {**CHAT, "provider": {"data_collection": "allow", "sort": "latency", "order": ["Groq"]}}
+    status, _, _ = request(daemon.port, "POST", "/v1/chat/completions", body)
+    assert status == 200
+    assert fake_openrouter.chat_requests()[-1].body["provider"] == {"data_collection": "deny", "sort": "latency", "order": ["Groq"]}
+    status, _, _ = request(daemon.port, "POST", "/v1/chat/completions", CHAT)
+    assert status == 200 and fake_openrouter.chat_requests()[-1].body["provider"] == {"data_collection": "deny", "sort": "price"}
+
+
+def test_a_relay_to_a_server_that_is_not_openrouter_gets_no_routing_fields(
+    daemons: list[DaemonProc], api_env: dict[str, str], fake_openrouter: FakeOpenRouter
+) -> None:
+    daemon = start(daemons, api_env, ORCHAT_DATA_COLLECTION="deny")
+    status, _, _ = request(daemon.port, "POST", "/v1/chat/completions", CHAT)
+    assert status == 200 and "provider" not in fake_openrouter.chat_requests()[-1].body
