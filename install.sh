@@ -18,7 +18,8 @@ the network. A FILE.sha256 beside a tarball is checked too.
 Where it installs:
   as root        /usr/local (bin, lib/orchat, share/man, completions), config from etc/ into /etc
                  (an existing file is never overwritten: the new one lands beside it as FILE.dist),
-                 systemd units into /usr/local/lib/systemd/system (/lib/systemd/system for /usr)
+                 systemd units into /usr/local/lib/systemd/system (/lib/systemd/system for /usr);
+                 for /usr (packages) sysusers.d and tmpfiles.d go to /usr/lib, not /etc
   as a user      ~/.local (no /etc files, no units)
   --prefix DIR   DIR; /etc files and units only with --system-files (always with --destdir)
 
@@ -169,6 +170,12 @@ resolve_layout() {
         # Debian's systemd looks in /lib/systemd/system and /usr/local/lib/systemd/system.
         if [ "$PREFIX" = /usr ]; then UNITDIR=/lib/systemd/system; else UNITDIR=$PREFIX/lib/systemd/system; fi
     fi
+    # sysusers.d(5), tmpfiles.d(5): a distribution's file (PREFIX /usr: the .deb and .rpm are this
+    # install) lives in /usr/lib/*.d and an admin's file of the same name in /etc/*.d overrides it
+    # (lintian: misplaced-systemd-tmpfiles); any other install is the admin's own, in SYSCONFDIR.
+    VENDORDIR=""
+    if [ "$PREFIX" = /usr ]; then VENDORDIR=/usr/lib; fi
+    SYSUSERS_CONF=${VENDORDIR:-$SYSCONFDIR}/sysusers.d/orchat.conf
     refuse_control_characters --prefix "$PREFIX"
     refuse_control_characters --destdir "$DESTDIR"
     refuse_control_characters --sysconfdir "$SYSCONFDIR"
@@ -564,6 +571,13 @@ install_files() {
                     # whole host): shipped as examples to copy on purpose, never dropped into /etc.
                     haproxy/* | keepalived/* | nginx/* | prometheus/* | systemd/*)
                         put_file "$SRC/etc/$rel" "$EXAMPLEDIR/etc/$rel" 644 ;;
+                    sysusers.d/* | tmpfiles.d/*)
+                        if [ -n "$VENDORDIR" ]; then
+                            put_file "$SRC/etc/$rel" "$VENDORDIR/$rel" 644
+                        else
+                            put_config "$SRC/etc/$rel" "$SYSCONFDIR/$rel" "$mode"
+                        fi
+                        ;;
                     *) put_config "$SRC/etc/$rel" "$SYSCONFDIR/$rel" "$mode" ;;
                 esac
             done < <(cd "$SRC/etc" && find . -type f -print0 | sort -z)
@@ -578,8 +592,8 @@ install_files() {
         # The units run as the `orchat` user and read the key from /etc/orchat/credentials.
         ensure_dir "$SYSCONFDIR/orchat/credentials"
         chmod 700 "$SYSCONFDIR/orchat/credentials" 2>/dev/null || true
-        if command -v systemd-sysusers >/dev/null 2>&1 && [ -f "$SYSCONFDIR/sysusers.d/orchat.conf" ]; then
-            systemd-sysusers "$SYSCONFDIR/sysusers.d/orchat.conf" >/dev/null 2>&1 || say "warning: systemd-sysusers could not create the orchat user"
+        if command -v systemd-sysusers >/dev/null 2>&1 && [ -f "$SYSUSERS_CONF" ]; then
+            systemd-sysusers "$SYSUSERS_CONF" >/dev/null 2>&1 || say "warning: systemd-sysusers could not create the orchat user"
         fi
         [ -z "$LOGDIR" ] || create_log_dir
     fi
@@ -598,7 +612,7 @@ install_files() {
 # not in the manifest, kept by --uninstall.
 create_log_dir() {
     if ! id orchat >/dev/null 2>&1; then
-        say "warning: no orchat user (systemd-sysusers $SYSCONFDIR/sysusers.d/orchat.conf): $LOGDIR not created"
+        say "warning: no orchat user (systemd-sysusers $SYSUSERS_CONF): $LOGDIR not created"
         return 0
     fi
     install -d -o orchat -g orchat -m 0751 "$LOGDIR" || die "$EX_IOERR" "could not create $LOGDIR"

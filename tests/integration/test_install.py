@@ -367,6 +367,27 @@ def test_destdir_install_with_prefix_usr_renders_units_and_never_overwrites_conf
     assert str(dest) not in (dest / "usr" / "lib" / "orchat" / "INSTALLED").read_text()
 
 
+@pytest.mark.parametrize(("prefix", "where"), [("/usr", "usr/lib"), ("/usr/local", "etc")])
+def test_sysusers_and_tmpfiles_go_to_usr_lib_for_prefix_usr_and_to_etc_otherwise(release: Path, tmp_path: Path, prefix: str, where: str) -> None:
+    # PREFIX /usr is what the .deb and .rpm install: a distribution's tmpfiles.d/sysusers.d file
+    # lives in /usr/lib (an admin's /etc/*.d file overrides it; lintian: misplaced-systemd-tmpfiles).
+    dest = tmp_path / "dest"
+    proc = run(["make", "-s", "install", f"DESTDIR={dest}", f"PREFIX={prefix}"], cwd=release)
+    assert proc.returncode == 0, proc.stderr
+    manifest = {}
+    for line in (dest / prefix.lstrip("/") / "lib" / "orchat" / "INSTALLED").read_text().splitlines():
+        if not line.startswith("#"):
+            kind, _sum, path = line.split("\t")
+            manifest[path] = kind
+    for conf in ("sysusers.d", "tmpfiles.d"):
+        shipped = (REPO / "etc" / conf / "orchat.conf").read_text()
+        assert (dest / where / conf / "orchat.conf").read_text() == shipped, conf
+        other = "etc" if where == "usr/lib" else "usr/lib"
+        assert not (dest / other / conf).exists(), conf
+        # In /usr/lib it is the package's file, replaced on upgrade; in /etc the admin's config.
+        assert manifest[f"/{where}/{conf}/orchat.conf"] == ("f" if where == "usr/lib" else "e"), conf
+
+
 def test_repository_units_render_with_the_real_bindir(tmp_path: Path) -> None:
     sources = sorted((REPO / "systemd").glob("*.service")) + sorted((REPO / "systemd").glob("*.timer"))
     dest = tmp_path / "dest"

@@ -161,7 +161,7 @@ def test_sysusers_file_creates_the_orchat_user(tmp_path: Path) -> None:
     assert "orchat" in proc.stdout + proc.stderr
 
 
-def test_the_log_directory_has_one_owner_and_mode_in_tmpfiles_install_sh_and_the_units() -> None:
+def test_the_log_directory_has_one_owner_and_mode_in_tmpfiles_install_sh_the_units_and_the_packages() -> None:
     # A root run once made /var/log/orchat root:root 0750, and logrotate's `su orchat orchat` failed
     # (issue 13 item 3): every path that can create it must agree.
     entries = [line.split() for line in (REPO / "etc" / "tmpfiles.d" / "orchat.conf").read_text().splitlines() if line and not line.startswith("#")]
@@ -172,6 +172,13 @@ def test_the_log_directory_has_one_owner_and_mode_in_tmpfiles_install_sh_and_the
     for name in UNITS:
         unit = (REPO / "systemd" / name).read_text()
         assert "\nLogsDirectory=orchat\nLogsDirectoryMode=0751\n" in unit and "\nUser=orchat\nGroup=orchat\n" in unit
+    # The packages: the .deb's postinst (only without systemd-tmpfiles) and the .rpm's payload.
+    postinst = (REPO / "debian" / "orchat.postinst").read_text()
+    assert "install -d -o orchat -g orchat -m 0751 /var/log/orchat\n" in postinst
+    assert "install -d -o orchat -g orchat -m 3773 /var/log/orchat/audit.log.d\n" in postinst
+    spec = (REPO / "orchat.spec").read_text()
+    assert "%dir %attr(0751,orchat,orchat) %{_localstatedir}/log/orchat\n" in spec
+    assert "%dir %attr(3773,orchat,orchat) %{_localstatedir}/log/orchat/audit.log.d\n" in spec
 
 
 @pytest.mark.component

@@ -13,8 +13,11 @@ from tests.conftest import REPO
 DEB_NAME = f"orchat_{__version__}-1_all.deb"
 RPM_NAME = f"orchat-{__version__}-1.noarch.rpm"
 MANIFEST = "/usr/lib/orchat/INSTALLED"
-# debian/rules and orchat.spec move these; nothing else may differ from `make install`.
-MOVED = {"/etc/sysusers.d/orchat.conf": "/usr/lib/sysusers.d/orchat.conf", "/usr/share/man/man1/orchat.1": "/usr/share/man/man1/orchat.1.gz"}
+# debian/rules and orchat.spec move (compress) this; nothing else may differ from `make install`.
+MOVED = {"/usr/share/man/man1/orchat.1": "/usr/share/man/man1/orchat.1.gz"}
+# What install.sh puts in /usr/lib for PREFIX=/usr, not in /etc (tmpfiles.d(5), sysusers.d(5)):
+# the package's own files, which an admin's /etc/*.d/orchat.conf overrides.
+VENDOR_CONF = ("/usr/lib/sysusers.d/orchat.conf", "/usr/lib/tmpfiles.d/orchat.conf")
 # Files debhelper adds: README.Debian, the changelog, the copyright file, the lintian overrides,
 # dh_python3's hook that recompiles /usr/lib/orchat when the default python3 changes.
 DEB_ADDED = {
@@ -62,5 +65,5 @@ def packaged_files(manifest: dict[str, str]) -> set[str]:
 
 
 def packaged_config(manifest: dict[str, str]) -> set[str]:
-    """The etc files that must be conffiles / %config: every one but the moved sysusers file."""
-    return {path for path, kind in manifest.items() if kind in ("c", "e") and path not in MOVED}
+    """The etc files that must be conffiles / %config."""
+    return {path for path, kind in manifest.items() if kind in ("c", "e")}

@@ -15,8 +15,10 @@ import pytest
 
 from orchat import __version__
 from tests.conftest import REPO, require_tool
-from tests.fakes.openrouter import TEST_KEY
-from tests.integration.packaging.support import DEB_ADDED, DEB_NAME, build_packages, make_install, packaged_config, packaged_files, run
+from tests.fakes.openrouter import TEST_KEY, FakeOpenRouter
+from tests.integration.packaging.support import DEB_ADDED, DEB_NAME, VENDOR_CONF, build_packages, make_install, packaged_config, packaged_files, run
+from tests.integration.telemetry.test_audit_users import USERS, as_user, two_users  # noqa: F401 - fixture: throwaway users
+from tests.integration.test_install import world_readable_dir  # noqa: F401 - fixture two_users needs
 
 OLD_VERSION = "0.0.9"
 # Where the package can leave traces; every path with "orchat" in it is compared before and after.
@@ -122,6 +124,10 @@ def test_make_deb_builds_a_package_whose_files_are_make_installs_with_only_the_d
     assert files == packaged_files(manifest) | DEB_ADDED
     control = control_files(debs["new"], tmp_path / "control")
     assert set((control / "conffiles").read_text().split()) == packaged_config(manifest)
+    # tmpfiles.d and sysusers.d are the package's files in /usr/lib, not conffiles in /etc; the
+    # postinst applies the tmpfiles file (dh_installtmpfiles).
+    assert set(VENDOR_CONF) <= files
+    assert 'systemd-tmpfiles ${DPKG_ROOT:+--root="$DPKG_ROOT"} --create orchat.conf' in (control / "postinst").read_text()
     fields = run(["dpkg-deb", "-f", str(debs["new"]), "Version", "Architecture", "Depends"]).stdout
     # dh_python3 spells `python3 (>= 3.9)` (debian/control's X-Python3-Version) this way.
     assert fields == f"Version: {__version__}-1\nArchitecture: all\nDepends: python3:any (>= 3.9~)\n"
@@ -149,7 +155,14 @@ def test_maintainer_scripts_pass_sh_n_and_shellcheck(debs: dict[str, Path], tmp_
     assert proc.returncode == 0, proc.stdout
 
 
-def test_deb_installs_works_for_an_operator_and_purge_leaves_nothing_behind(debs: dict[str, Path], clean_machine: set[str], home: Path, tmp_path: Path) -> None:
+def test_deb_installs_works_for_an_operator_and_purge_leaves_nothing_behind(
+    debs: dict[str, Path],
+    clean_machine: set[str],
+    home: Path,
+    tmp_path: Path,
+    two_users: dict[str, Path],  # noqa: F811
+    fake_openrouter: FakeOpenRouter,
+) -> None:
     before = clean_machine
     (home / ".config" / "orchat").mkdir(parents=True)
     (home / ".config" / "orchat" / "config").write_text("ORCHAT_MODEL=fake/echo\n")
@@ -175,18 +188,27 @@ def test_deb_installs_works_for_an_operator_and_purge_leaves_nothing_behind(debs
     # Installed, never enabled: no symlink in a .wants directory (deb-systemd-helper's doing).
     assert not list(Path("/etc/systemd/system").glob("*.wants/orchat*")), "the package must not enable its units"
 
-    # The units' user and directories; logrotate's `su orchat orchat` works on them.
+    # The units' user and directories (the logs' as /usr/lib/tmpfiles.d/orchat.conf says); logrotate's
+    # `su orchat orchat` works on them.
     user = pwd.getpwnam("orchat")
-    for directory in ("/var/log/orchat", "/var/lib/orchat"):
+    for directory, mode in (("/var/lib/orchat", 0o750), ("/var/log/orchat", 0o751), ("/var/log/orchat/audit.log.d", 0o3773)):
         info = os.stat(directory)
-        assert (info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)) == (user.pw_uid, user.pw_gid, 0o750), directory
+        assert (info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)) == (user.pw_uid, user.pw_gid, mode), directory
+    # The guide's ORCHAT_AUDIT_FILE=/var/log/orchat/audit.log works for an ordinary user: their
+    # records land in audit.log.d/USER.log, theirs, group orchat, 0600.
+    name = USERS[0]
+    chat = as_user(name, two_users[name], ["/usr/bin/orchat", "-m", "fake/echo", "hello"], fake_openrouter, Path("/var/log/orchat"))
+    assert chat.returncode == 0 and chat.stderr == "", chat.stderr
+    own = os.stat(f"/var/log/orchat/audit.log.d/{name}.log")
+    assert (own.st_uid, own.st_gid, stat.S_IMODE(own.st_mode)) == (pwd.getpwnam(name).pw_uid, user.pw_gid, 0o600)
     assert stat.S_IMODE(os.stat("/etc/orchat/credentials").st_mode) == 0o700
     log = Path("/var/log/orchat/orchat.log")
     log.write_text('{"msg": "one line"}\n')
     os.chown(log, user.pw_uid, user.pw_gid)
     rotated = run(["logrotate", "-f", "-s", str(tmp_path / "logrotate.state"), "/etc/logrotate.d/orchat"])
     assert rotated.returncode == 0, rotated.stderr
-    assert [p.name for p in Path("/var/log/orchat").glob("orchat.log-*")], "logrotate did not rotate orchat.log"
+    # Numbered archives (etc/logrotate.d/orchat says why not dateext); delaycompress keeps .1 plain.
+    assert Path("/var/log/orchat/orchat.log.1").read_text() == '{"msg": "one line"}\n', "logrotate did not rotate orchat.log"
 
     # A second configure (dpkg-reconfigure, an interrupted install) finds everything in place.
     assert run(["sh", "/var/lib/dpkg/info/orchat.postinst", "configure", __version__ + "-1"]).returncode == 0

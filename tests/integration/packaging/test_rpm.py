@@ -11,10 +11,16 @@ import pytest
 
 from orchat import __version__
 from tests.conftest import REPO, require_tool
-from tests.integration.packaging.support import MOVED, RPM_NAME, build_packages, make_install, packaged_config, packaged_files, run
+from tests.integration.packaging.support import RPM_NAME, VENDOR_CONF, build_packages, make_install, packaged_config, packaged_files, run
 
 # What the .deb's postinst creates, the rpm owns as directories (see orchat.spec %files).
-RPM_DIRS = {"/etc/orchat/credentials": "drwx------ root root", "/var/lib/orchat": "drwxr-x--- orchat orchat", "/var/log/orchat": "drwxr-x--- orchat orchat"}
+# The log directories as /usr/lib/tmpfiles.d/orchat.conf makes them: 0751 and 3773.
+RPM_DIRS = {
+    "/etc/orchat/credentials": "drwx------ root root",
+    "/var/lib/orchat": "drwxr-x--- orchat orchat",
+    "/var/log/orchat": "drwxr-x--x orchat orchat",
+    "/var/log/orchat/audit.log.d": "drwxrws-wt orchat orchat",
+}
 SCRIPTLETS = ("PREIN", "POSTIN", "PREUN", "POSTUN")
 
 
@@ -41,7 +47,7 @@ def test_rpm_payload_is_make_installs_with_the_same_moves_as_the_deb(rpm: Path, 
     assert {path: entries[path] for path in RPM_DIRS} == RPM_DIRS
     config = set(run(["rpm", "-qp", "--configfiles", str(rpm)]).stdout.split())
     assert config == packaged_config(manifest)
-    assert MOVED["/etc/sysusers.d/orchat.conf"] in files
+    assert set(VENDOR_CONF) <= files
     header = query(rpm, "%{VERSION}-%{RELEASE} %{ARCH}\n[%{REQUIRENAME} %{REQUIREFLAGS:depflags} %{REQUIREVERSION}\n]")
     assert header.startswith(f"{__version__}-1 noarch\n")
     assert "python3 >= 3.9" in header
