@@ -143,8 +143,9 @@ def _report(err: OrchatError) -> None:
 
 
 def _report_text(text: str) -> None:
-    # Server-supplied text must not drive the terminal: escape control characters (ESC, BEL, ...).
-    text = "".join(ch if ch.isprintable() or ch == "\t" else repr(ch)[1:-1] for ch in text)
+    from orchat.terminal import escape_controls  # server-supplied text must not drive the terminal
+
+    text = escape_controls(text)
     try:
         sys.stderr.write(f"orchat: error: {text}\n")
         sys.stderr.flush()

@@ -184,6 +184,22 @@ class Settings:
         return "openrouter.ai" in self.values.get("ORCHAT_API_BASE", DEFAULT_API_BASE)
 
 
+def read_config_bytes(path: Path, limit_bytes: int = CONFIG_MAX_BYTES) -> bytes:
+    """Given a config input (config file, credential, key file), return its bytes.
+
+    Raise FileNotFoundError when it is missing and ConfigError when it is not a regular file
+    (a FIFO is refused, not waited on), larger than LIMIT_BYTES (/dev/zero) or unreadable.
+    """
+    from orchat.fsutil import read_regular_file
+
+    try:
+        return read_regular_file(path, limit_bytes)
+    except FileNotFoundError:
+        raise
+    except OSError as err:
+        raise ConfigError(f"cannot read {path}: {err.strerror or err}") from err
+
+
 def parse_config_file(path: Path) -> tuple[dict[str, str], str, list[str]]:
     """Given a config file, return (KEY=VALUE pairs, bare API key or "", warnings).
 
@@ -193,16 +209,11 @@ def parse_config_file(path: Path) -> tuple[dict[str, str], str, list[str]]:
     key = ""
     warnings: list[str] = []
     try:
-        from orchat.fsutil import open_regular
-
-        with open(open_regular(path), encoding="utf-8") as handle:  # a FIFO or device is refused, not waited on
-            text = handle.read(CONFIG_MAX_BYTES + 1)
+        text = read_config_bytes(path).decode("utf-8-sig")  # -sig: a BOM from a Windows editor is dropped
     except FileNotFoundError:
         return pairs, key, warnings
-    except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError(f"cannot read {path}: {err}") from err
-    if len(text) > CONFIG_MAX_BYTES:
-        raise ConfigError(f"{path} is larger than {CONFIG_MAX_BYTES} bytes: not a config file")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"cannot read {path}: not UTF-8 text") from err
     for number, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
         if not line or line.startswith("#"):
@@ -259,8 +270,8 @@ def load_settings(flags: dict[str, Any] | None = None, environ: dict[str, str] |
     credential = paths.credentials_file("orchat-api-key")
     if credential is not None:
         try:
-            key, key_source = credential.read_text(encoding="utf-8").strip(), str(credential)
-        except OSError as err:
+            key, key_source = read_config_bytes(credential).decode("utf-8-sig").strip(), str(credential)
+        except (FileNotFoundError, UnicodeDecodeError) as err:
             raise ConfigError(f"cannot read credential {credential}: {err}") from err
     for name in reversed(KEY_NAMES):  # ORCHAT_API_KEY wins over OPENROUTER_API_KEY
         if env.get(name):

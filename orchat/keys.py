@@ -15,9 +15,9 @@ import json
 from pathlib import Path
 
 from orchat import paths
-from orchat.config import KEY_NAMES, Settings
+from orchat.config import KEY_NAMES, Settings, read_config_bytes
 from orchat.errors import ConfigError, StorageError
-from orchat.fsutil import atomic_write, locked
+from orchat.fsutil import atomic_write, locked, read_regular_file
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -28,6 +28,7 @@ GRACE_PERIOD_DAYS = 7
 STATE_FILE = "key-state.json"
 PREVIOUS_FILE = "previous-key"
 DISABLE_URL = "https://openrouter.ai/settings/keys"
+STATE_MAX_BYTES = 65536  # key-state.json and previous-key hold a few dozen bytes
 
 
 def read_key(stdin: Any, is_tty: bool, prompt: Callable[[str], str]) -> str:
@@ -89,11 +90,11 @@ def write_key(key: str, path: Path | None = None) -> Path:
     target = path or paths.user_config_file()
     with locked(target.with_name(f".{target.name}.lock")):
         try:
-            text = target.read_text(encoding="utf-8")
+            text = read_config_bytes(target).decode("utf-8-sig")
         except FileNotFoundError:
             text = ""
-        except (OSError, UnicodeDecodeError) as err:
-            raise StorageError(f"cannot read {target}: {err}") from err
+        except UnicodeDecodeError as err:
+            raise StorageError(f"cannot read {target}: not UTF-8 text") from err
         atomic_write(target, replace_key_line(text, key).encode("utf-8"), mode=0o600)
     return target
 
@@ -104,11 +105,11 @@ def _state_path(name: str) -> Path:
 
 def _read_json(path: Path) -> dict[str, Any] | None:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_regular_file(path, STATE_MAX_BYTES))
     except FileNotFoundError:
         return None
     except (OSError, ValueError, RecursionError) as err:
-        raise StorageError(f"cannot read {path}: {err}") from err
+        raise StorageError(f"cannot read {path}: {getattr(err, 'strerror', None) or err}") from err
     return data if isinstance(data, dict) else None
 
 

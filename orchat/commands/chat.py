@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import sys
 from pathlib import Path
@@ -18,15 +19,25 @@ if TYPE_CHECKING:
     from typing import Any
 
 
-def read_system_prompt(value: str) -> str:
-    """Return VALUE, or the contents of FILE when VALUE is @FILE. Raise UsageError if unreadable."""
+def read_system_prompt(value: str, limit_bytes: int) -> str:
+    """Return VALUE, or the contents of FILE when VALUE is @FILE.
+
+    Raise UsageError when FILE is unreadable or not a regular file (a FIFO is refused, not
+    waited on), InputError when it is larger than LIMIT_BYTES (`-s @/dev/zero` must not eat memory).
+    """
     if not value.startswith("@"):
         return value
+    from orchat.fsutil import read_regular_file
+
     path = Path(value[1:]).expanduser()
     try:
-        return path.read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError) as err:
-        raise UsageError(f"cannot read system prompt file {path}: {getattr(err, 'strerror', None) or err}") from err
+        return read_regular_file(path, limit_bytes).decode("utf-8").strip()
+    except OSError as err:
+        if err.errno == errno.EFBIG:
+            raise InputError(f"system prompt file {path} is larger than the {limit_bytes}-byte limit (ORCHAT_MAX_INPUT_BYTES)") from err
+        raise UsageError(f"cannot read system prompt file {path}: {err.strerror or err}") from err
+    except UnicodeDecodeError as err:
+        raise UsageError(f"cannot read system prompt file {path}: not UTF-8 text") from err
 
 
 def read_stdin(limit_bytes: int) -> str:
@@ -84,9 +95,12 @@ def run_chat_command(options: Any) -> int:
     if len(prompt.encode("utf-8")) > settings.max_input_bytes:
         raise InputError(f"the prompt is larger than the {settings.max_input_bytes}-byte limit; raise ORCHAT_MAX_INPUT_BYTES")
     ensure_key(settings)
-    conversation = Conversation(id=history.new_conversation_id(), system=read_system_prompt(settings.system_prompt))
+    conversation = Conversation(id=history.new_conversation_id(), system=read_system_prompt(settings.system_prompt, settings.max_input_bytes))
     if options.continue_:
-        conversation.id, messages, model = history.last_conversation(settings.history_path)
+        tally = history.Tally()
+        conversation.id, messages, model = history.last_conversation(settings.history_path, tally)
+        if tally.skipped:
+            output.note(f"orchat: warning: {tally.warning(settings.history_path)}")
         if model and settings.sources.get("ORCHAT_MODEL") != "flag":  # -c keeps the conversation's model unless -m
             settings.values["ORCHAT_MODEL"] = model
         conversation.messages = [m for m in messages if m.get("role") != "system"]

@@ -219,6 +219,10 @@ def _replace_file(path: Path, data: bytes) -> None:
             os.close(fd)
         os.replace(tmp, path)
     except OSError as err:
+        try:
+            os.unlink(tmp)  # a full disk leaves a 0-byte or partial temp file: never leave it behind
+        except OSError:
+            pass
         reason = "disk full" if err.errno == errno.ENOSPC else (err.strerror or str(err))
         raise StorageError(f"cannot write metrics store {path}: {reason}") from err
 

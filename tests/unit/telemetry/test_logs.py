@@ -354,3 +354,27 @@ def test_an_explicit_log_file_is_written_besides_the_journal(tmp_path, monkeypat
     log.log(logs.WARNING, "both")
     assert parse_journal_payload(sock.recv(65536))["PRIORITY"] == "4"
     assert read_lines(log_file)[0]["message"] == "both"
+
+
+def test_a_full_disk_mid_record_leaves_no_torn_line_in_the_log(log_file, monkeypatch):
+    log = logs.EventLog(make_settings(ORCHAT_LOG_FILE=str(log_file)))
+    log.log(logs.ERROR, "first")
+    real_write = os.write
+
+    def half_then_full(fd: int, data: bytes) -> int:
+        return real_write(fd, data[: len(data) // 2])  # the kernel took what fitted
+
+    monkeypatch.setattr(logs.os, "write", half_then_full)
+    log.log(logs.ERROR, "cut short")
+    monkeypatch.undo()
+    log._retry_at = 0.0  # the disk has room again
+    log.log(logs.ERROR, "after")
+    assert [r["message"] for r in read_lines(log_file)] == ["first", "after"]
+
+
+def test_a_log_that_ends_mid_line_gets_the_next_record_on_a_line_of_its_own(log_file):
+    log_file.parent.mkdir(parents=True)
+    log_file.write_bytes(b'{"message":"torn')  # no timestamp head: today's file, not rotated
+    logs.EventLog(make_settings(ORCHAT_LOG_FILE=str(log_file))).log(logs.ERROR, "whole")
+    lines = log_file.read_bytes().split(b"\n")
+    assert lines[0].endswith(b'"torn') and json.loads(lines[1])["message"] == "whole"

@@ -269,3 +269,16 @@ def test_a_symlink_planted_as_the_temp_file_is_refused(tmp_path: Path) -> None:
     with pytest.raises(StorageError, match="cannot write metrics store"):
         record_events([chat_event()], path=path)
     assert victim.read_text() == "keep me"
+
+
+def test_a_full_disk_leaves_no_temp_file_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "state" / "metrics.json"
+    record_events([chat_event()], path=path)
+
+    def full(fd: int, data: Any) -> int:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(metricstore.os, "write", full)
+    with pytest.raises(StorageError, match="disk full"):
+        record_events([chat_event()], path=path)
+    assert sorted(p.name for p in path.parent.iterdir()) == ["metrics.json", "metrics.lock"]
