@@ -8,6 +8,7 @@ import time
 from orchat.chat import history
 from orchat.config import Settings
 from orchat.errors import OrchatError, StorageError
+from orchat.terminal import escape_controls
 from orchat.wire.openrouter import ChatResult, Client, run_chat
 
 TYPE_CHECKING = False
@@ -82,6 +83,8 @@ class Output:
             self.answer("\n")
 
     def note(self, text: str) -> None:
+        """Write TEXT and a newline on stderr, control characters escaped (it may quote a server)."""
+        text = escape_controls(text, keep_newlines=True)
         try:
             self.err.write(text + "\n")
             self.err.flush()
@@ -90,7 +93,7 @@ class Output:
 
     def reasoning(self, text: str) -> None:
         try:
-            self.err.write(text)
+            self.err.write(escape_controls(text, keep_newlines=True))  # model text outside the answer
             self.err.flush()
         except (BrokenPipeError, ValueError):
             pass
@@ -102,14 +105,15 @@ def format_usage(result: ChatResult) -> str:
     if not usage:
         return "usage: unknown (the server sent none)"
     parts = [f"prompt {usage.get('prompt_tokens', '?')}", f"completion {usage.get('completion_tokens', '?')}", f"total {usage.get('total_tokens', '?')} tokens"]
-    reasoning = (usage.get("completion_tokens_details") or {}).get("reasoning_tokens")
+    details = usage.get("completion_tokens_details")
+    reasoning = details.get("reasoning_tokens") if isinstance(details, dict) else None
     if reasoning:
         parts.append(f"reasoning {reasoning}")
     cost = usage.get("cost")
     text = "usage: " + ", ".join(parts)
     if isinstance(cost, (int, float)):
         text += f", cost {cost:.8f}".rstrip("0").rstrip(".") + " credits"
-    return text
+    return escape_controls(text)  # every field came from the server
 
 
 def run_turn(

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Any
 
 from orchat.config import load_settings
+from orchat.terminal import dumps_for_terminal, escape_controls
 from orchat.wire.cache import BYTES_PER_MEGABYTE, Cache
 from orchat.wire.openrouter import Client
 
@@ -43,13 +43,13 @@ def run(args: Any) -> int:
     needle = args.search.lower()
     chosen = [m for m in models if needle in str(m.get("id", "")).lower() or needle in str(m.get("name", "")).lower()]
     if args.json:
-        sys.stdout.write(json.dumps(chosen, ensure_ascii=False) + "\n")
+        sys.stdout.write(dumps_for_terminal(chosen) + "\n")
         return 0
     for model in chosen:
         context = model.get("context_length")
         pricing = model.get("pricing") if isinstance(model.get("pricing"), dict) else {}
         extra = "  ".join(x for x in (f"ctx {context}" if context else "", format_price(pricing) if pricing else "") if x)
-        sys.stdout.write(f"{model['id']}{'  ' + extra if extra else ''}\n")
+        sys.stdout.write(escape_controls(f"{model['id']}{'  ' + extra if extra else ''}") + "\n")  # ids come from the server
     if not chosen:
         sys.stderr.write(f"orchat: no model matches {args.search!r}\n")
     return 0

@@ -34,6 +34,7 @@ if TYPE_CHECKING:  # typing costs start-up time on every chat; annotations are s
 
 STORE_FORMAT = 1
 MAX_MODEL_LABELS = 10
+MAX_MODEL_ID_CHARS = 200  # real ids are under 100; a longer one counts as "other"
 OTHER = "other"
 ERROR_TYPES = ("auth", "rate_limit", "timeout", "upstream", "protocol", "network", "client", "io", "interrupted", OTHER)
 TOKEN_KINDS = ("prompt", "completion", "reasoning")
@@ -131,8 +132,8 @@ def load_store(path: Path) -> dict[str, Any]:
 
 def model_label(store: dict[str, Any], model: str, allowed: Sequence[str]) -> str:
     """Return the label for MODEL, giving it a slot in STORE if one is free."""
-    if not model:
-        return OTHER
+    if not model or not model.isprintable() or len(model) > MAX_MODEL_ID_CHARS:
+        return OTHER  # the id came from the server: control characters must not reach `orchat metrics`
     if model in allowed or model in store["models"]:
         return model
     if len(store["models"]) < MAX_MODEL_LABELS:

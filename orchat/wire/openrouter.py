@@ -49,6 +49,7 @@ class ChatResult:
 
     def as_json(self) -> dict[str, Any]:
         usage = self.usage or {}
+        details = usage.get("completion_tokens_details")
         return {
             "content": self.content,
             "model": self.model,
@@ -58,7 +59,7 @@ class ChatResult:
                 "prompt_tokens": usage.get("prompt_tokens"),
                 "completion_tokens": usage.get("completion_tokens"),
                 "total_tokens": usage.get("total_tokens"),
-                "reasoning_tokens": (usage.get("completion_tokens_details") or {}).get("reasoning_tokens"),
+                "reasoning_tokens": details.get("reasoning_tokens") if isinstance(details, dict) else None,
                 "cost": usage.get("cost"),
             },
         }

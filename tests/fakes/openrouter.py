@@ -78,6 +78,7 @@ class FakeOpenRouter:
         self.scripted: list[Scripted] = []
         self.answer = DEFAULT_ANSWER
         self.reasoning_text = "Let me think about this."
+        self.key_label = "sk-or-v1-7e5...7e57"
         self.usage_variant = "B"
         self.comments_before = 1
         self.comment_between = False
@@ -270,7 +271,7 @@ class _Handler(BaseHTTPRequestHandler):
                     200,
                     {
                         "data": {
-                            "label": "sk-or-v1-7e5...7e57",
+                            "label": self.owner.key_label,
                             "limit": 10,
                             "limit_remaining": 7.25,
                             "limit_reset": "monthly",

@@ -1,0 +1,56 @@
+"""Text a hostile server sends outside the answer never reaches the terminal raw, on any stream."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import run_orchat
+from tests.fakes import openrouter as fakeserver
+from tests.fakes.openrouter import FakeOpenRouter
+
+# OSC 52 writes the clipboard, OSC 0 sets the title, U+009B is an 8-bit CSI, U+202E flips text.
+HOSTILE = "x\x1b]52;c;cm0gLXJmIH4=\x07\x1b]0;pwned\x07\u009b2J\u202e"
+RAW_CONTROLS = ("\x1b", "\x07", "\u009b", "\u202e")
+
+
+def assert_no_raw_controls(*texts: str) -> None:
+    for text in texts:
+        assert not any(ch in text for ch in RAW_CONTROLS), text
+
+
+def test_usage_fields_from_the_server_are_escaped(api_env: dict[str, str], fake_openrouter: FakeOpenRouter, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = fake_openrouter.usage_for
+    monkeypatch.setattr(
+        fake_openrouter, "usage_for", lambda prompt_chars, answer: {**real(prompt_chars, answer), "prompt_tokens": HOSTILE, "total_tokens": HOSTILE}
+    )
+    proc = run_orchat("-u", "hi")
+    assert proc.returncode == 0, proc.stderr
+    assert "usage: prompt x\\x1b]52;c;" in proc.stderr
+    assert_no_raw_controls(proc.stderr)
+
+
+def test_model_ids_from_the_server_are_escaped_in_the_list_and_equal_in_json(api_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fakeserver, "KNOWN_MODELS", ["plain/model", "evil/" + HOSTILE])
+    listed = run_orchat("models", "--refresh")
+    assert listed.returncode == 0 and "evil/x\\x1b]52;c;" in listed.stdout
+    as_json = run_orchat("models", "--json")
+    assert "evil/" + HOSTILE in [m["id"] for m in json.loads(as_json.stdout)]
+    assert_no_raw_controls(listed.stdout, listed.stderr, as_json.stdout, as_json.stderr)
+
+
+def test_key_status_escapes_the_label_the_server_sent(api_env: dict[str, str], fake_openrouter: FakeOpenRouter) -> None:
+    fake_openrouter.key_label = HOSTILE
+    proc = run_orchat("key", "status")
+    assert proc.returncode == 0, proc.stderr
+    assert "label      x\\x1b]52;c;" in proc.stdout
+    assert_no_raw_controls(proc.stdout, proc.stderr)
+
+
+def test_reasoning_shown_on_stderr_is_escaped(api_env: dict[str, str], fake_openrouter: FakeOpenRouter) -> None:
+    fake_openrouter.reasoning_text = "think\n" + HOSTILE
+    proc = run_orchat("-m", "fake/reasoning", "--reasoning", "hi")
+    assert proc.returncode == 0, proc.stderr
+    assert "think\nx\\x1b]52;c;" in proc.stderr
+    assert_no_raw_controls(proc.stderr)
