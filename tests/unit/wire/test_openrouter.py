@@ -283,3 +283,25 @@ def test_deeply_nested_json_in_an_error_body_is_a_clean_error(client: Client, fa
 
 def test_deeply_nested_json_in_an_error_body_is_described_not_raised() -> None:
     assert describe_error_body(500, NESTED)[0].startswith("[[[")
+
+
+class EndlessEvent:
+    """A 200 stream whose one event is endless short `data:` lines (bounded here by a count)."""
+
+    def __init__(self, reads: int) -> None:
+        self.reads = reads
+
+    def read1(self, amount: int = 65536) -> bytes:
+        if not self.reads:
+            return b""
+        self.reads -= 1
+        return b"data:x\n" * (amount // 7)
+
+
+def test_one_endless_event_of_short_data_lines_is_a_protocol_error_not_memory_growth(client: Client) -> None:
+    from orchat.wire.sse import MAX_EVENT_BYTES
+
+    response = EndlessEvent(reads=MAX_EVENT_BYTES // (client.settings.stream_buffer // 7 * 7) + 10)
+    with pytest.raises(ProtocolError, match="stream event is larger than") as caught:
+        list(client._read_stream(response, ChatResult(), 0.0))
+    assert caught.value.exit_code == 76 and response.reads > 0
