@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 
 from orchat import paths
-from orchat.config import KEY_NAMES, Settings, read_config_bytes
+from orchat.config import KEY_NAMES, MAX_KEY_CHARS, Settings, describe_bad_key, read_config_bytes
 from orchat.errors import ConfigError, StorageError
 from orchat.fsutil import atomic_write, locked, read_regular_file
 
@@ -34,14 +34,20 @@ STATE_MAX_BYTES = 65536  # key-state.json and previous-key hold a few dozen byte
 def read_key(stdin: Any, is_tty: bool, prompt: Callable[[str], str]) -> str:
     """Return the key typed at PROMPT (no echo) when IS_TTY, else the first line of STDIN.
 
-    Raise ConfigError when it is empty or contains whitespace.
+    Only a plausible key is accepted: printable ASCII without spaces, `=` or `#` (it becomes a
+    bare line of the config file, where `=` makes a setting and `#` a comment), at most
+    MAX_KEY_CHARS long; stdin is read no further than that. Raise ConfigError otherwise,
+    without quoting what was given.
     """
-    key = prompt("API key (input hidden): ") if is_tty else stdin.readline()
+    key = prompt("API key (input hidden): ") if is_tty else stdin.readline(MAX_KEY_CHARS + 2)
     key = key.strip()
     if not key:
         raise ConfigError("no key given: pipe it on stdin (orchat key set < keyfile) or type it at the prompt")
-    if any(ch.isspace() for ch in key):
-        raise ConfigError("the key contains whitespace; paste it again")
+    problem = describe_bad_key(key)
+    if not problem and ("=" in key or "#" in key):
+        problem = "contains `=` or `#`, so it reads as a config line"
+    if problem:
+        raise ConfigError(f"that is not an API key: it {problem}; nothing was written")
     return key
 
 

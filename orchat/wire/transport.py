@@ -17,7 +17,8 @@ import time
 from urllib.parse import urlsplit
 
 from orchat import __version__
-from orchat.errors import OrchatError, TemporaryFailure, UpstreamUnavailable
+from orchat.config import is_header_safe
+from orchat.errors import ConfigError, OrchatError, TemporaryFailure, UpstreamUnavailable
 from orchat.wire.framing import MAX_HEAD_BYTES, ChunkedDecoder, WireError, parse_response_head
 
 TYPE_CHECKING = False
@@ -318,10 +319,12 @@ class Transport:
         IS_RETRYABLE_ANSWER(status, headers, body) may veto a retry (return None) or give the
         server's hinted wait. Return (connection, response) for the final answer: the caller
         reads it and closes the connection. Raise UpstreamUnavailable or TemporaryFailure when
-        the connection itself fails on the last attempt.
+        the connection itself fails on the last attempt, ConfigError when a header cannot be sent.
         """
         all_headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
         all_headers.update(headers or {})
+        for name, value in all_headers.items():
+            check_header(name, value)  # before connecting: nothing is sent when one is bad
         attempt = 0
         while True:
             try:
@@ -361,6 +364,21 @@ class Transport:
         if self.on_retry is not None:
             self.on_retry(attempt + 1, reason, wait)
         self.sleep(wait)
+
+
+def check_header(name: str, value: str) -> None:
+    """Raise ConfigError when NAME: VALUE cannot be sent as one request header field.
+
+    A CR or LF in a value (ORCHAT_TITLE="x\\r\\nX-Injected: 1") would add header lines of its
+    own; a character beyond Latin-1 cannot be encoded. The value is not quoted: it may be the key.
+    """
+    if not name or not all(ch in _TOKEN_CHARS for ch in name):
+        raise ConfigError(f"cannot send a request header named {name!r}: not an HTTP token")
+    if not is_header_safe(value):
+        raise ConfigError(f"cannot send the {name} header: its value has a line break, a control character or a character beyond Latin-1")
+
+
+_TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
 def _close(sock: socket.socket | None) -> None:

@@ -117,3 +117,38 @@ def test_with_umask_000_no_directory_orchat_makes_is_open_to_others(api_env: dic
     for name in (".config", ".cache", ".local", "backup"):
         assert name in modes, modes
     assert {name: oct(mode) for name, mode in modes.items() if mode & 0o077} == {}
+
+
+def _config(home: Path, data: bytes) -> None:
+    path = home / ".config" / "orchat" / "config"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    path.chmod(0o600)
+
+
+def test_a_config_with_a_bom_before_the_bare_key_works(api_env: dict[str, str], home: Path) -> None:
+    _config(home, b"\xef\xbb\xbf" + TEST_KEY.encode() + b"\n")
+    env = {k: v for k, v in api_env.items() if k != "OPENROUTER_API_KEY"}
+    proc = run_orchat("hi", env=env)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_a_key_that_cannot_be_sent_is_78_and_not_echoed(api_env: dict[str, str], home: Path, fake_openrouter: FakeOpenRouter) -> None:
+    _config(home, "sk-or-v1-ключ-secret\n".encode())
+    env = {k: v for k, v in api_env.items() if k != "OPENROUTER_API_KEY"}
+    proc = run_orchat("hi", env=env)
+    assert proc.returncode == 78 and "cannot be sent" in proc.stderr
+    assert "secret" not in proc.stderr and fake_openrouter.requests == []
+
+
+def test_a_key_with_an_equals_sign_is_not_echoed_in_the_warning(api_env: dict[str, str], home: Path) -> None:
+    _config(home, b"sk-or-v1-5ec7e7=x\n")
+    proc = run_orchat("hi")
+    assert proc.returncode == 0 and "neither a setting nor a key" in proc.stderr and "5ec7e7" not in proc.stderr
+
+
+@pytest.mark.parametrize("name", ["ORCHAT_TITLE", "ORCHAT_HTTP_REFERER"])
+def test_a_line_break_in_an_attribution_header_is_78_and_nothing_is_sent(api_env: dict[str, str], fake_openrouter: FakeOpenRouter, name: str) -> None:
+    proc = run_orchat("hi", env={**api_env, name: "ORCHAT\r\nX-Injected: yes"})
+    assert proc.returncode == 78 and name in proc.stderr
+    assert fake_openrouter.requests == []
