@@ -34,6 +34,7 @@ if TYPE_CHECKING:  # typing costs start-up time on every chat; annotations are s
 
 STORE_FORMAT = 1
 MAX_MODEL_LABELS = 10
+STORE_MAX_BYTES = 16 * 1024 * 1024  # the store is a few KB: a larger one is not ours
 MAX_MODEL_ID_CHARS = 200  # real ids are under 100; a longer one counts as "other"
 OTHER = "other"
 ERROR_TYPES = ("auth", "rate_limit", "timeout", "upstream", "protocol", "network", "client", "io", "interrupted", OTHER)
@@ -119,7 +120,7 @@ def load_store(path: Path) -> dict[str, Any]:
     Raise StorageError when the file exists but cannot be read (permissions, I/O error).
     """
     try:
-        data = path.read_bytes()
+        data = fsutil.read_regular_file(path, STORE_MAX_BYTES)
     except FileNotFoundError:
         return empty_store()
     except OSError as err:
@@ -183,20 +184,19 @@ def record_events(events: Sequence[Mapping[str, Any]], allowed: Sequence[str] = 
     path = path or store_path()
     with fsutil.locked(path.with_name(path.stem + ".lock")):
         try:
-            data = path.read_bytes()
+            data = fsutil.read_regular_file(path, STORE_MAX_BYTES)  # a FIFO in its place must not hang every chat
+            store = parse_store(data)
         except FileNotFoundError:
             store = empty_store()
-        except OSError as err:
-            raise StorageError(f"cannot read metrics store {path}: {err.strerror or err}") from err
-        else:
+        except (ValueError, UnicodeDecodeError, OSError) as err:
+            if isinstance(err, OSError) and err.errno != errno.EFBIG:  # a FIFO or a directory is refused, not moved
+                raise StorageError(f"cannot read metrics store {path}: {err.strerror or err}") from err
+            # Not JSON, or far too large: not a store of ours.
             try:
-                store = parse_store(data)
-            except (ValueError, UnicodeDecodeError):
-                try:
-                    os.replace(path, path.with_name(path.name + ".corrupt"))
-                except OSError as err:
-                    raise StorageError(f"cannot move the damaged metrics store {path} aside: {err.strerror or err}") from err
-                store = empty_store()
+                os.replace(path, path.with_name(path.name + ".corrupt"))
+            except OSError as move_err:
+                raise StorageError(f"cannot move the damaged metrics store {path} aside: {move_err.strerror or move_err}") from move_err
+            store = empty_store()
         for event in events:
             add_event(store, event, allowed)
         store["updated"] = time.time()

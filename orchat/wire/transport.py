@@ -11,20 +11,24 @@ comments included) resets. There is deliberately no total deadline: long answers
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import time
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from orchat import __version__
 from orchat.config import is_header_safe
 from orchat.errors import ConfigError, OrchatError, TemporaryFailure, UpstreamUnavailable
+from orchat.fsutil import read_regular_file
 from orchat.wire.framing import MAX_HEAD_BYTES, ChunkedDecoder, WireError, parse_response_head
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable
 
+CA_FILE_MAX_BYTES = 16 * 1024 * 1024  # the system bundle is ~0.2 MB
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504, 524, 529})
 MAX_RETRY_WAIT_SECONDS = 60.0
 BACKOFF_BASE_SECONDS = 0.5
@@ -397,9 +401,17 @@ def make_ssl_context(ca_file: str, environ: dict[str, str]) -> Any:
     import ssl  # lazy: plain-http endpoints (local llama.cpp, an ORCHAT gateway) never pay for it
 
     cafile = ca_file or environ.get("SSL_CERT_FILE") or None
+    if cafile is None:
+        return ssl.create_default_context()
     try:
-        return ssl.create_default_context(cafile=cafile)
-    except (OSError, ssl.SSLError) as err:
+        # Read here, bounded and without blocking: OpenSSL would wait on a FIFO forever.
+        data = read_regular_file(Path(cafile), CA_FILE_MAX_BYTES)
+        if not data.strip():
+            raise OSError(errno.EINVAL, "the file is empty")
+        return ssl.create_default_context(cadata=data.decode("ascii") if data.isascii() else data)  # PEM text or DER bytes
+    except OSError as err:
+        raise UpstreamUnavailable(f"cannot load CA file {cafile}: {err.strerror or err}", error_type="network") from err
+    except ssl.SSLError as err:
         raise UpstreamUnavailable(f"cannot load CA file {cafile}: {err}", error_type="network") from err
 
 

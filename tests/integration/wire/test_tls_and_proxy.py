@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import ssl
 import subprocess
 from pathlib import Path
@@ -98,3 +99,16 @@ def test_no_proxy_bypasses_the_proxy(fake_openrouter: FakeOpenRouter, home: Path
         assert proc.returncode == 0 and proxy.seen == []
     finally:
         proxy.stop()
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "empty"])
+def test_a_ca_file_that_is_a_fifo_a_device_or_empty_is_a_clear_error_at_once(tls_fake: FakeOpenRouter, tmp_path: Path, home: Path, kind: str) -> None:
+    path = tmp_path / "ca.pem"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "device":
+        path = Path("/dev/zero")
+    else:
+        path.write_text("\n")
+    proc = run_orchat("hi", env=env_for(tls_fake, ORCHAT_CA_FILE=str(path)), timeout=30)  # a FIFO blocked OpenSSL until this timeout
+    assert proc.returncode == 69 and "cannot load CA file" in proc.stderr

@@ -282,3 +282,11 @@ def test_a_full_disk_leaves_no_temp_file_behind(tmp_path: Path, monkeypatch: pyt
     with pytest.raises(StorageError, match="disk full"):
         record_events([chat_event()], path=path)
     assert sorted(p.name for p in path.parent.iterdir()) == ["metrics.json", "metrics.lock"]
+
+
+def test_a_fifo_in_place_of_the_store_is_refused_at_once_not_waited_on(tmp_path: Path) -> None:
+    path = tmp_path / "metrics.json"
+    os.mkfifo(path)
+    for read in (lambda: load_store(path), lambda: record_events([chat_event()], path=path)):
+        with pytest.raises(StorageError, match="not a regular file"):
+            read()
