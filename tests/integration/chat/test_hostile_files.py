@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import stat
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -152,3 +154,32 @@ def test_a_line_break_in_an_attribution_header_is_78_and_nothing_is_sent(api_env
     proc = run_orchat("hi", env={**api_env, name: "ORCHAT\r\nX-Injected: yes"})
     assert proc.returncode == 78 and name in proc.stderr
     assert fake_openrouter.requests == []
+
+
+def _wait_until_reading_stdin(pid: int) -> None:
+    # /proc/PID/syscall is "0 0x0 ..." while the process sits in read(0, ...): bounded in count and time.
+    for _ in range(400):
+        try:
+            if Path(f"/proc/{pid}/syscall").read_text().startswith("0 0x0 "):
+                return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError("orchat never blocked reading stdin")
+
+
+def test_sigterm_ends_a_run_blocked_reading_its_input(api_env: dict[str, str], fake_openrouter: FakeOpenRouter) -> None:
+    proc = subprocess.Popen(
+        orchat_command("hi"), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**api_env, "PYTHONPATH": str(REPO)}
+    )
+    try:
+        assert proc.stdin is not None
+        proc.stdin.write(b"x" * 70000)  # more than one pipe buffer: the reader is mid-input
+        proc.stdin.flush()
+        _wait_until_reading_stdin(proc.pid)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143 and b"SIGTERM" in err
+    assert fake_openrouter.chat_requests() == []
