@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import json
 import sys
 from pathlib import Path
 
@@ -126,7 +125,9 @@ def run_chat_command(options: Any) -> int:
     if options.json:
         quiet = Output(sys.stdout, sys.stderr, quiet=True)
         result = run_turn(client, settings, conversation, prompt, turn, quiet, record_history=not options.no_history, observers=observers)
-        output.answer(json.dumps(result.as_json(), ensure_ascii=False) + "\n")
+        from orchat.terminal import dumps_for_terminal  # model and id came from the server
+
+        output.answer(dumps_for_terminal(result.as_json()) + "\n")
         output.raise_failure()
     else:
         result = run_turn(client, settings, conversation, prompt, turn, output, record_history=not options.no_history, observers=observers)

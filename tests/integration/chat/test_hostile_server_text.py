@@ -54,3 +54,11 @@ def test_reasoning_shown_on_stderr_is_escaped(api_env: dict[str, str], fake_open
     assert proc.returncode == 0, proc.stderr
     assert "think\nx\\x1b]52;c;" in proc.stderr
     assert_no_raw_controls(proc.stderr)
+
+
+def test_json_output_escapes_the_model_and_answer_yet_keeps_their_values(api_env: dict[str, str], fake_openrouter: FakeOpenRouter) -> None:
+    fake_openrouter.answer = "answer " + HOSTILE
+    proc = run_orchat("--json", "hi")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["content"] == "answer " + HOSTILE
+    assert_no_raw_controls(proc.stdout)
