@@ -6,6 +6,8 @@ import io
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from orchat import keys
 from orchat.config import MAX_KEY_CHARS, load_settings, parse_config_file
@@ -104,3 +106,32 @@ def test_read_key_accepts_only_a_plausible_key_and_never_quotes_the_input(given:
         keys.read_key(stdin, False, lambda text: "")
     assert given.strip()[:10] not in str(caught.value)
     assert stdin.tell() <= MAX_KEY_CHARS + 2  # 5 MB on stdin is not read whole
+
+
+CONFIG_LINES = st.lists(
+    st.one_of(
+        st.binary(max_size=20),
+        st.builds(
+            lambda name, value: f"{name}={value}".encode(),
+            st.sampled_from(["ORCHAT_TITLE", "ORCHAT_HTTP_REFERER", "ORCHAT_API_KEY", "X"]),
+            st.text(max_size=10),
+        ),
+        st.text(max_size=12).map(str.encode),
+    ),
+    max_size=5,
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.booleans(), CONFIG_LINES)
+def test_any_config_file_gives_headers_that_can_be_sent_or_a_config_error(home: Path, bom: bool, lines: list[bytes]) -> None:
+    config_with(home, (b"\xef\xbb\xbf" if bom else b"") + b"\n".join(lines) + b"\n")
+    try:
+        loaded = load_settings(environ={})
+    except ConfigError as err:
+        assert err.exit_code == 78
+        return
+    check_header("X-Title", loaded.title)
+    check_header("HTTP-Referer", loaded.http_referer)
+    if loaded.api_key:
+        check_header("Authorization", f"Bearer {loaded.api_key}")

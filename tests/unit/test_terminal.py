@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from orchat.chat.turn import format_usage
 from orchat.health.runner import CheckResult, Status, render_json, render_lines, render_nagios
@@ -57,3 +59,25 @@ def test_a_model_id_with_control_characters_is_counted_as_other_in_metrics() -> 
     assert model_label(store, "x" * 201, ()) == "other"
     assert model_label(store, "openai/gpt-4o-mini", ()) == "openai/gpt-4o-mini"
     assert store["models"] == ["openai/gpt-4o-mini"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(), st.booleans())
+def test_escape_controls_output_is_always_printable(text: str, keep_newlines: bool) -> None:
+    allowed = "\t\n" if keep_newlines else "\t"
+    assert all(ch.isprintable() or ch in allowed for ch in escape_controls(text, keep_newlines=keep_newlines))
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(JSON_VALUES)
+def test_dumps_for_terminal_of_any_json_value_is_printable_and_loads_back_equal(value: object) -> None:
+    text = dumps_for_terminal(value)
+    assert all(ch.isprintable() for ch in text)
+    assert json.loads(text) == value

@@ -183,3 +183,8 @@ def test_sigterm_ends_a_run_blocked_reading_its_input(api_env: dict[str, str], f
         proc.kill()
     assert proc.returncode == 143 and b"SIGTERM" in err
     assert fake_openrouter.chat_requests() == []
+
+
+def test_the_daemon_refuses_a_line_break_in_the_title_it_would_send_upstream(api_env: dict[str, str]) -> None:
+    proc = run_orchat("daemon", "--check", env={**api_env, "ORCHAT_TITLE": "ORCHAT\nX-Injected: yes"})
+    assert proc.returncode == 78 and "ORCHAT_TITLE" in proc.stderr
