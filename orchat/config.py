@@ -62,8 +62,11 @@ def _text(text: str) -> str:
 
 
 def is_header_safe(text: str) -> bool:
-    """Return True when TEXT can be an HTTP field value as is (RFC 9110: visible characters,
-    spaces, tabs, Latin-1 obs-text; no CR, LF, NUL or other control character)."""
+    """Return True when TEXT can be sent as an HTTP field value as it is.
+
+    RFC 9110 field-value: visible ASCII, space, tab and Latin-1 obs-text; no CR, LF, NUL or other
+    control character (C1 controls included), and nothing beyond Latin-1, which cannot be encoded.
+    """
     return all(ch == "\t" or " " <= ch <= "~" or "\xa0" <= ch <= "\xff" for ch in text)
 
 

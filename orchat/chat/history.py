@@ -143,6 +143,7 @@ def iter_history(path: Path, tally: Tally | None = None) -> Iterator[Record]:
 
 
 def read_history(path: Path, tally: Tally | None = None) -> list[Record]:
+    """Return the records of PATH oldest first, as iter_history yields them."""
     return list(iter_history(path, tally))
 
 
