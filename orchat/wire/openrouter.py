@@ -33,12 +33,25 @@ ERROR_BODY_PREVIEW_CHARS = 200
 MAX_BODY_BYTES = 64 * 1024 * 1024  # a whole (non-streamed) answer or model list; beyond is a broken server
 
 
+def _streamed_text(kind: str) -> property:
+    # ChatResult.content / .reasoning: the pieces joined when read, a whole text when set.
+    def get(self: ChatResult) -> str:
+        return self._joined(kind)
+
+    def put(self: ChatResult, text: str) -> None:
+        self._pieces[kind] = [text]
+
+    return property(get, put)
+
+
 class ChatResult:
     """What one chat turn produced, complete or not (filled in as the answer arrives)."""
 
     def __init__(self, model: str = "") -> None:
-        self.content = ""
-        self.reasoning = ""
+        # Streamed text arrives in many small deltas: kept as pieces and joined when read, since
+        # `self.content += delta` on an attribute copies the whole answer each time (quadratic).
+        self._pieces: dict[str, list[str]] = {"content": [], "reasoning": []}
+        self._streamed_chars = 0
         self.model = model
         self.id = ""
         self.finish_reason: str | None = None
@@ -46,6 +59,22 @@ class ChatResult:
         self.first_token_seconds: float | None = None
         self.retries = 0
         self.warnings: list[str] = []
+
+    content = _streamed_text("content")
+    reasoning = _streamed_text("reasoning")
+
+    def _joined(self, kind: str) -> str:
+        pieces = self._pieces[kind]
+        if len(pieces) > 1:
+            pieces[:] = ["".join(pieces)]
+        return pieces[0] if pieces else ""
+
+    def add_delta(self, kind: str, text: str) -> None:
+        """Add streamed TEXT to the content or reasoning. Raise ProtocolError past MAX_BODY_BYTES in all."""
+        self._streamed_chars += len(text)
+        if self._streamed_chars > MAX_BODY_BYTES:
+            raise ProtocolError(f"the streamed answer is larger than {MAX_BODY_BYTES} characters", error_type="protocol")
+        self._pieces[kind].append(text)
 
     def as_json(self) -> dict[str, Any]:
         usage = self.usage or {}
@@ -386,7 +415,8 @@ class Client:
                 try:
                     chunk = json.loads(text)
                 except (ValueError, RecursionError):
-                    result.warnings.append("skipped a stream event that is not JSON")
+                    if "skipped a stream event that is not JSON" not in result.warnings:  # once, not per event
+                        result.warnings.append("skipped a stream event that is not JSON")
                     continue
                 if not isinstance(chunk, dict):
                     continue
@@ -415,13 +445,13 @@ class Client:
             if not isinstance(reasoning, str):
                 reasoning = delta.get("reasoning_content")
             if isinstance(reasoning, str) and reasoning:
-                result.reasoning += reasoning
+                result.add_delta("reasoning", reasoning)
                 yield "reasoning", reasoning
             content = delta.get("content")
             if isinstance(content, str) and content:
                 if result.first_token_seconds is None:
                     result.first_token_seconds = time.monotonic() - started
-                result.content += content
+                result.add_delta("content", content)
                 yield "content", content
             finish = choice.get("finish_reason")
             if finish and result.finish_reason is None and finish != "error":

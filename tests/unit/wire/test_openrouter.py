@@ -110,7 +110,7 @@ def test_reasoning_deltas_are_reported_separately(client: Client, fake_openroute
 def test_non_json_events_and_data_wrapped_comments_are_skipped(client: Client) -> None:
     result, _ = ask(client, "fake/garbage-event")
     assert result.content == DEFAULT_ANSWER
-    assert result.warnings == ["skipped a stream event that is not JSON"] * 2  # broken, then nested too deeply
+    assert result.warnings == ["skipped a stream event that is not JSON"]  # broken, then nested too deeply: said once
 
 
 def test_non_streaming_answer_with_leading_whitespace_keepalive(client: Client, fake_openrouter: FakeOpenRouter) -> None:
@@ -305,3 +305,43 @@ def test_one_endless_event_of_short_data_lines_is_a_protocol_error_not_memory_gr
     with pytest.raises(ProtocolError, match="stream event is larger than") as caught:
         list(client._read_stream(response, ChatResult(), 0.0))
     assert caught.value.exit_code == 76 and response.reads > 0
+
+
+class ManyDeltas:
+    """A 200 stream of N content deltas of SIZE characters each, without an end."""
+
+    def __init__(self, count: int, size: int) -> None:
+        self.count, self.event = count, b'data: {"choices":[{"delta":{"content":"' + b"w" * size + b'"}}]}\n\n'
+
+    def read1(self, amount: int = 65536) -> bytes:
+        if not self.count:
+            return b""
+        self.count -= 1
+        return self.event
+
+
+def test_a_streamed_answer_past_the_body_limit_is_a_protocol_error(client: Client) -> None:
+    from orchat.wire.openrouter import MAX_BODY_BYTES
+
+    response = ManyDeltas(count=MAX_BODY_BYTES // 65536 + 10, size=65536)
+    result = ChatResult()
+    with pytest.raises(ProtocolError, match="streamed answer is larger than"):
+        list(client._read_stream(response, result, 0.0))
+    assert len(result.content) <= MAX_BODY_BYTES and response.count > 0
+
+
+def test_endless_non_json_events_give_one_warning_not_one_each(client: Client) -> None:
+    response = ManyDeltas(count=0, size=0)
+    chunks = iter([b"data: {broken\n\n"] * 1000 + [b'data: {"choices":[{"delta":{},"finish_reason":"stop"}]}\n\n', b""])
+    response.read1 = lambda amount=65536: next(chunks)  # type: ignore[method-assign]
+    result = ChatResult()
+    list(client._read_stream(response, result, 0.0))
+    assert result.warnings == ["skipped a stream event that is not JSON", "stream ended without [DONE]"]
+
+
+def test_many_small_deltas_are_kept_as_pieces_and_joined_once() -> None:
+    result = ChatResult()
+    for _ in range(100_000):  # `content += delta` on an attribute copied the whole answer each time
+        result.add_delta("content", "ab")
+    assert len(result._pieces["content"]) == 100_000
+    assert result.content == "ab" * 100_000 and len(result._pieces["content"]) == 1
