@@ -22,7 +22,7 @@ from orchat.errors import (
 )
 from orchat.wire.framing import WireError
 from orchat.wire.sse import LineTooLong, SSEParser
-from orchat.wire.transport import REASONS, Transport, backoff_seconds, parse_retry_after
+from orchat.wire.transport import REASONS, Transport, backoff_seconds, parse_retry_after, read_error_body
 
 TYPE_CHECKING = False
 
@@ -235,7 +235,7 @@ class Client:
             where = response.getheader("Location") or "another URL"
             raise ConfigError(f"HTTP {response.status}: the server redirects to {where}; set ORCHAT_API_BASE to the final URL", status=response.status)
         try:
-            body = response.read()
+            body = read_error_body(response)
         except (OSError, WireError):
             body = b""
         message, error_type, _ = describe_error_body(response.status, body)

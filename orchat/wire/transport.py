@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from typing import Any, Callable
 
 CA_FILE_MAX_BYTES = 16 * 1024 * 1024  # the system bundle is ~0.2 MB
+ERROR_BODY_MAX_BYTES = 1024 * 1024  # an error page is a few KB; beyond is a flood, not a message
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504, 524, 529})
 MAX_RETRY_WAIT_SECONDS = 60.0
 BACKOFF_BASE_SECONDS = 0.5
@@ -349,7 +350,7 @@ class Transport:
                 if response.status not in RETRYABLE_STATUSES or attempt >= self.retry_attempts:
                     return conn, response
                 try:
-                    payload = response.read()
+                    payload = read_error_body(response)
                 except (OSError, WireError):
                     payload = b""
                 conn.close()
@@ -368,6 +369,22 @@ class Transport:
         if self.on_retry is not None:
             self.on_retry(attempt + 1, reason, wait)
         self.sleep(wait)
+
+
+def read_error_body(response: Any) -> bytes:
+    """Return the first ERROR_BODY_MAX_BYTES of RESPONSE's body: all an error message needs.
+
+    A server answering 4xx/5xx with an endless body must not grow memory; the connection is
+    closed after an error anyway, so the rest is never read.
+    """
+    parts, size = [], 0
+    while size < ERROR_BODY_MAX_BYTES:
+        data = response.read1(65536)
+        if not data:
+            break
+        parts.append(data)
+        size += len(data)
+    return b"".join(parts)[:ERROR_BODY_MAX_BYTES]
 
 
 def check_header(name: str, value: str) -> None:

@@ -345,3 +345,38 @@ def test_many_small_deltas_are_kept_as_pieces_and_joined_once() -> None:
         result.add_delta("content", "ab")
     assert len(result._pieces["content"]) == 100_000
     assert result.content == "ab" * 100_000 and len(result._pieces["content"]) == 1
+
+
+def test_an_error_answer_with_an_endless_body_is_read_only_as_far_as_a_message_needs(api_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+    import threading
+
+    from orchat.wire.transport import ERROR_BODY_MAX_BYTES
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    sent = []
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        conn.recv(65536)
+        total = 0
+        try:
+            conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\n\r\n")
+            for _ in range(3200):  # 200 MiB at most, if nobody stops reading
+                conn.sendall(b"flood " * 10923)
+                total += 65538
+        except OSError:
+            pass  # the client closed: it read what it needed
+        finally:
+            sent.append(total)
+            conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    monkeypatch.setenv("ORCHAT_API_BASE", f"http://127.0.0.1:{listener.getsockname()[1]}/v1")
+    flooded = Client(load_settings())
+    with pytest.raises(RequestRejected, match="HTTP 400: flood"):
+        flooded.list_models()
+    thread.join(60)
+    listener.close()
+    assert sent and sent[0] < 3200 * 65538 and sent[0] < ERROR_BODY_MAX_BYTES * 40  # socket buffers hold a few MB at most
