@@ -270,7 +270,8 @@ class EventLog:
             end = os.fstat(self._fd).st_size
             if part and end >= len(part) and os.pread(self._fd, len(part), end - len(part)) == part:
                 os.ftruncate(self._fd, end - len(part))
-                self._torn = False
+                end -= len(part)
+                self._torn = end > 0 and os.pread(self._fd, 1, end - 1) != b"\n"  # as it was before
         except OSError:
             pass  # system logs are opened write-only: the newline guard is enough
 
@@ -283,12 +284,13 @@ class EventLog:
         st = os.fstat(fd)
         self._fd, self._id = fd, (st.st_dev, st.st_ino)
         self._day = ""
-        self._torn = False
-        if st.st_size:
+        if not st.st_size:
+            self._torn = False
+        else:
             try:
                 self._torn = os.pread(fd, 1, st.st_size - 1) != b"\n"
             except OSError:
-                pass  # write-only (system logs): nothing to check
+                pass  # write-only (system logs): keep what this process knows from its own last write
         if st.st_size and not self.system_mode:
             head = os.pread(fd, 24, 0)
             if head.startswith(b'{"timestamp":"'):
