@@ -98,6 +98,10 @@ def _base_url(text: str) -> str:
     url = text.strip().rstrip("/")
     if not url.startswith(("http://", "https://")):
         raise ValueError("must start with http:// or https://")
+    if not all("!" <= ch <= "~" for ch in url):
+        # It becomes the Host header and the request line: a space, CR/LF or a non-ASCII letter
+        # would split or break them.
+        raise ValueError("must be printable ASCII without spaces (use punycode and %-escapes)")
     parts = urlsplit(url)  # raises ValueError for a bad IPv6 literal
     if not parts.hostname:
         raise ValueError("has no host")

@@ -135,3 +135,9 @@ def test_any_config_file_gives_headers_that_can_be_sent_or_a_config_error(home: 
     check_header("HTTP-Referer", loaded.http_referer)
     if loaded.api_key:
         check_header("Authorization", f"Bearer {loaded.api_key}")
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8080/v 1", "http://127.0.0.1/v1\r\nX: y", "http://пример.рф/v1", "http://h/v1/\x1b"])
+def test_an_api_base_that_cannot_go_into_a_request_line_is_a_config_error(url: str) -> None:
+    with pytest.raises(ConfigError, match="invalid ORCHAT_API_BASE=.*printable ASCII"):
+        load_settings(environ={"ORCHAT_API_BASE": url})
