@@ -8,6 +8,7 @@ choice, and finish_reason == "error" on every chunk.
 from __future__ import annotations
 
 import json
+import math
 import socket
 import time
 
@@ -119,7 +120,8 @@ def describe_error_body(status: int, body: bytes) -> tuple[str, str, float | Non
             availability = error.get("availability") if isinstance(error.get("availability"), dict) else {}
             if hint is None:
                 hint = availability.get("retry_after")
-            hint_seconds = float(hint) if isinstance(hint, (int, float)) else None
+            # NaN or a negative wait (JSON from a hostile server) would make time.sleep raise: no hint.
+            hint_seconds = float(hint) if isinstance(hint, (int, float)) and 0 <= hint < math.inf else None
             if message:
                 return _one_line(message), error_type, hint_seconds
         elif isinstance(error, str) and error:
@@ -349,7 +351,7 @@ class Client:
             raise ProtocolError("answer is not a JSON object", error_type="protocol")
         result.first_token_seconds = time.monotonic() - started
         self._absorb_meta(payload, result)
-        choices = payload.get("choices") or []
+        choices = _choices(payload)
         choice = choices[0] if choices and isinstance(choices[0], dict) else {}
         message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
         content = message.get("content")
@@ -378,7 +380,7 @@ class Client:
             raise _error_from_object(chunk["error"])
         if chunk.get("object") == "error":  # older vLLM: flat error object
             raise _error_from_object(chunk)
-        for choice in chunk.get("choices") or []:
+        for choice in _choices(chunk):
             if isinstance(choice, dict):
                 if choice.get("error") is not None:
                     raise _error_from_object(choice["error"])
@@ -437,7 +439,7 @@ class Client:
 
     def _take_chunk(self, chunk: dict[str, Any], result: ChatResult, started: float) -> Iterator[tuple[str, str]]:
         self._absorb_meta(chunk, result)
-        for choice in chunk.get("choices") or []:
+        for choice in _choices(chunk):
             if not isinstance(choice, dict) or choice.get("index", 0) != 0:
                 continue
             delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
@@ -457,6 +459,12 @@ class Client:
             if finish and result.finish_reason is None and finish != "error":
                 result.finish_reason = str(finish)
         self._check_errors(chunk, result)
+
+
+def _choices(chunk: dict[str, Any]) -> list[Any]:
+    # `"choices": 5` from a broken server is no choices, not a TypeError (exit 1).
+    choices = chunk.get("choices")
+    return choices if isinstance(choices, list) else []
 
 
 def run_chat(client: Client, body: dict[str, Any], on_delta: Callable[[str, str], None], result: ChatResult | None = None) -> ChatResult:

@@ -62,3 +62,11 @@ def test_json_output_escapes_the_model_and_answer_yet_keeps_their_values(api_env
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["content"] == "answer " + HOSTILE
     assert_no_raw_controls(proc.stdout)
+
+
+@pytest.mark.parametrize("hint", [float("nan"), -5])
+def test_a_retry_hint_that_sleep_would_refuse_falls_back_to_backoff(api_env: dict[str, str], fake_openrouter: FakeOpenRouter, hint: float) -> None:
+    fake_openrouter.fail_next(503, {"error": {"message": "busy", "metadata": {"retry_after_seconds": hint}}})
+    proc = run_orchat("hi")
+    assert proc.returncode == 0, proc.stderr  # was exit 1: time.sleep(nan) / sleep(-5) raised ValueError
+    assert len(fake_openrouter.chat_requests()) == 2

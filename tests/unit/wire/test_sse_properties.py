@@ -6,13 +6,18 @@ examples build at most a few 16 MiB buffers each.
 
 from __future__ import annotations
 
+import json
+import math
 import random
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from orchat.config import load_settings
+from orchat.errors import OrchatError
 from orchat.wire import sse
+from orchat.wire.openrouter import ChatResult, Client, describe_error_body
 from orchat.wire.sse import MAX_EVENT_BYTES, MAX_LINE_BYTES, EventTooLarge, LineTooLong, SSEParser
 from tests.unit.wire.test_sse import parse_all
 
@@ -123,3 +128,83 @@ def test_endless_short_data_lines_are_refused_at_the_event_cap_not_kept() -> Non
     with pytest.raises(EventTooLarge):
         for _ in range(MAX_EVENT_BYTES // len(chunk) + 2):
             parser.feed(chunk)
+
+
+class Scripted:
+    """A response body served in the given reads, then EOF."""
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.chunks = list(chunks)
+
+    def read1(self, amount: int = 65536) -> bytes:
+        return self.chunks.pop(0) if self.chunks else b""
+
+
+EVENT_PAYLOADS = st.one_of(
+    st.binary(max_size=40),
+    st.sampled_from([b"[DONE]", b"{}", b"[]", b"null", b'{"choices":5}', b'{"choices":[5]}', b'{"error":"x"}', b'{"usage":7}']),
+    st.builds(
+        lambda delta, finish: json.dumps({"choices": [{"delta": delta, "finish_reason": finish}]}).encode(),
+        st.dictionaries(st.sampled_from(["content", "reasoning", "role"]), st.none() | st.integers() | st.text(max_size=5), max_size=2),
+        st.sampled_from([None, "stop", "error", 5]),
+    ),
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    st.lists(st.tuples(st.sampled_from([b"data: ", b"error: ", b": ", b"event: error\ndata: "]), EVENT_PAYLOADS), max_size=8), st.randoms(use_true_random=False)
+)
+def test_any_stream_a_server_sends_ends_in_an_answer_or_an_orchat_error(api_env: dict[str, str], events: list, rnd: random.Random) -> None:
+    raw = b"".join(prefix + payload.replace(b"\n", b" ").replace(b"\r", b" ") + b"\n\n" for prefix, payload in events)
+    client = Client(load_settings())
+    result = ChatResult()
+    try:
+        for kind, text in client._read_stream(Scripted(split(raw, rnd, 6)), result, 0.0):
+            assert kind in ("content", "reasoning", "comment") and isinstance(text, str)
+    except OrchatError as err:
+        assert err.exit_code in (69, 75, 76, 77, 65)
+    assert isinstance(result.content, str) and isinstance(result.reasoning, str)
+
+
+ANSWER_KEYS = ["choices", "message", "delta", "content", "reasoning", "error", "usage", "model", "id", "finish_reason", "object", "metadata", "code"]
+ANSWER_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(ANSWER_KEYS), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ANSWER_VALUES)
+def test_any_whole_answer_ends_in_an_answer_or_an_orchat_error(api_env: dict[str, str], payload: object) -> None:
+    client = Client(load_settings())
+    result = ChatResult()
+    try:
+        list(client._read_whole(Scripted([json.dumps(payload).encode()]), result, 0.0))
+    except OrchatError as err:
+        assert err.exit_code in (65, 69, 75, 76, 77)
+    assert isinstance(result.content, str)
+
+
+ERROR_KEYS = ["error", "message", "metadata", "raw", "provider_name", "retry_after_seconds", "availability", "retry_after", "type", "error_type"]
+ERROR_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(ERROR_KEYS), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from([400, 401, 402, 429, 500, 503]), ERROR_VALUES | st.binary(max_size=60))
+def test_any_error_body_reads_as_one_line_and_never_raises(status: int, body: object) -> None:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    message, error_type, hint = describe_error_body(status, raw)
+    assert isinstance(message, str) and "\n" not in message and isinstance(error_type, str)
+    assert hint is None or 0 <= hint < math.inf  # a wait time.sleep accepts
+
+
+@pytest.mark.parametrize("hint", [b"NaN", b"-5", b"-Infinity", b"Infinity"])
+def test_a_retry_hint_that_sleep_would_refuse_is_no_hint(hint: bytes) -> None:
+    body = b'{"error": {"message": "slow down", "metadata": {"retry_after_seconds": ' + hint + b"}}}"
+    assert describe_error_body(429, body)[2] is None
