@@ -56,10 +56,15 @@ class Output:
         self.wrote_any = False
         self.ends_with_newline = True
         self.failure: OSError | None = None  # stdout could not be written (disk full, I/O error)
+        # On a terminal the answer's control characters are escaped (an OSC 52 in an answer
+        # would write the clipboard); into a pipe or file it stays byte for byte.
+        self.escape = _is_terminal(out)
 
     def answer(self, text: str) -> None:
         if self.closed or self.quiet or not text:
             return
+        if self.escape:
+            text = escape_controls(text, keep_newlines=True)
         try:
             self.out.write(text)
             self.out.flush()
@@ -97,6 +102,13 @@ class Output:
             self.err.flush()
         except (BrokenPipeError, ValueError):
             pass
+
+
+def _is_terminal(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError, OSError):
+        return False
 
 
 def format_usage(result: ChatResult) -> str:

@@ -70,3 +70,43 @@ def test_a_retry_hint_that_sleep_would_refuse_falls_back_to_backoff(api_env: dic
     proc = run_orchat("hi")
     assert proc.returncode == 0, proc.stderr  # was exit 1: time.sleep(nan) / sleep(-5) raised ValueError
     assert len(fake_openrouter.chat_requests()) == 2
+
+
+def _answer_on_a_terminal(env: dict[str, str]) -> bytes:
+    import os
+    import pty
+    import select
+    import signal
+
+    from tests.conftest import REPO, orchat_command
+
+    pid, fd = pty.fork()
+    if pid == 0:  # child: stdin, stdout and stderr are the terminal
+        os.environ.clear()
+        os.environ.update(env, PYTHONPATH=str(REPO), TERM="dumb")
+        cmd = orchat_command("hi")
+        os.execv(cmd[0], cmd)
+    seen = b""
+    for _ in range(10000):  # bounded: each read waits at most 30 s
+        if not select.select([fd], [], [], 30)[0]:
+            os.kill(pid, signal.SIGKILL)
+            raise AssertionError(f"no output for 30 s; saw {seen!r}")
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        seen += chunk
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, seen
+    return seen
+
+
+def test_the_answer_on_a_terminal_has_its_controls_escaped_but_a_pipe_gets_it_byte_for_byte(api_env: dict[str, str], fake_openrouter: FakeOpenRouter) -> None:
+    fake_openrouter.answer = "copy this " + HOSTILE + " done"
+    shown = _answer_on_a_terminal(api_env).decode("utf-8", errors="replace")
+    assert "copy this x\\x1b]52;c;" in shown and " done" in shown
+    assert_no_raw_controls(shown)
+    piped = run_orchat("hi")
+    assert piped.stdout == "copy this " + HOSTILE + " done\n"
