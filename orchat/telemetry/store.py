@@ -100,13 +100,14 @@ def parse_store(data: bytes) -> dict[str, Any]:
         raise ValueError("not an ORCHAT metrics store")
     store = empty_store()
     if isinstance(raw.get("models"), list):
-        store["models"] = [str(m) for m in raw["models"]][:MAX_MODEL_LABELS]
+        store["models"] = [str(m) for m in raw["models"] if _is_label(str(m))][:MAX_MODEL_LABELS]
     for section, names in (("requests", None), ("errors", ERROR_TYPES), ("tokens", TOKEN_KINDS)):
         values = raw.get(section)
         if isinstance(values, dict):
             for name, value in values.items():
                 if names is None or name in names:
-                    store[section][str(name)] = _number(value)
+                    key = str(name) if _is_label(str(name)) else OTHER  # a label an older version took from a server raw
+                    store[section][key] = store[section].get(key, 0) + _number(value)
     store["cost"] = _number(raw.get("cost"))
     histograms = raw.get("histograms") if isinstance(raw.get("histograms"), dict) else {}
     for name in HISTOGRAMS:
@@ -131,10 +132,15 @@ def load_store(path: Path) -> dict[str, Any]:
         return empty_store()
 
 
+def _is_label(model: str) -> bool:
+    # The id came from the server: control characters must not reach `orchat metrics`.
+    return bool(model) and model.isprintable() and len(model) <= MAX_MODEL_ID_CHARS
+
+
 def model_label(store: dict[str, Any], model: str, allowed: Sequence[str]) -> str:
     """Return the label for MODEL, giving it a slot in STORE if one is free."""
-    if not model or not model.isprintable() or len(model) > MAX_MODEL_ID_CHARS:
-        return OTHER  # the id came from the server: control characters must not reach `orchat metrics`
+    if not _is_label(model):
+        return OTHER
     if model in allowed or model in store["models"]:
         return model
     if len(store["models"]) < MAX_MODEL_LABELS:

@@ -290,3 +290,12 @@ def test_a_fifo_in_place_of_the_store_is_refused_at_once_not_waited_on(tmp_path:
     for read in (lambda: load_store(path), lambda: record_events([chat_event()], path=path)):
         with pytest.raises(StorageError, match="not a regular file"):
             read()
+
+
+def test_a_stored_label_with_control_characters_is_folded_into_other_when_read() -> None:
+    raw = empty_store()
+    raw["models"] = ["good/model", "evil/\x1b]0;t\x07"]
+    raw["requests"] = {"good/model": 2, "evil/\x1b]0;t\x07": 3, "other": 1}
+    store = parse_store(json.dumps(raw).encode())
+    assert store["models"] == ["good/model"]
+    assert store["requests"] == {"good/model": 2, "other": 4}
