@@ -182,7 +182,10 @@ class EventLog:
         self._fd = -1
         self._id: tuple[int, int] | None = None
         self._day = ""
-        self._torn = False  # the file ends mid-line (a writer died, or the disk filled up)
+        # Our last write was cut short and could not be cut off (a full disk): the file ends
+        # mid-line. Only this process's own knowledge: other writers do not lock, so reading the
+        # last byte could catch one mid-write and add blank lines.
+        self._torn = False
         self._retry_at = 0.0  # after a failed write, the file is left alone until then (monotonic)
         self._lock = _thread.allocate_lock()  # the daemon logs from several threads; one fd swap at a time
         self.warnings = 0
@@ -246,11 +249,12 @@ class EventLog:
                 st = self._open()  # first record, or logrotate (or another orchat) moved the file
             if not self.system_mode and st.st_size > 0 and (st.st_size >= self.max_bytes or (self._day and self._day < day)):
                 self._rotate(day)
-            if self._torn:
-                data = b"\n" + data  # after a torn last line, start on a line of our own
+            torn_before = self._torn
+            if torn_before:
+                data = b"\n" + data  # after our torn last line, start on a line of our own
             written = os.write(self._fd, data)
             if written != len(data):
-                self._cut_partial(data[:written])
+                self._torn = torn_before if self._cut_partial(data[:written]) else True
                 raise OSError(28, "short write (disk full?)")
             self._torn = False
             self._day = self._day or day
@@ -261,19 +265,20 @@ class EventLog:
             if not self.warnings:
                 self._warn(f"cannot write the log file {self.path}: {getattr(err, 'strerror', None) or err}; continuing without it")
 
-    def _cut_partial(self, part: bytes) -> None:
+    def _cut_partial(self, part: bytes) -> bool:
         # A full disk took only the head of a record. O_APPEND put it at the end, and other
         # writers do not lock: cut it only when the end of the file is still exactly those
-        # bytes; otherwise the next record starts on a new line (self._torn), so no line is shared.
-        self._torn = True
+        # bytes. Return True when the file is as it was before the write.
+        if not part:
+            return True
         try:
             end = os.fstat(self._fd).st_size
-            if part and end >= len(part) and os.pread(self._fd, len(part), end - len(part)) == part:
+            if end >= len(part) and os.pread(self._fd, len(part), end - len(part)) == part:
                 os.ftruncate(self._fd, end - len(part))
-                end -= len(part)
-                self._torn = end > 0 and os.pread(self._fd, 1, end - 1) != b"\n"  # as it was before
+                return True
         except OSError:
-            pass  # system logs are opened write-only: the newline guard is enough
+            pass  # system logs are opened write-only: the newline guard (self._torn) does it
+        return False
 
     def _open(self) -> os.stat_result:
         self._close()
@@ -285,12 +290,7 @@ class EventLog:
         self._fd, self._id = fd, (st.st_dev, st.st_ino)
         self._day = ""
         if not st.st_size:
-            self._torn = False
-        else:
-            try:
-                self._torn = os.pread(fd, 1, st.st_size - 1) != b"\n"
-            except OSError:
-                pass  # write-only (system logs): keep what this process knows from its own last write
+            self._torn = False  # a new file (rotated): nothing to guard
         if st.st_size and not self.system_mode:
             head = os.pread(fd, 24, 0)
             if head.startswith(b'{"timestamp":"'):

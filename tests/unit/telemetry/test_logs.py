@@ -372,28 +372,6 @@ def test_a_full_disk_mid_record_leaves_no_torn_line_in_the_log(log_file, monkeyp
     assert [r["message"] for r in read_lines(log_file)] == ["first", "after"]
 
 
-def test_a_log_that_ends_mid_line_gets_the_next_record_on_a_line_of_its_own(log_file):
-    log_file.parent.mkdir(parents=True)
-    log_file.write_bytes(b'{"message":"torn')  # no timestamp head: today's file, not rotated
-    logs.EventLog(make_settings(ORCHAT_LOG_FILE=str(log_file))).log(logs.ERROR, "whole")
-    lines = log_file.read_bytes().split(b"\n")
-    assert lines[0].endswith(b'"torn') and json.loads(lines[1])["message"] == "whole"
-
-
-def test_a_full_disk_after_a_torn_line_keeps_the_next_record_on_its_own_line(log_file, monkeypatch):
-    log_file.parent.mkdir(parents=True)
-    log_file.write_bytes(b'{"message":"torn')
-    log = logs.EventLog(make_settings(ORCHAT_LOG_FILE=str(log_file)))
-    real_write = os.write
-    monkeypatch.setattr(logs.os, "write", lambda fd, data: real_write(fd, data[:5]))
-    log.log(logs.ERROR, "cut short")
-    monkeypatch.undo()
-    log._retry_at = 0.0
-    log.log(logs.ERROR, "whole")
-    lines = log_file.read_bytes().split(b"\n")
-    assert lines[0] == b'{"message":"torn' and json.loads(lines[1])["message"] == "whole"
-
-
 def test_a_system_log_cut_short_by_a_full_disk_gets_the_next_record_on_a_new_line(log_file, monkeypatch):
     monkeypatch.setenv("ORCHAT_SYSTEM", "1")  # write-only file: the partial record cannot be read back and cut
     log = logs.EventLog(make_settings(ORCHAT_LOG_FILE=str(log_file)))
