@@ -122,13 +122,13 @@ def _create_user_config_dir() -> None:
     # The guide's disaster recovery copies into ~/.config/orchat/ right after installing, and
     # `cp -r DIR/* ~/.config/orchat/` fails if nothing made it: the first run does (0700: the key
     # lives there). Best effort: a read-only HOME must not stop a chat that needs no config.
-    from orchat import paths
+    from orchat import fsutil, paths
 
     if paths.is_system_mode():
         return
     try:
-        paths.user_config_dir().mkdir(parents=True, exist_ok=True, mode=0o700)
-    except OSError:
+        fsutil.ensure_dir(paths.user_config_dir())  # ~/.config too stays 0700 under umask 000
+    except OrchatError:
         pass
 
 
@@ -158,8 +158,9 @@ def _report(err: OrchatError) -> None:
 
 
 def _report_text(text: str) -> None:
-    # Server-supplied text must not drive the terminal: escape control characters (ESC, BEL, ...).
-    text = "".join(ch if ch.isprintable() or ch == "\t" else repr(ch)[1:-1] for ch in text)
+    from orchat.terminal import escape_controls  # server-supplied text must not drive the terminal
+
+    text = escape_controls(text)
     try:
         sys.stderr.write(f"orchat: error: {text}\n")
         sys.stderr.flush()

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 DEFAULT_API_BASE = "https://openrouter.ai/api/v1"
 KEY_NAMES = ("ORCHAT_API_KEY", "OPENROUTER_API_KEY")
 CONFIG_MAX_BYTES = 1048576  # a larger "config" is a mistake (a log, /dev/zero): refused, never read whole
+MAX_KEY_CHARS = 4096  # OpenRouter keys are 73 characters; a local server's JWT a few hundred
 
 
 def _int(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
@@ -60,12 +61,47 @@ def _text(text: str) -> str:
     return text.strip()
 
 
+def is_header_safe(text: str) -> bool:
+    """Return True when TEXT can be sent as an HTTP field value as it is.
+
+    RFC 9110 field-value: visible ASCII, space, tab and Latin-1 obs-text; no CR, LF, NUL or other
+    control character (C1 controls included), and nothing beyond Latin-1, which cannot be encoded.
+    """
+    return all(ch == "\t" or " " <= ch <= "~" or "\xa0" <= ch <= "\xff" for ch in text)
+
+
+def _header_text(text: str) -> str:
+    # Sent as a request header (X-Title, HTTP-Referer): a CR or LF would inject headers.
+    value = text.strip()
+    if not is_header_safe(value):
+        raise ValueError("must be one line of printable Latin-1 text (it is sent as an HTTP header)")
+    return value
+
+
+def describe_bad_key(key: str) -> str:
+    """Given an API key, return why it cannot be sent as a bearer token, or "" when it can.
+
+    The answer never quotes the key: it is printed where the key must not appear.
+    """
+    if len(key) > MAX_KEY_CHARS:
+        return f"is longer than {MAX_KEY_CHARS} characters"
+    if any(ch.isspace() for ch in key):
+        return "contains whitespace"
+    if not all("!" <= ch <= "~" for ch in key):
+        return "contains characters other than printable ASCII (a control character, a BOM or a non-ASCII letter)"
+    return ""
+
+
 def _base_url(text: str) -> str:
     from urllib.parse import urlsplit
 
     url = text.strip().rstrip("/")
     if not url.startswith(("http://", "https://")):
         raise ValueError("must start with http:// or https://")
+    if not all("!" <= ch <= "~" for ch in url):
+        # It becomes the Host header and the request line: a space, CR/LF or a non-ASCII letter
+        # would split or break them.
+        raise ValueError("must be printable ASCII without spaces (use punycode and %-escapes)")
     parts = urlsplit(url)  # raises ValueError for a bad IPv6 literal
     if not parts.hostname:
         raise ValueError("has no host")
@@ -182,8 +218,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ORCHAT_LOG_DIR_MAX", "1024", _int(1), "health-check --full: log directory size in MB that is a WARNING"),
     Setting("ORCHAT_CA_FILE", "", _text, "CA bundle for a private CA (else SSL_CERT_FILE, else system)"),
     Setting("ORCHAT_HISTORY_FILE", "", _text, "history file (default ~/.orchat_history)"),
-    Setting("ORCHAT_HTTP_REFERER", "https://github.com/orchat/orchat", _text, "HTTP-Referer sent for app attribution"),
-    Setting("ORCHAT_TITLE", "ORCHAT", _text, "X-Title sent for app attribution"),
+    Setting("ORCHAT_HTTP_REFERER", "https://github.com/orchat/orchat", _header_text, "HTTP-Referer sent for app attribution"),
+    Setting("ORCHAT_TITLE", "ORCHAT", _header_text, "X-Title sent for app attribution"),
     Setting("ORCHAT_LOG_LEVEL", "3", _log_level, "log level, number (-1..11) or name (QUANTUM..SECURITY)"),
     Setting("ORCHAT_LOG_FILE", "", _text, "log file (default ~/.cache/orchat/logs/orchat.log, system /var/log/orchat/orchat.log)"),
     Setting("ORCHAT_LOG_PROMPTS", "0", _bool, "log prompt and answer text at level <= 0"),
@@ -249,6 +285,22 @@ class Settings:
         return host == "openrouter.ai" or host.endswith(".openrouter.ai")
 
 
+def read_config_bytes(path: Path, limit_bytes: int = CONFIG_MAX_BYTES) -> bytes:
+    """Given a config input (config file, credential, key file), return its bytes.
+
+    Raise FileNotFoundError when it is missing and ConfigError when it is not a regular file
+    (a FIFO is refused, not waited on), larger than LIMIT_BYTES (/dev/zero) or unreadable.
+    """
+    from orchat.fsutil import read_regular_file
+
+    try:
+        return read_regular_file(path, limit_bytes)
+    except FileNotFoundError:
+        raise
+    except OSError as err:
+        raise ConfigError(f"cannot read {path}: {err.strerror or err}") from err
+
+
 def parse_config_file(path: Path) -> tuple[dict[str, str], str, list[str]]:
     """Given a config file, return (KEY=VALUE pairs, bare API key or "", warnings).
 
@@ -258,16 +310,11 @@ def parse_config_file(path: Path) -> tuple[dict[str, str], str, list[str]]:
     key = ""
     warnings: list[str] = []
     try:
-        from orchat.fsutil import open_regular
-
-        with open(open_regular(path), encoding="utf-8") as handle:  # a FIFO or device is refused, not waited on
-            text = handle.read(CONFIG_MAX_BYTES + 1)
+        text = read_config_bytes(path).decode("utf-8-sig")  # -sig: a BOM from a Windows editor is dropped
     except FileNotFoundError:
         return pairs, key, warnings
-    except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError(f"cannot read {path}: {err}") from err
-    if len(text) > CONFIG_MAX_BYTES:
-        raise ConfigError(f"{path} is larger than {CONFIG_MAX_BYTES} bytes: not a config file")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"cannot read {path}: not UTF-8 text") from err
     for number, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
         if not line or line.startswith("#"):
@@ -284,8 +331,10 @@ def parse_config_file(path: Path) -> tuple[dict[str, str], str, list[str]]:
                 key = value
             elif name in SETTINGS_BY_NAME:
                 pairs[name] = value
-            else:
+            elif _is_setting_name(name):
                 warnings.append(f"{path}:{number}: unknown setting {name!r} ignored")
+            else:  # `sk-or-v1-...=x`: a key with a stray `=` must not be echoed
+                warnings.append(f"{path}:{number}: ignored a line that is neither a setting nor a key (not shown: it may hold a secret)")
         elif " " not in line:
             key = line
         else:
@@ -293,6 +342,11 @@ def parse_config_file(path: Path) -> tuple[dict[str, str], str, list[str]]:
     if key and _is_group_or_world_readable(path):
         warnings.append(f"{path} holds the API key but is readable by others; run: chmod 600 {path}")
     return pairs, key, warnings
+
+
+def _is_setting_name(name: str) -> bool:
+    # Only names shaped like environment variables (ORCHAT_MODLE) are safe to quote back.
+    return 0 < len(name) <= 64 and name[0].isalpha() and all(ch.isupper() or ch.isdigit() or ch == "_" for ch in name) and name.isascii()
 
 
 def _is_group_or_world_readable(path: Path) -> bool:
@@ -325,8 +379,8 @@ def load_settings(flags: dict[str, Any] | None = None, environ: dict[str, str] |
     credential = paths.credentials_file("orchat-api-key")
     if credential is not None:
         try:
-            key, key_source = credential.read_text(encoding="utf-8").strip(), str(credential)
-        except OSError as err:
+            key, key_source = read_config_bytes(credential).decode("utf-8-sig").strip(), str(credential)
+        except (FileNotFoundError, UnicodeDecodeError) as err:
             raise ConfigError(f"cannot read credential {credential}: {err}") from err
     for name in reversed(KEY_NAMES):  # ORCHAT_API_KEY wins over OPENROUTER_API_KEY
         if env.get(name):
@@ -352,8 +406,9 @@ def load_settings(flags: dict[str, Any] | None = None, environ: dict[str, str] |
             settings.values[name] = value
             settings.sources[name] = "flag"
     settings.api_key, settings.api_key_source = key, key_source
-    if key and any(ch.isspace() for ch in key):
-        raise ConfigError(f"the API key from {key_source} contains whitespace")
+    problem = describe_bad_key(key) if key else ""
+    if problem:
+        raise ConfigError(f"the API key from {key_source} {problem}; it cannot be sent")
     return settings
 
 

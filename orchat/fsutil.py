@@ -15,6 +15,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Iterator
 
+READ_PIECE_BYTES = 65536
+
 
 def _storage_error(action: str, path: Path | str, err: OSError) -> StorageError:
     reason = "disk full" if err.errno == errno.ENOSPC else (err.strerror or str(err))
@@ -22,11 +24,25 @@ def _storage_error(action: str, path: Path | str, err: OSError) -> StorageError:
 
 
 def ensure_dir(path: Path, mode: int = 0o700) -> Path:
-    """Create PATH (and parents) with MODE if missing; return it. Raise StorageError on failure."""
-    try:
-        path.mkdir(parents=True, exist_ok=True, mode=mode)
-    except OSError as err:
-        raise _storage_error("create directory", path, err) from err
+    """Create PATH and each missing parent with MODE; return PATH. Raise StorageError on failure.
+
+    Path.mkdir(parents=True) gives the parents 0777 minus the umask, so under umask 000 it made
+    ~/.config, ~/.cache and ~/backup world-writable. os.mkdir with MODE can only lose bits to
+    the umask, never gain them, so every directory made here is at most MODE.
+    """
+    missing: list[Path] = []
+    current = path
+    while not current.is_dir() and current.parent != current:
+        missing.append(current)
+        current = current.parent
+    for directory in reversed(missing):
+        try:
+            os.mkdir(directory, mode)
+        except FileExistsError:
+            if not directory.is_dir():
+                raise _storage_error("create directory", directory, OSError(errno.ENOTDIR, "exists and is not a directory")) from None
+        except OSError as err:
+            raise _storage_error("create directory", directory, err) from err
     return path
 
 
@@ -82,13 +98,15 @@ def fsync_dir(directory: Path) -> None:
 def append_record(path: Path, data: bytes, mode: int = 0o600, *, sync: bool = False) -> None:
     """Append DATA to PATH as one write() under an exclusive flock.
 
+    DATA ending in a newline is a line record: after a torn last line it goes on a new line.
+
     O_APPEND puts each write at the end; the flock keeps a record whole even when the
     kernel splits a large write, so concurrent writers never interleave. O_NOFOLLOW refuses a
     symlink planted in place of the file. Raise StorageError if the write fails or is short.
     """
     ensure_dir(path.parent)
     # O_NONBLOCK: a FIFO planted at the path must fail at once, not hang the run.
-    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
+    flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK  # RDWR: to check the last byte
     try:
         fd = os.open(path, flags, mode)
     except OSError as err:
@@ -98,6 +116,10 @@ def append_record(path: Path, data: bytes, mode: int = 0o600, *, sync: bool = Fa
             raise OSError(errno.EINVAL, "not a regular file")
         fcntl.flock(fd, fcntl.LOCK_EX)
         size_before = os.fstat(fd).st_size
+        if size_before and data.endswith(b"\n") and os.pread(fd, 1, size_before - 1) != b"\n":
+            # A writer killed mid-record left a torn last line: start on a line of our own, or
+            # the reader would see the torn bytes and this record as one damaged line.
+            data = b"\n" + data
         try:
             written = os.write(fd, data)
             if written != len(data):
@@ -162,3 +184,28 @@ def open_regular(path: Path) -> int:
         os.close(fd)
         raise OSError(errno.EINVAL, "not a regular file")
     return fd
+
+
+def read_regular_file(path: Path, limit_bytes: int) -> bytes:
+    """Given a PATH that must be a regular file, return its bytes, at most LIMIT_BYTES of them.
+
+    A FIFO or device is refused at once instead of blocking (a FIFO) or growing without bound
+    (/dev/zero); the read is in pieces, so SIGTERM is handled between them. Raise
+    FileNotFoundError when PATH is missing, OSError(EINVAL) when it is not a regular file and
+    OSError(EFBIG) when it is larger than LIMIT_BYTES.
+    """
+    fd = open_regular(path)
+    try:
+        parts: list[bytes] = []
+        size = 0
+        while size <= limit_bytes:
+            part = os.read(fd, min(READ_PIECE_BYTES, limit_bytes + 1 - size))
+            if not part:
+                break
+            parts.append(part)
+            size += len(part)
+    finally:
+        os.close(fd)
+    if size > limit_bytes:
+        raise OSError(errno.EFBIG, f"larger than {limit_bytes} bytes")
+    return b"".join(parts)

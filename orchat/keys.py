@@ -15,9 +15,9 @@ import json
 from pathlib import Path
 
 from orchat import paths
-from orchat.config import KEY_NAMES, Settings
+from orchat.config import KEY_NAMES, MAX_KEY_CHARS, Settings, describe_bad_key, read_config_bytes
 from orchat.errors import ConfigError, StorageError
-from orchat.fsutil import atomic_write, locked
+from orchat.fsutil import atomic_write, locked, read_regular_file
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -28,19 +28,26 @@ GRACE_PERIOD_DAYS = 7
 STATE_FILE = "key-state.json"
 PREVIOUS_FILE = "previous-key"
 DISABLE_URL = "https://openrouter.ai/settings/keys"
+STATE_MAX_BYTES = 65536  # key-state.json and previous-key hold a few dozen bytes
 
 
 def read_key(stdin: Any, is_tty: bool, prompt: Callable[[str], str]) -> str:
     """Return the key typed at PROMPT (no echo) when IS_TTY, else the first line of STDIN.
 
-    Raise ConfigError when it is empty or contains whitespace.
+    Only a plausible key is accepted: printable ASCII without spaces, `=` or `#` (it becomes a
+    bare line of the config file, where `=` makes a setting and `#` a comment), at most
+    MAX_KEY_CHARS long; stdin is read no further than that. Raise ConfigError otherwise,
+    without quoting what was given.
     """
-    key = prompt("API key (input hidden): ") if is_tty else stdin.readline()
+    key = prompt("API key (input hidden): ") if is_tty else stdin.readline(MAX_KEY_CHARS + 2)
     key = key.strip()
     if not key:
         raise ConfigError("no key given: pipe it on stdin (orchat key set < keyfile) or type it at the prompt")
-    if any(ch.isspace() for ch in key):
-        raise ConfigError("the key contains whitespace; paste it again")
+    problem = describe_bad_key(key)
+    if not problem and ("=" in key or "#" in key):
+        problem = "contains `=` or `#`, so it reads as a config line"
+    if problem:
+        raise ConfigError(f"that is not an API key: it {problem}; nothing was written")
     return key
 
 
@@ -89,11 +96,11 @@ def write_key(key: str, path: Path | None = None) -> Path:
     target = path or paths.user_config_file()
     with locked(target.with_name(f".{target.name}.lock")):
         try:
-            text = target.read_text(encoding="utf-8")
+            text = read_config_bytes(target).decode("utf-8-sig")
         except FileNotFoundError:
             text = ""
-        except (OSError, UnicodeDecodeError) as err:
-            raise StorageError(f"cannot read {target}: {err}") from err
+        except UnicodeDecodeError as err:
+            raise StorageError(f"cannot read {target}: not UTF-8 text") from err
         atomic_write(target, replace_key_line(text, key).encode("utf-8"), mode=0o600)
     return target
 
@@ -104,11 +111,11 @@ def _state_path(name: str) -> Path:
 
 def _read_json(path: Path) -> dict[str, Any] | None:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_regular_file(path, STATE_MAX_BYTES))
     except FileNotFoundError:
         return None
     except (OSError, ValueError, RecursionError) as err:
-        raise StorageError(f"cannot read {path}: {err}") from err
+        raise StorageError(f"cannot read {path}: {getattr(err, 'strerror', None) or err}") from err
     return data if isinstance(data, dict) else None
 
 

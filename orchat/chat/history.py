@@ -79,41 +79,86 @@ def append_history(path: Path, record: dict[str, Any]) -> None:
     fsutil.append_record(path, line.encode("utf-8"))
 
 
-def iter_history(path: Path) -> Iterator[Record]:
-    """Yield the records of PATH oldest first, skipping torn or foreign lines."""
+class Tally:
+    """Counts the history lines a reader skipped (torn, not JSON, or not a record's shape)."""
+
+    __slots__ = ("skipped",)
+
+    def __init__(self) -> None:
+        self.skipped = 0
+
+    def warning(self, path: Path) -> str:
+        """Return the one warning line for the skipped lines, or "" when none was skipped."""
+        if not self.skipped:
+            return ""
+        return f"skipped {self.skipped} damaged line{'s' if self.skipped != 1 else ''} in the history {path}"
+
+
+_TEXT_FIELDS = ("id", "time", "conversation", "model", "requested_model", "generation_id", "answer", "status", "error")
+
+
+def is_record(data: Any) -> bool:
+    """Return True when DATA has a history record's shape, so every reader may trust its fields.
+
+    A hand-edited or foreign line (`"messages": 5`, a list as the answer) is not one: readers
+    skip it rather than fail on it.
+    """
+    if not isinstance(data, dict):
+        return False
+    if any(not isinstance(data.get(name, ""), str) for name in _TEXT_FIELDS):
+        return False
+    messages = data.get("messages", [])
+    if not isinstance(messages, list):
+        return False
+    for message in messages:
+        if not isinstance(message, dict) or not isinstance(message.get("role"), str):
+            return False
+        if not isinstance(message.get("content", ""), (str, list)):
+            return False
+    return isinstance(data.get("usage") or {}, dict)
+
+
+def iter_history(path: Path, tally: Tally | None = None) -> Iterator[Record]:
+    """Yield the records of PATH oldest first, skipping torn, foreign or misshapen lines.
+
+    TALLY, when given, counts the lines skipped. Raise StorageError when PATH cannot be read.
+    """
     try:
         with open(fsutil.open_regular(path), "rb") as handle:
             for raw in handle:
                 if not raw.endswith(b"\n"):
-                    continue  # torn last line: a writer died mid-record
+                    continue  # torn last line: a writer is still writing it or died mid-record
                 try:
                     data = json.loads(raw)
                 except (ValueError, RecursionError):
-                    continue
-                if isinstance(data, dict):
+                    data = None
+                if is_record(data):
                     yield Record(data)
+                elif tally is not None and raw.strip():
+                    tally.skipped += 1
     except FileNotFoundError:
         return
     except OSError as err:
         raise StorageError(f"cannot read history {path}: {err.strerror}") from err
 
 
-def read_history(path: Path) -> list[Record]:
-    return list(iter_history(path))
+def read_history(path: Path, tally: Tally | None = None) -> list[Record]:
+    """Return the records of PATH oldest first, as iter_history yields them."""
+    return list(iter_history(path, tally))
 
 
-def last_conversation(path: Path) -> tuple[str, list[dict[str, Any]], str]:
+def last_conversation(path: Path, tally: Tally | None = None) -> tuple[str, list[dict[str, Any]], str]:
     """Return (conversation id, messages so far, model asked for) of the newest answered exchange.
 
     Raise UsageError when there is nothing to continue.
     """
     last: Record | None = None
-    for record in iter_history(path):
+    for record in iter_history(path, tally):
         if record.data.get("answer") or record.data.get("status") == "ok":
             last = record
     if last is None:
         raise UsageError("no previous conversation to continue (history is empty)")
-    messages = [m for m in last.data.get("messages", []) if isinstance(m, dict)]
+    messages = list(last.data.get("messages", []))
     messages.append({"role": "assistant", "content": last.data.get("answer", "")})
     return last.conversation, messages, str(last.data.get("requested_model") or "")
 
@@ -125,8 +170,9 @@ def trim_context(messages: list[dict[str, Any]], max_history: int) -> list[dict[
     return system + (others[-max_history:] if max_history > 0 else [])
 
 
-def find_record(path: Path, record_id: str) -> Record:
-    for record in iter_history(path):
+def find_record(path: Path, record_id: str, tally: Tally | None = None) -> Record:
+    """Return the first record whose id or conversation is RECORD_ID. Raise UsageError if none."""
+    for record in iter_history(path, tally):
         if record.id == record_id or record.conversation == record_id:
             found = record
             break
@@ -135,12 +181,13 @@ def find_record(path: Path, record_id: str) -> Record:
     return found
 
 
-def search_history(path: Path, text: str) -> list[Record]:
+def search_history(path: Path, text: str, tally: Tally | None = None) -> list[Record]:
+    """Return the records whose user messages or answer contain TEXT (case-insensitive)."""
     needle = text.lower()
     hits = []
-    for record in iter_history(path):
-        user = " ".join(str(m.get("content", "")) for m in record.data.get("messages", []) if isinstance(m, dict) and m.get("role") == "user")
-        if needle in user.lower() or needle in str(record.data.get("answer", "")).lower():
+    for record in iter_history(path, tally):
+        user = " ".join(str(m.get("content", "")) for m in record.data.get("messages", []) if m.get("role") == "user")
+        if needle in user.lower() or needle in record.data.get("answer", "").lower():
             hits.append(record)
     return hits
 

@@ -125,7 +125,8 @@ class Session:
             return
         self.last = result
         usage = result.usage or {}
-        self.total_tokens += int(usage.get("total_tokens") or 0)
+        tokens = usage.get("total_tokens")
+        self.total_tokens += tokens if isinstance(tokens, int) else 0  # the server's: may be any JSON
         cost = usage.get("cost")
         self.total_cost += float(cost) if isinstance(cost, (int, float)) else 0.0
 

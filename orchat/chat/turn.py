@@ -9,6 +9,7 @@ from orchat.chat import history
 from orchat.chat.fallback import Attempt, endpoint_attempts, run_attempts
 from orchat.config import Settings
 from orchat.errors import OrchatError, StorageError
+from orchat.terminal import escape_controls
 from orchat.wire.openrouter import ChatResult, Client
 
 TYPE_CHECKING = False
@@ -60,10 +61,15 @@ class Output:
         self.wrote_any = False
         self.ends_with_newline = True
         self.failure: OSError | None = None  # stdout could not be written (disk full, I/O error)
+        # On a terminal the answer's control characters are escaped (an OSC 52 in an answer
+        # would write the clipboard); into a pipe or file it stays byte for byte.
+        self.escape = _is_terminal(out)
 
     def answer(self, text: str) -> None:
         if self.closed or self.quiet or not text:
             return
+        if self.escape:
+            text = escape_controls(text, keep_newlines=True)
         try:
             self.out.write(text)
             self.out.flush()
@@ -87,6 +93,8 @@ class Output:
             self.answer("\n")
 
     def note(self, text: str) -> None:
+        """Write TEXT and a newline on stderr, control characters escaped (it may quote a server)."""
+        text = escape_controls(text, keep_newlines=True)
         try:
             self.err.write(text + "\n")
             self.err.flush()
@@ -95,10 +103,17 @@ class Output:
 
     def reasoning(self, text: str) -> None:
         try:
-            self.err.write(text)
+            self.err.write(escape_controls(text, keep_newlines=True))  # model text outside the answer
             self.err.flush()
         except (BrokenPipeError, ValueError):
             pass
+
+
+def _is_terminal(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError, OSError):
+        return False
 
 
 def format_usage(result: ChatResult) -> str:
@@ -106,16 +121,17 @@ def format_usage(result: ChatResult) -> str:
     usage = result.usage
     answered = f", model {result.model}" if result.model else ""  # the one that answered, after any fallback
     if not usage:
-        return "usage: unknown (the server sent none)" + answered
+        return "usage: unknown (the server sent none)" + escape_controls(answered)
     parts = [f"prompt {usage.get('prompt_tokens', '?')}", f"completion {usage.get('completion_tokens', '?')}", f"total {usage.get('total_tokens', '?')} tokens"]
-    reasoning = (usage.get("completion_tokens_details") or {}).get("reasoning_tokens")
+    details = usage.get("completion_tokens_details")
+    reasoning = details.get("reasoning_tokens") if isinstance(details, dict) else None
     if reasoning:
         parts.append(f"reasoning {reasoning}")
     cost = usage.get("cost")
     text = "usage: " + ", ".join(parts)
     if isinstance(cost, (int, float)):
         text += f", cost {cost:.8f}".rstrip("0").rstrip(".") + " credits"
-    return text + answered
+    return escape_controls(text + answered)  # every field came from the server
 
 
 def run_turn(

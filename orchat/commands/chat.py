@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import errno
 import sys
 from pathlib import Path
 
@@ -21,15 +21,25 @@ if TYPE_CHECKING:
     from typing import Any
 
 
-def read_system_prompt(value: str) -> str:
-    """Return VALUE, or the contents of FILE when VALUE is @FILE. Raise UsageError if unreadable."""
+def read_system_prompt(value: str, limit_bytes: int) -> str:
+    """Return VALUE, or the contents of FILE when VALUE is @FILE.
+
+    Raise UsageError when FILE is unreadable or not a regular file (a FIFO is refused, not
+    waited on), InputError when it is larger than LIMIT_BYTES (`-s @/dev/zero` must not eat memory).
+    """
     if not value.startswith("@"):
         return value
+    from orchat.fsutil import read_regular_file
+
     path = Path(value[1:]).expanduser()
     try:
-        return path.read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError) as err:
-        raise UsageError(f"cannot read system prompt file {path}: {getattr(err, 'strerror', None) or err}") from err
+        return read_regular_file(path, limit_bytes).decode("utf-8").strip()
+    except OSError as err:
+        if err.errno == errno.EFBIG:
+            raise InputError(f"system prompt file {path} is larger than the {limit_bytes}-byte limit (ORCHAT_MAX_INPUT_BYTES)") from err
+        raise UsageError(f"cannot read system prompt file {path}: {err.strerror or err}") from err
+    except UnicodeDecodeError as err:
+        raise UsageError(f"cannot read system prompt file {path}: not UTF-8 text") from err
 
 
 def read_stdin(limit_bytes: int) -> str:
@@ -131,9 +141,12 @@ def run_chat_command(options: Any) -> int:
     ensure_key(settings)
     if settings.is_openrouter:
         routing.openrouter_fields(settings, settings.model)  # too many fallback models: a usage error before anything is sent
-    conversation = Conversation(id=history.new_conversation_id(), system=read_system_prompt(settings.system_prompt))
+    conversation = Conversation(id=history.new_conversation_id(), system=read_system_prompt(settings.system_prompt, settings.max_input_bytes))
     if options.continue_:
-        conversation.id, messages, model = history.last_conversation(settings.history_path)
+        tally = history.Tally()
+        conversation.id, messages, model = history.last_conversation(settings.history_path, tally)
+        if tally.skipped:
+            output.note(f"orchat: warning: {tally.warning(settings.history_path)}")
         if model and settings.sources.get("ORCHAT_MODEL") != "flag":  # -c keeps the conversation's model unless -m
             settings.values["ORCHAT_MODEL"] = model
         conversation.messages = [m for m in messages if m.get("role") != "system"]
@@ -204,7 +217,9 @@ def _converse(
             except ProtocolError:
                 output.note(result.content)  # the answer is kept, on stderr, for a person to read
                 raise
-        output.answer(json.dumps(result.as_json(), ensure_ascii=False) + "\n" if options.json else result.content.rstrip("\n") + "\n")
+        from orchat.terminal import dumps_for_terminal  # model and id came from the server
+
+        output.answer(dumps_for_terminal(result.as_json()) + "\n" if options.json else result.content.rstrip("\n") + "\n")
         output.raise_failure()
     else:
         result = run_turn(client, settings, conversation, prompt, turn, output, record_history=not options.no_history, observers=observers)

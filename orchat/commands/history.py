@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Any
 
 from orchat.chat import history
-from orchat.chat.command import escape_controls
 from orchat.config import load_settings
 from orchat.errors import UsageError
+from orchat.terminal import dumps_for_terminal, escape_controls
 
 PREVIEW_CHARS = 70
 
@@ -33,33 +32,42 @@ def _preview(record: history.Record) -> str:
 
 
 def _print(records: list[history.Record], as_json: bool) -> None:
+    # Model names, statuses and answers came from a server: escaped, so they cannot drive the terminal.
     for record in records:
         if as_json:
-            sys.stdout.write(json.dumps(record.data, ensure_ascii=False) + "\n")
+            sys.stdout.write(dumps_for_terminal(record.data) + "\n")
         else:
             d = record.data
-            sys.stdout.write(f"{record.id}  {d.get('time', '')}  {record.conversation}  {d.get('status', '')}  {d.get('model', '')}  {_preview(record)}\n")
+            fields = (record.id, d.get("time", ""), record.conversation, d.get("status", ""), d.get("model", ""), _preview(record))
+            sys.stdout.write(escape_controls("  ".join(fields)) + "\n")
+
+
+def _show(record: history.Record) -> None:
+    for message in record.data.get("messages", []):
+        sys.stdout.write(escape_controls(f"[{message.get('role')}] {message.get('content')}", keep_newlines=True) + "\n\n")
+    sys.stdout.write(escape_controls(f"[assistant] {record.data.get('answer', '')}", keep_newlines=True) + "\n")
 
 
 def run(args: Any) -> int:
     path = load_settings().history_path
+    tally = history.Tally()
     if args.action == "list":
-        _print(history.read_history(path)[-max(args.limit, 0) :] if args.limit else [], args.json)
+        _print(history.read_history(path, tally)[-max(args.limit, 0) :] if args.limit else [], args.json)
     elif args.action == "show":
         if not args.argument:
             raise UsageError("history show needs a record or conversation id")
-        record = history.find_record(path, args.argument)
+        record = history.find_record(path, args.argument, tally)
         if args.json:
             _print([record], True)
         else:
-            for message in record.data.get("messages", []):
-                sys.stdout.write(f"[{message.get('role')}] {message.get('content')}\n\n")
-            sys.stdout.write(f"[assistant] {record.data.get('answer', '')}\n")
+            _show(record)
     elif args.action == "search":
         if not args.argument:
             raise UsageError("history search needs some text")
-        _print(history.search_history(path, args.argument), args.json)
+        _print(history.search_history(path, args.argument, tally), args.json)
     else:
         removed = history.clear_history(path)
         sys.stderr.write(f"orchat: removed {removed} history records from {path}\n")
+    if tally.skipped:
+        sys.stderr.write(f"orchat: warning: {tally.warning(path)}\n")
     return 0

@@ -11,6 +11,7 @@ from orchat import keys
 from orchat.config import Settings, load_settings, mask_key
 from orchat.errors import ConfigError, OrchatError, UsageError
 from orchat.telemetry import audit, logs
+from orchat.terminal import escape_controls
 
 
 def add_arguments(parser: Any) -> None:
@@ -171,7 +172,7 @@ def show_status(settings: Settings, *, as_json: bool) -> int:
             left = keys.GRACE_PERIOD_DAYS - previous_days
             grace = f"grace period ends in {left:.0f} days" if left > 0 else "grace period over"
             rows.append(("previous", f"{report['previous_key']}, replaced {previous_days:.0f} days ago: {grace}"))
-        sys.stdout.write("".join(f"{name:<10} {value}\n" for name, value in rows))
+        sys.stdout.write("".join(f"{name:<10} {escape_controls(value)}\n" for name, value in rows))  # label, usage: the server's
     if age is not None and age > keys.MAX_AGE_DAYS:
         sys.stderr.write(f"orchat: warning: the key is {age:.0f} days old; rotate it monthly: orchat key rotate\n")
     if previous_days is not None and previous_days > keys.GRACE_PERIOD_DAYS:

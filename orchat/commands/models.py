@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Any
 
 from orchat.config import Settings, load_settings
+from orchat.terminal import dumps_for_terminal, escape_controls
 from orchat.wire.cache import BYTES_PER_MEGABYTE, Cache
 from orchat.wire.openrouter import Client
 
@@ -65,7 +65,7 @@ def format_row(model: dict[str, Any]) -> str:
         prompt = completion = "varies" if isinstance(model.get("pricing"), dict) else "-"
     else:
         prompt, completion = (f"{price:.2f}" for price in prices)
-    shown = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in str(model["id"]))  # a server's text must not drive the terminal
+    shown = escape_controls(str(model["id"]))  # a server's text must not drive the terminal
     return f"{shown:<44} {context if context else '-':>9} {prompt:>9} {completion:>11}{'  free' if is_free(model) else ''}\n"
 
 
@@ -84,7 +84,7 @@ def run(args: Any) -> int:
         cache.put(cache_key, models)
     chosen = [m for m in models if keep_model(m, args)]
     if args.json:
-        sys.stdout.write(json.dumps(chosen, ensure_ascii=False) + "\n")
+        sys.stdout.write(dumps_for_terminal(chosen) + "\n")
         return 0
     if chosen:
         sys.stdout.write(f"{'MODEL':<44} {'CONTEXT':>9} {'PROMPT/1M':>9} {'COMPLETE/1M':>11}\n")
@@ -100,7 +100,7 @@ def show_aliases(settings: Settings, *, as_json: bool) -> int:
 
     aliases = load_aliases(settings)
     if as_json:
-        sys.stdout.write(json.dumps({name: model for name, (model, _) in aliases.items()}) + "\n")
+        sys.stdout.write(dumps_for_terminal({name: model for name, (model, _) in aliases.items()}) + "\n")
         return 0
     width = max((len(name) for name in aliases), default=0)
     sys.stdout.write("".join(f"{name:<{width}}  {model}  ({source})\n" for name, (model, source) in aliases.items()))

@@ -129,12 +129,9 @@ def read_checks_file(path: Path) -> list[CustomCheck]:
     """Given a checks file, return its checks. Raise ConfigError (with FILE:LINE:COLUMN) or PermissionFailure."""
     try:
         _refuse_unsafe(path)
-        with open(path, "rb") as handle:
-            data = handle.read(MAX_FILE_BYTES + 1)
+        data = fsutil.read_regular_file(path, MAX_FILE_BYTES)  # a FIFO is refused, not waited on
     except OSError as err:
         raise ConfigError(f"cannot read {path}: {err.strerror or err}") from err
-    if len(data) > MAX_FILE_BYTES:
-        raise ConfigError(f"{path}: larger than {MAX_FILE_BYTES} bytes")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:

@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 
 from orchat import paths
+from orchat.chat.history import is_record
+from orchat.fsutil import open_regular
 from orchat.health.runner import CheckResult, HealthContext, Perf, Status, result
 
 BYTES_PER_MEGABYTE = 1024 * 1024
@@ -150,13 +152,13 @@ def check_history(ctx: HealthContext) -> CheckResult:
     first_bad = 0
     torn = False
     try:
-        with open(path, "rb") as handle:
+        with open(open_regular(path), "rb") as handle:  # a FIFO in its place is refused, not waited on
             for number, raw in enumerate(handle, 1):
                 if not raw.endswith(b"\n"):
                     torn = True  # a writer died mid-record; readers skip it
                     break
                 try:
-                    ok = isinstance(json.loads(raw), dict)
+                    ok = is_record(json.loads(raw))  # the shape every history reader trusts, not just JSON
                 except (ValueError, RecursionError):
                     ok = not raw.strip()
                 if ok:

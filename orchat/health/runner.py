@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import copy
 import enum
-import json
 import os
 import re
 import threading
@@ -26,6 +25,7 @@ from typing import Any, Callable, Sequence
 
 from orchat.config import Settings
 from orchat.errors import OrchatError
+from orchat.terminal import dumps_for_terminal, escape_controls
 
 TIMEOUT_GRACE_SECONDS = 1.0  # let a check report its own timeout (and kill its children) first
 
@@ -203,13 +203,14 @@ def overall_status(results: Sequence[CheckResult]) -> Status:
 def render_lines(results: Sequence[CheckResult], *, plain: bool) -> str:
     """Return one line per result, as in the operations guide: `✅ API: Reachable (latency: 45ms)`."""
     markers = ASCII_MARKERS if plain else EMOJI_MARKERS
-    return "".join(f"{markers[r.status]}{r.label}: {r.summary}\n" for r in results)
+    # Summaries quote servers and custom check commands: escaped, they cannot drive the terminal.
+    return "".join(escape_controls(f"{markers[r.status]}{r.label}: {r.summary}") + "\n" for r in results)
 
 
 def render_json(results: Sequence[CheckResult]) -> str:
     status = overall_status(results)
     document = {"status": status.name, "code": int(status), "checks": [r.as_json() for r in results]}
-    return json.dumps(document, ensure_ascii=False) + "\n"
+    return dumps_for_terminal(document) + "\n"
 
 
 def render_nagios(results: Sequence[CheckResult]) -> str:
@@ -223,7 +224,7 @@ def render_nagios(results: Sequence[CheckResult]) -> str:
         text = f"{len(results)} checks OK"
     # '|' starts perfdata in the plugin format, and Nagios shows a ';' in plugin text as ':'
     # (illegal in its object definitions), which garbles "a; b"; perfdata keeps its own ';' fields.
-    text = text.replace("|", "/").replace(";", ",").replace("\n", " ")
+    text = escape_controls(text.replace("|", "/").replace(";", ",").replace("\n", " "))
     perf = " ".join(p.render() for r in results for p in r.perfdata)
     return f"ORCHAT {status.name} - {text}" + (f" | {perf}" if perf else "") + "\n"
 

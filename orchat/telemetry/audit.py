@@ -23,8 +23,9 @@ from collections import namedtuple
 from pathlib import Path
 
 from orchat import paths
-from orchat.config import Settings
+from orchat.config import Settings, read_config_bytes
 from orchat.errors import EX_DATAERR, ConfigError, OrchatError, StorageError
+from orchat.fsutil import ensure_dir
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -90,8 +91,8 @@ def audit_key(settings: Settings) -> bytes | None:
     if path is None:
         return None
     try:
-        key = path.read_bytes().strip()
-    except OSError as err:
+        key = read_config_bytes(path).strip()
+    except FileNotFoundError as err:
         raise ConfigError(f"cannot read the audit key {path}: {err.strerror or err}") from err
     if not key:
         raise ConfigError(f"the audit key {path} is empty")
@@ -166,10 +167,10 @@ def append_record(path: Path, fields: Sequence[str], key: bytes | None = None) -
 
     body = SEPARATOR.join(escape_field(f) for f in fields)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        ensure_dir(path.parent)
         fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK, 0o600)
-    except OSError as err:
-        raise StorageError(f"cannot open the audit log {path}: {err.strerror or err}") from err
+    except (OSError, StorageError) as err:
+        raise StorageError(f"cannot open the audit log {path}: {getattr(err, 'strerror', None) or err}") from err
     try:
         _refuse_foreign_file(fd, path)
         fcntl.flock(fd, fcntl.LOCK_EX)

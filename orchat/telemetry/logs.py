@@ -37,7 +37,8 @@ from pathlib import Path
 
 from orchat import paths
 from orchat.config import Settings, mask_key
-from orchat.errors import ConfigError
+from orchat.errors import ConfigError, StorageError
+from orchat.fsutil import ensure_dir
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # `typing` costs start-up time and is needed only by type checkers
@@ -181,6 +182,10 @@ class EventLog:
         self._fd = -1
         self._id: tuple[int, int] | None = None
         self._day = ""
+        # Our last write was cut short and could not be cut off (a full disk): the file ends
+        # mid-line. Only this process's own knowledge: other writers do not lock, so reading the
+        # last byte could catch one mid-write and add blank lines.
+        self._torn = False
         self._retry_at = 0.0  # after a failed write, the file is left alone until then (monotonic)
         self._lock = _thread.allocate_lock()  # the daemon logs from several threads; one fd swap at a time
         self.warnings = 0
@@ -244,20 +249,40 @@ class EventLog:
                 st = self._open()  # first record, or logrotate (or another orchat) moved the file
             if not self.system_mode and st.st_size > 0 and (st.st_size >= self.max_bytes or (self._day and self._day < day)):
                 self._rotate(day)
+            torn_before = self._torn
+            if torn_before:
+                data = b"\n" + data  # after our torn last line, start on a line of our own
             written = os.write(self._fd, data)
             if written != len(data):
+                self._torn = torn_before if self._cut_partial(data[:written]) else True
                 raise OSError(28, "short write (disk full?)")
+            self._torn = False
             self._day = self._day or day
-        except OSError as err:
+        except (OSError, StorageError) as err:
             # One warning per process; a daemon tries again a minute later (the disk may have room by then).
             self._retry_at = time.monotonic() + WRITE_RETRY_SECONDS
             self._close()
             if not self.warnings:
-                self._warn(f"cannot write the log file {self.path}: {err.strerror or err}; continuing without it")
+                self._warn(f"cannot write the log file {self.path}: {getattr(err, 'strerror', None) or err}; continuing without it")
+
+    def _cut_partial(self, part: bytes) -> bool:
+        # A full disk took only the head of a record. O_APPEND put it at the end, and other
+        # writers do not lock: cut it only when the end of the file is still exactly those
+        # bytes. Return True when the file is as it was before the write.
+        if not part:
+            return True
+        try:
+            end = os.fstat(self._fd).st_size
+            if end >= len(part) and os.pread(self._fd, len(part), end - len(part)) == part:
+                os.ftruncate(self._fd, end - len(part))
+                return True
+        except OSError:
+            pass  # system logs are opened write-only: the newline guard (self._torn) does it
+        return False
 
     def _open(self) -> os.stat_result:
         self._close()
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o750 if self.system_mode else 0o700)
+        ensure_dir(self.path.parent, 0o750 if self.system_mode else 0o700)
         # Rotation reads the first record's date, so user logs open read-write.
         access = os.O_WRONLY if self.system_mode else os.O_RDWR
         fd = os.open(self.path, access | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK, 0o640 if self.system_mode else 0o600)
@@ -266,6 +291,8 @@ class EventLog:
             _give_to_directory_owner(fd, self.path.parent)
         self._fd, self._id = fd, (st.st_dev, st.st_ino)
         self._day = ""
+        if not st.st_size:
+            self._torn = False  # a new file (rotated): nothing to guard
         if st.st_size and not self.system_mode:
             head = os.pread(fd, 24, 0)
             if head.startswith(b'{"timestamp":"'):

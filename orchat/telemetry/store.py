@@ -34,6 +34,8 @@ if TYPE_CHECKING:  # typing costs start-up time on every chat; annotations are s
 
 STORE_FORMAT = 1
 MAX_MODEL_LABELS = 10
+STORE_MAX_BYTES = 16 * 1024 * 1024  # the store is a few KB: a larger one is not ours
+MAX_MODEL_ID_CHARS = 200  # real ids are under 100; a longer one counts as "other"
 OTHER = "other"
 ERROR_TYPES = ("auth", "rate_limit", "timeout", "upstream", "protocol", "network", "client", "io", "interrupted", OTHER)
 TOKEN_KINDS = ("prompt", "completion", "reasoning")
@@ -101,13 +103,14 @@ def parse_store(data: bytes) -> dict[str, Any]:
         raise ValueError("not an ORCHAT metrics store")
     store = empty_store()
     if isinstance(raw.get("models"), list):
-        store["models"] = [str(m) for m in raw["models"]][:MAX_MODEL_LABELS]
+        store["models"] = [str(m) for m in raw["models"] if _is_label(str(m))][:MAX_MODEL_LABELS]
     for section, names in (("requests", None), ("fallbacks", None), ("errors", ERROR_TYPES), ("tokens", TOKEN_KINDS), ("exec", EXEC_CHOICES)):
         values = raw.get(section)
         if isinstance(values, dict):
             for name, value in values.items():
                 if names is None or name in names:
-                    store[section][str(name)] = _number(value)
+                    key = str(name) if _is_label(str(name)) else OTHER  # a label an older version took from a server raw
+                    store[section][key] = store[section].get(key, 0) + _number(value)
     store["cost"] = _number(raw.get("cost"))
     histograms = raw.get("histograms") if isinstance(raw.get("histograms"), dict) else {}
     for name in HISTOGRAMS:
@@ -121,7 +124,7 @@ def load_store(path: Path) -> dict[str, Any]:
     Raise StorageError when the file exists but cannot be read (permissions, I/O error).
     """
     try:
-        data = path.read_bytes()
+        data = fsutil.read_regular_file(path, STORE_MAX_BYTES)
     except FileNotFoundError:
         return empty_store()
     except OSError as err:
@@ -132,9 +135,14 @@ def load_store(path: Path) -> dict[str, Any]:
         return empty_store()
 
 
+def _is_label(model: str) -> bool:
+    # The id came from the server: control characters must not reach `orchat metrics`.
+    return bool(model) and model.isprintable() and len(model) <= MAX_MODEL_ID_CHARS
+
+
 def model_label(store: dict[str, Any], model: str, allowed: Sequence[str]) -> str:
     """Return the label for MODEL, giving it a slot in STORE if one is free."""
-    if not model:
+    if not _is_label(model):
         return OTHER
     if model in allowed or model in store["models"]:
         return model
@@ -202,20 +210,19 @@ def record_exec_choices(choices: Sequence[str], path: Path | None = None) -> Non
 def _update_store(path: Path, change: Callable[[dict[str, Any]], Any]) -> None:
     with fsutil.locked(path.with_name(path.stem + ".lock")):
         try:
-            data = path.read_bytes()
+            data = fsutil.read_regular_file(path, STORE_MAX_BYTES)  # a FIFO in its place must not hang every chat
+            store = parse_store(data)
         except FileNotFoundError:
             store = empty_store()
-        except OSError as err:
-            raise StorageError(f"cannot read metrics store {path}: {err.strerror or err}") from err
-        else:
+        except (ValueError, UnicodeDecodeError, OSError) as err:
+            if isinstance(err, OSError) and err.errno != errno.EFBIG:  # a FIFO or a directory is refused, not moved
+                raise StorageError(f"cannot read metrics store {path}: {err.strerror or err}") from err
+            # Not JSON, or far too large: not a store of ours.
             try:
-                store = parse_store(data)
-            except (ValueError, UnicodeDecodeError):
-                try:
-                    os.replace(path, path.with_name(path.name + ".corrupt"))
-                except OSError as err:
-                    raise StorageError(f"cannot move the damaged metrics store {path} aside: {err.strerror or err}") from err
-                store = empty_store()
+                os.replace(path, path.with_name(path.name + ".corrupt"))
+            except OSError as move_err:
+                raise StorageError(f"cannot move the damaged metrics store {path} aside: {move_err.strerror or move_err}") from move_err
+            store = empty_store()
         change(store)
         store["updated"] = time.time()
         _replace_file(path, json.dumps(store, separators=(",", ":")).encode("utf-8"))
@@ -238,6 +245,10 @@ def _replace_file(path: Path, data: bytes) -> None:
             os.close(fd)
         os.replace(tmp, path)
     except OSError as err:
+        try:
+            os.unlink(tmp)  # a full disk leaves a 0-byte or partial temp file: never leave it behind
+        except OSError:
+            pass
         reason = "disk full" if err.errno == errno.ENOSPC else (err.strerror or str(err))
         raise StorageError(f"cannot write metrics store {path}: {reason}") from err
 

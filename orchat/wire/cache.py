@@ -34,9 +34,8 @@ class Cache:
         try:
             if time.time() - path.stat().st_mtime > max_age_seconds:
                 return None
-            with open(path, encoding="utf-8") as handle:
-                entry = json.load(handle)
-        except (OSError, ValueError):
+            entry = json.loads(fsutil.read_regular_file(path, self.limit_bytes))  # a planted FIFO is refused
+        except (OSError, ValueError, RecursionError):
             return None
         return entry.get("value") if isinstance(entry, dict) and entry.get("key") == key else None
 

@@ -8,6 +8,7 @@ choice, and finish_reason == "error" on every chunk.
 from __future__ import annotations
 
 import json
+import math
 import socket
 import time
 
@@ -23,7 +24,7 @@ from orchat.errors import (
 from orchat.wire import routing
 from orchat.wire.framing import WireError
 from orchat.wire.sse import LineTooLong, SSEParser
-from orchat.wire.transport import REASONS, Transport, backoff_seconds, parse_retry_after
+from orchat.wire.transport import REASONS, Transport, backoff_seconds, parse_retry_after, read_error_body
 
 TYPE_CHECKING = False
 
@@ -34,12 +35,25 @@ ERROR_BODY_PREVIEW_CHARS = 200
 MAX_BODY_BYTES = 64 * 1024 * 1024  # a whole (non-streamed) answer or model list; beyond is a broken server
 
 
+def _streamed_text(kind: str) -> property:
+    # ChatResult.content / .reasoning: the pieces joined when read, a whole text when set.
+    def get(self: ChatResult) -> str:
+        return self._joined(kind)
+
+    def put(self: ChatResult, text: str) -> None:
+        self._pieces[kind] = [text]
+
+    return property(get, put)
+
+
 class ChatResult:
     """What one chat turn produced, complete or not (filled in as the answer arrives)."""
 
     def __init__(self, model: str = "") -> None:
-        self.content = ""
-        self.reasoning = ""
+        # Streamed text arrives in many small deltas: kept as pieces and joined when read, since
+        # `self.content += delta` on an attribute copies the whole answer each time (quadratic).
+        self._pieces: dict[str, list[str]] = {"content": [], "reasoning": []}
+        self._streamed_chars = 0
         self.model = model
         self.id = ""
         self.finish_reason: str | None = None
@@ -49,9 +63,26 @@ class ChatResult:
         self.warnings: list[str] = []
         self.profile = ""  # the fallback profile that answered ("" = the primary endpoint)
 
+    content = _streamed_text("content")
+    reasoning = _streamed_text("reasoning")
+
+    def _joined(self, kind: str) -> str:
+        pieces = self._pieces[kind]
+        if len(pieces) > 1:
+            pieces[:] = ["".join(pieces)]
+        return pieces[0] if pieces else ""
+
+    def add_delta(self, kind: str, text: str) -> None:
+        """Add streamed TEXT to the content or reasoning. Raise ProtocolError past MAX_BODY_BYTES in all."""
+        self._streamed_chars += len(text)
+        if self._streamed_chars > MAX_BODY_BYTES:
+            raise ProtocolError(f"the streamed answer is larger than {MAX_BODY_BYTES} characters", error_type="protocol")
+        self._pieces[kind].append(text)
+
     def as_json(self) -> dict[str, Any]:
         usage = self.usage or {}
         extra = {"profile": self.profile} if self.profile else {}
+        details = usage.get("completion_tokens_details")
         return {
             **extra,
             "content": self.content,
@@ -62,7 +93,7 @@ class ChatResult:
                 "prompt_tokens": usage.get("prompt_tokens"),
                 "completion_tokens": usage.get("completion_tokens"),
                 "total_tokens": usage.get("total_tokens"),
-                "reasoning_tokens": (usage.get("completion_tokens_details") or {}).get("reasoning_tokens"),
+                "reasoning_tokens": details.get("reasoning_tokens") if isinstance(details, dict) else None,
                 "cost": usage.get("cost"),
             },
         }
@@ -93,7 +124,8 @@ def describe_error_body(status: int, body: bytes) -> tuple[str, str, float | Non
             availability = error.get("availability") if isinstance(error.get("availability"), dict) else {}
             if hint is None:
                 hint = availability.get("retry_after")
-            hint_seconds = float(hint) if isinstance(hint, (int, float)) else None
+            # NaN or a negative wait (JSON from a hostile server) would make time.sleep raise: no hint.
+            hint_seconds = float(hint) if isinstance(hint, (int, float)) and 0 <= hint < math.inf else None
             if message:
                 return _one_line(message), error_type, hint_seconds
         elif isinstance(error, str) and error:
@@ -217,7 +249,7 @@ class Client:
             where = response.getheader("Location") or "another URL"
             raise ConfigError(f"HTTP {response.status}: the server redirects to {where}; set ORCHAT_API_BASE to the final URL", status=response.status)
         try:
-            body = response.read()
+            body = read_error_body(response)
         except (OSError, WireError):
             body = b""
         message, error_type, _ = describe_error_body(response.status, body)
@@ -346,7 +378,7 @@ class Client:
             raise ProtocolError("answer is not a JSON object", error_type="protocol")
         result.first_token_seconds = time.monotonic() - started
         self._absorb_meta(payload, result)
-        choices = payload.get("choices") or []
+        choices = _choices(payload)
         choice = choices[0] if choices and isinstance(choices[0], dict) else {}
         message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
         content = message.get("content")
@@ -375,7 +407,7 @@ class Client:
             raise _error_from_object(chunk["error"])
         if chunk.get("object") == "error":  # older vLLM: flat error object
             raise _error_from_object(chunk)
-        for choice in chunk.get("choices") or []:
+        for choice in _choices(chunk):
             if isinstance(choice, dict):
                 if choice.get("error") is not None:
                     raise _error_from_object(choice["error"])
@@ -412,7 +444,8 @@ class Client:
                 try:
                     chunk = json.loads(text)
                 except (ValueError, RecursionError):
-                    result.warnings.append("skipped a stream event that is not JSON")
+                    if "skipped a stream event that is not JSON" not in result.warnings:  # once, not per event
+                        result.warnings.append("skipped a stream event that is not JSON")
                     continue
                 if not isinstance(chunk, dict):
                     continue
@@ -433,7 +466,7 @@ class Client:
 
     def _take_chunk(self, chunk: dict[str, Any], result: ChatResult, started: float) -> Iterator[tuple[str, str]]:
         self._absorb_meta(chunk, result)
-        for choice in chunk.get("choices") or []:
+        for choice in _choices(chunk):
             if not isinstance(choice, dict) or choice.get("index", 0) != 0:
                 continue
             delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
@@ -441,18 +474,24 @@ class Client:
             if not isinstance(reasoning, str):
                 reasoning = delta.get("reasoning_content")
             if isinstance(reasoning, str) and reasoning:
-                result.reasoning += reasoning
+                result.add_delta("reasoning", reasoning)
                 yield "reasoning", reasoning
             content = delta.get("content")
             if isinstance(content, str) and content:
                 if result.first_token_seconds is None:
                     result.first_token_seconds = time.monotonic() - started
-                result.content += content
+                result.add_delta("content", content)
                 yield "content", content
             finish = choice.get("finish_reason")
             if finish and result.finish_reason is None and finish != "error":
                 result.finish_reason = str(finish)
         self._check_errors(chunk, result)
+
+
+def _choices(chunk: dict[str, Any]) -> list[Any]:
+    # `"choices": 5` from a broken server is no choices, not a TypeError (exit 1).
+    choices = chunk.get("choices")
+    return choices if isinstance(choices, list) else []
 
 
 def run_chat(client: Client, body: dict[str, Any], on_delta: Callable[[str, str], None], result: ChatResult | None = None) -> ChatResult:

@@ -8,10 +8,20 @@ even without a blank line (llama.cpp ends with `data: [DONE]` and no blank line)
 from __future__ import annotations
 
 MAX_LINE_BYTES = 16 * 1024 * 1024  # no real event comes near; a server streaming one endless line is refused
+# One event made of endless short `data:` lines is refused too. Counted as stream bytes (field
+# name and line end included), so it is twice the line cap: one maximal data line always fits.
+MAX_EVENT_BYTES = 2 * MAX_LINE_BYTES
 
 
 class LineTooLong(ValueError):
     """A line grew past MAX_LINE_BYTES without a line end."""
+
+
+class EventTooLarge(LineTooLong):
+    """The data lines of one event grew past MAX_EVENT_BYTES without the blank line that ends it.
+
+    A LineTooLong, so every caller that refuses an endless line refuses this too.
+    """
 
 
 class Event:
@@ -38,6 +48,7 @@ class SSEParser:
         self._parts: list[bytes] = []  # bytes of the unfinished line, kept as pieces: no quadratic re-joins
         self._size = 0
         self._data: list[str] = []
+        self._event_size = 0  # bytes of the data lines of the pending event
         self._name = ""
         self._pending_cr = False
         self._started = False
@@ -110,15 +121,22 @@ class SSEParser:
         if colon and value.startswith(" "):
             value = value[1:]
         if name == "data":
-            self._data.append(value)
+            self._add_data(value, len(raw))
         elif name == "event":
             self._name = value
         elif name == "error":
-            self._data.append(value)
+            self._add_data(value, len(raw))
             self._name = "error"
+
+    def _add_data(self, value: str, size: int) -> None:
+        self._event_size += size + 1
+        if self._event_size > MAX_EVENT_BYTES:
+            raise EventTooLarge(f"a stream event is larger than {MAX_EVENT_BYTES} bytes")
+        self._data.append(value)
 
     def _dispatch(self, events: list[Event]) -> None:
         if self._data:
             events.append(Event(data="\n".join(self._data), name=self._name or "message"))
         self._data = []
+        self._event_size = 0
         self._name = ""

@@ -11,19 +11,25 @@ comments included) resets. There is deliberately no total deadline: long answers
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import time
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from orchat import __version__
-from orchat.errors import OrchatError, TemporaryFailure, UpstreamUnavailable
+from orchat.config import is_header_safe
+from orchat.errors import ConfigError, OrchatError, TemporaryFailure, UpstreamUnavailable
+from orchat.fsutil import read_regular_file
 from orchat.wire.framing import MAX_HEAD_BYTES, ChunkedDecoder, WireError, parse_response_head
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable
 
+CA_FILE_MAX_BYTES = 16 * 1024 * 1024  # the system bundle is ~0.2 MB
+ERROR_BODY_MAX_BYTES = 1024 * 1024  # an error page is a few KB; beyond is a flood, not a message
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504, 524, 529})
 MAX_RETRY_WAIT_SECONDS = 60.0
 BACKOFF_BASE_SECONDS = 0.5
@@ -337,10 +343,12 @@ class Transport:
         IS_RETRYABLE_ANSWER(status, headers, body) may veto a retry (return None) or give the
         server's hinted wait. Return (connection, response) for the final answer: the caller
         reads it and closes the connection. Raise UpstreamUnavailable or TemporaryFailure when
-        the connection itself fails on the last attempt.
+        the connection itself fails on the last attempt, ConfigError when a header cannot be sent.
         """
         all_headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
         all_headers.update(headers or {})
+        for name, value in all_headers.items():
+            check_header(name, value)  # before connecting: nothing is sent when one is bad
         attempt = 0
         while True:
             try:
@@ -369,7 +377,7 @@ class Transport:
                         self._decide(attempt, f"HTTP {response.status}", f"give up: {attempt} of {self.retry_attempts} retries used")
                     return conn, response
                 try:
-                    payload = response.read()
+                    payload = read_error_body(response)
                 except (OSError, WireError):
                     payload = b""
                 conn.close()
@@ -409,6 +417,37 @@ class Transport:
         self.sleep(wait)
 
 
+def read_error_body(response: Any) -> bytes:
+    """Return the first ERROR_BODY_MAX_BYTES of RESPONSE's body: all an error message needs.
+
+    A server answering 4xx/5xx with an endless body must not grow memory; the connection is
+    closed after an error anyway, so the rest is never read.
+    """
+    parts, size = [], 0
+    while size < ERROR_BODY_MAX_BYTES:
+        data = response.read1(65536)
+        if not data:
+            break
+        parts.append(data)
+        size += len(data)
+    return b"".join(parts)[:ERROR_BODY_MAX_BYTES]
+
+
+def check_header(name: str, value: str) -> None:
+    """Raise ConfigError when NAME: VALUE cannot be sent as one request header field.
+
+    A CR or LF in a value (ORCHAT_TITLE="x\\r\\nX-Injected: 1") would add header lines of its
+    own; a character beyond Latin-1 cannot be encoded. The value is not quoted: it may be the key.
+    """
+    if not name or not all(ch in _TOKEN_CHARS for ch in name):
+        raise ConfigError(f"cannot send a request header named {name!r}: not an HTTP token")
+    if not is_header_safe(value):
+        raise ConfigError(f"cannot send the {name} header: its value has a line break, a control character or a character beyond Latin-1")
+
+
+_TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
 def _close(sock: socket.socket | None) -> None:
     if sock is not None:
         try:
@@ -425,9 +464,17 @@ def make_ssl_context(ca_file: str, environ: dict[str, str]) -> Any:
     import ssl  # lazy: plain-http endpoints (local llama.cpp, an ORCHAT gateway) never pay for it
 
     cafile = ca_file or environ.get("SSL_CERT_FILE") or None
+    if cafile is None:
+        return ssl.create_default_context()
     try:
-        return ssl.create_default_context(cafile=cafile)
-    except (OSError, ssl.SSLError) as err:
+        # Read here, bounded and without blocking: OpenSSL would wait on a FIFO forever.
+        data = read_regular_file(Path(cafile), CA_FILE_MAX_BYTES)
+        if not data.strip():
+            raise OSError(errno.EINVAL, "the file is empty")
+        return ssl.create_default_context(cadata=data.decode("ascii") if data.isascii() else data)  # PEM text or DER bytes
+    except OSError as err:
+        raise UpstreamUnavailable(f"cannot load CA file {cafile}: {err.strerror or err}", error_type="network") from err
+    except ssl.SSLError as err:
         raise UpstreamUnavailable(f"cannot load CA file {cafile}: {err}", error_type="network") from err
 
 

@@ -197,3 +197,11 @@ def test_the_key_appears_in_no_log_audit_metric_history_or_output(key_env, home,
         assert TEST_KEY.encode() not in data and NEW_KEY.encode() not in data, path
     log_text = (home / ".cache" / "orchat" / "logs" / "orchat.log").read_text()
     assert '"logger":"orchat.wire"' in log_text and '"logger":"orchat.wire.transport"' in log_text
+
+
+@pytest.mark.parametrize("given", ["ORCHAT_API_BASE=http://evil.example\n", "# a comment\n", "sk-or-v1-\x1b]0;x\x07\n", "k" * (5 * 1024 * 1024)])
+def test_key_set_refuses_what_is_not_a_plausible_key_and_writes_nothing(key_env, home, given):
+    proc = run_orchat("key", "set", "--no-verify", input=given, env=key_env)
+    assert proc.returncode == 78 and "that is not an API key" in proc.stderr
+    assert given.strip()[:12] not in proc.stderr + proc.stdout
+    assert not (home / ".config" / "orchat" / "config").exists()

@@ -184,3 +184,11 @@ def test_a_history_line_nested_too_deeply_is_skipped(tmp_path: Path) -> None:
     path.write_bytes(b"[" * 100000 + b"]" * 100000 + b"\n")
     history.append_history(path, record("ok"))
     assert [r.data["answer"] for r in history.read_history(path)] == ["answer ok"]
+
+
+def test_a_fifo_in_place_of_a_cache_entry_is_a_miss_not_a_hang(tmp_path: Path) -> None:
+    cache = Cache(tmp_path / "cache")
+    cache.put("models", [1])
+    os.unlink(cache._path("models"))
+    os.mkfifo(cache._path("models"))
+    assert cache.get("models", 60) is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import ssl
 import subprocess
 from pathlib import Path
@@ -109,3 +110,16 @@ def test_debug_log_times_the_tls_handshake_apart_from_the_tcp_connect(tls_fake: 
     assert connected["tls"] is True and connected["connect_seconds"] >= 0 and connected["tls_seconds"] > 0
     [last] = [r for r in records if r["message"] == "last byte"]
     assert last["tls_seconds"] == connected["tls_seconds"] and last["last_byte_seconds"] >= last["first_byte_seconds"]
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "empty"])
+def test_a_ca_file_that_is_a_fifo_a_device_or_empty_is_a_clear_error_at_once(tls_fake: FakeOpenRouter, tmp_path: Path, home: Path, kind: str) -> None:
+    path = tmp_path / "ca.pem"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "device":
+        path = Path("/dev/zero")
+    else:
+        path.write_text("\n")
+    proc = run_orchat("hi", env=env_for(tls_fake, ORCHAT_CA_FILE=str(path)), timeout=30)  # a FIFO blocked OpenSSL until this timeout
+    assert proc.returncode == 69 and "cannot load CA file" in proc.stderr

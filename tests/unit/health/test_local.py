@@ -213,6 +213,17 @@ def test_history_with_corrupt_records_is_critical_and_names_the_first_line(tmp_p
     assert found.summary.endswith("2 unreadable records in " + str(tmp_path / "history") + " (first at line 2)")
 
 
+def test_history_with_a_record_of_the_wrong_shape_is_critical_like_the_readers_skip_it(tmp_path: Path) -> None:
+    found = healthlocal.check_history(history_ctx(tmp_path, b'{"id": "a"}\n{"id": "b", "messages": 5}\n'))
+    assert found.status is Status.CRITICAL and found.summary.endswith("(first at line 2)")
+
+
+def test_history_that_is_a_fifo_is_critical_at_once(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "history")
+    found = healthlocal.check_history(context(ORCHAT_HISTORY_FILE=str(tmp_path / "history")))
+    assert found.status is Status.CRITICAL and "not a regular file" in found.summary
+
+
 def test_history_torn_tail_or_open_mode_is_a_warning(tmp_path: Path) -> None:
     torn = healthlocal.check_history(history_ctx(tmp_path, b'{"id": "a"}\n{"id": "b'))
     assert torn.status is Status.WARNING and "cut short" in torn.summary

@@ -354,3 +354,35 @@ def test_an_explicit_log_file_is_written_besides_the_journal(tmp_path, monkeypat
     log.log(logs.WARNING, "both")
     assert parse_journal_payload(sock.recv(65536))["PRIORITY"] == "4"
     assert read_lines(log_file)[0]["message"] == "both"
+
+
+def test_a_full_disk_mid_record_leaves_no_torn_line_in_the_log(log_file, monkeypatch):
+    log = logs.EventLog(make_settings(ORCHAT_LOG_FILE=str(log_file)))
+    log.log(logs.ERROR, "first")
+    real_write = os.write
+
+    def half_then_full(fd: int, data: bytes) -> int:
+        return real_write(fd, data[: len(data) // 2])  # the kernel took what fitted
+
+    monkeypatch.setattr(logs.os, "write", half_then_full)
+    log.log(logs.ERROR, "cut short")
+    monkeypatch.undo()
+    log._retry_at = 0.0  # the disk has room again
+    log.log(logs.ERROR, "after")
+    assert [r["message"] for r in read_lines(log_file)] == ["first", "after"]
+
+
+def test_a_system_log_cut_short_by_a_full_disk_gets_the_next_record_on_a_new_line(log_file, monkeypatch):
+    monkeypatch.setenv("ORCHAT_SYSTEM", "1")  # write-only file: the partial record cannot be read back and cut
+    log = logs.EventLog(make_settings(ORCHAT_LOG_FILE=str(log_file)))
+    assert log.system_mode
+    log.log(logs.ERROR, "first")
+    real_write = os.write
+    monkeypatch.setattr(logs.os, "write", lambda fd, data: real_write(fd, data[:10]))
+    log.log(logs.ERROR, "cut short")
+    monkeypatch.setattr(logs.os, "write", real_write)
+    log._retry_at = 0.0
+    log.log(logs.ERROR, "after")
+    lines = log_file.read_bytes().split(b"\n")
+    assert json.loads(lines[0])["message"] == "first" and json.loads(lines[2])["message"] == "after"
+    assert len(lines[1]) == 10

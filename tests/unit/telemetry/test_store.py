@@ -289,3 +289,33 @@ def test_exec_choices_are_counted_by_choice_and_survive_a_reload(tmp_path: Path)
         "explain": 0,
         "print": 0,
     }
+
+
+def test_a_full_disk_leaves_no_temp_file_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "state" / "metrics.json"
+    record_events([chat_event()], path=path)
+
+    def full(fd: int, data: Any) -> int:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(metricstore.os, "write", full)
+    with pytest.raises(StorageError, match="disk full"):
+        record_events([chat_event()], path=path)
+    assert sorted(p.name for p in path.parent.iterdir()) == ["metrics.json", "metrics.lock"]
+
+
+def test_a_fifo_in_place_of_the_store_is_refused_at_once_not_waited_on(tmp_path: Path) -> None:
+    path = tmp_path / "metrics.json"
+    os.mkfifo(path)
+    for read in (lambda: load_store(path), lambda: record_events([chat_event()], path=path)):
+        with pytest.raises(StorageError, match="not a regular file"):
+            read()
+
+
+def test_a_stored_label_with_control_characters_is_folded_into_other_when_read() -> None:
+    raw = empty_store()
+    raw["models"] = ["good/model", "evil/\x1b]0;t\x07"]
+    raw["requests"] = {"good/model": 2, "evil/\x1b]0;t\x07": 3, "other": 1}
+    store = parse_store(json.dumps(raw).encode())
+    assert store["models"] == ["good/model"]
+    assert store["requests"] == {"good/model": 2, "other": 4}

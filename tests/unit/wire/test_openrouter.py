@@ -110,7 +110,7 @@ def test_reasoning_deltas_are_reported_separately(client: Client, fake_openroute
 def test_non_json_events_and_data_wrapped_comments_are_skipped(client: Client) -> None:
     result, _ = ask(client, "fake/garbage-event")
     assert result.content == DEFAULT_ANSWER
-    assert result.warnings == ["skipped a stream event that is not JSON"] * 2  # broken, then nested too deeply
+    assert result.warnings == ["skipped a stream event that is not JSON"]  # broken, then nested too deeply: said once
 
 
 def test_non_streaming_answer_with_leading_whitespace_keepalive(client: Client, fake_openrouter: FakeOpenRouter) -> None:
@@ -283,3 +283,100 @@ def test_deeply_nested_json_in_an_error_body_is_a_clean_error(client: Client, fa
 
 def test_deeply_nested_json_in_an_error_body_is_described_not_raised() -> None:
     assert describe_error_body(500, NESTED)[0].startswith("[[[")
+
+
+class EndlessEvent:
+    """A 200 stream whose one event is endless short `data:` lines (bounded here by a count)."""
+
+    def __init__(self, reads: int) -> None:
+        self.reads = reads
+
+    def read1(self, amount: int = 65536) -> bytes:
+        if not self.reads:
+            return b""
+        self.reads -= 1
+        return b"data:x\n" * (amount // 7)
+
+
+def test_one_endless_event_of_short_data_lines_is_a_protocol_error_not_memory_growth(client: Client) -> None:
+    from orchat.wire.sse import MAX_EVENT_BYTES
+
+    response = EndlessEvent(reads=MAX_EVENT_BYTES // (client.settings.stream_buffer // 7 * 7) + 10)
+    with pytest.raises(ProtocolError, match="stream event is larger than") as caught:
+        list(client._read_stream(response, ChatResult(), 0.0))
+    assert caught.value.exit_code == 76 and response.reads > 0
+
+
+class ManyDeltas:
+    """A 200 stream of N content deltas of SIZE characters each, without an end."""
+
+    def __init__(self, count: int, size: int) -> None:
+        self.count, self.event = count, b'data: {"choices":[{"delta":{"content":"' + b"w" * size + b'"}}]}\n\n'
+
+    def read1(self, amount: int = 65536) -> bytes:
+        if not self.count:
+            return b""
+        self.count -= 1
+        return self.event
+
+
+def test_a_streamed_answer_past_the_body_limit_is_a_protocol_error(client: Client) -> None:
+    from orchat.wire.openrouter import MAX_BODY_BYTES
+
+    response = ManyDeltas(count=MAX_BODY_BYTES // 65536 + 10, size=65536)
+    result = ChatResult()
+    with pytest.raises(ProtocolError, match="streamed answer is larger than"):
+        list(client._read_stream(response, result, 0.0))
+    assert len(result.content) <= MAX_BODY_BYTES and response.count > 0
+
+
+def test_endless_non_json_events_give_one_warning_not_one_each(client: Client) -> None:
+    response = ManyDeltas(count=0, size=0)
+    chunks = iter([b"data: {broken\n\n"] * 1000 + [b'data: {"choices":[{"delta":{},"finish_reason":"stop"}]}\n\n', b""])
+    response.read1 = lambda amount=65536: next(chunks)  # type: ignore[method-assign]
+    result = ChatResult()
+    list(client._read_stream(response, result, 0.0))
+    assert result.warnings == ["skipped a stream event that is not JSON", "stream ended without [DONE]"]
+
+
+def test_many_small_deltas_are_kept_as_pieces_and_joined_once() -> None:
+    result = ChatResult()
+    for _ in range(100_000):  # `content += delta` on an attribute copied the whole answer each time
+        result.add_delta("content", "ab")
+    assert len(result._pieces["content"]) == 100_000
+    assert result.content == "ab" * 100_000 and len(result._pieces["content"]) == 1
+
+
+def test_an_error_answer_with_an_endless_body_is_read_only_as_far_as_a_message_needs(api_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+    import threading
+
+    from orchat.wire.transport import ERROR_BODY_MAX_BYTES
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    sent = []
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        conn.recv(65536)
+        total = 0
+        try:
+            conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\n\r\n")
+            for _ in range(3200):  # 200 MiB at most, if nobody stops reading
+                conn.sendall(b"flood " * 10923)
+                total += 65538
+        except OSError:
+            pass  # the client closed: it read what it needed
+        finally:
+            sent.append(total)
+            conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    monkeypatch.setenv("ORCHAT_API_BASE", f"http://127.0.0.1:{listener.getsockname()[1]}/v1")
+    flooded = Client(load_settings())
+    with pytest.raises(RequestRejected, match="HTTP 400: flood"):
+        flooded.list_models()
+    thread.join(60)
+    listener.close()
+    assert sent and sent[0] < 3200 * 65538 and sent[0] < ERROR_BODY_MAX_BYTES * 40  # socket buffers hold a few MB at most
