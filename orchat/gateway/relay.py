@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from orchat.config import scrub_secret
 from orchat.errors import UpstreamUnavailable
+from orchat.gateway.keymask import KeyMask
 from orchat.gateway.state import Gateway
 from orchat.gateway.upstream import UpstreamConnection
 from orchat.wire.framing import error_json, sse_error_event
@@ -42,8 +43,11 @@ class ClientConnection(Protocol):
 
 ERROR_BODY_LIMIT_BYTES = 65536
 PASSED_ERROR_HEADERS = ("retry-after", "x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset")
+RELAYED_HEADERS = (("cache-control", "Cache-Control"), ("x-generation-id", "X-Generation-Id"))
 MAX_STALE_RETRIES = 2
 _USAGE_MARK = b'"usage"'
+USAGE_WINDOW_BYTES = 16384  # a usage object is a few hundred bytes; never decode more than this per mark
+MAX_USAGE_TRIES = 8  # marks tried from the end: a body full of decoy marks costs a constant, not n^2
 _decoder = json.JSONDecoder()
 
 
@@ -79,13 +83,19 @@ def error_kind_for(status: int) -> str:
 
 
 def find_usage(data: bytes) -> dict[str, Any] | None:
-    """Return the last `"usage": {...}` object in DATA (a JSON body or SSE events), or None."""
+    """Return the last `"usage": {...}` object in DATA (a JSON body or SSE events), or None.
+
+    Linear in DATA: at most MAX_USAGE_TRIES marks are tried, each on a window of
+    USAGE_WINDOW_BYTES (the whole tail per mark was quadratic on a body of decoy marks).
+    """
     at = data.rfind(_USAGE_MARK)
-    while at >= 0:
+    tries = 0
+    while at >= 0 and tries < MAX_USAGE_TRIES:
+        tries += 1
         brace = data.find(b"{", at, at + 64)
         if brace >= 0:
             try:
-                value, _ = _decoder.raw_decode(data[brace:].decode("utf-8", errors="replace"))
+                value, _ = _decoder.raw_decode(data[brace : brace + USAGE_WINDOW_BYTES].decode("utf-8", errors="replace"))
             except (ValueError, RecursionError):
                 value = None
             if isinstance(value, dict):
@@ -105,10 +115,12 @@ class ChatRelay:
         "error_body",
         "error_headers",
         "error_kind",
+        "error_size",
         "error_status",
         "finished",
         "gw",
         "identity",
+        "mask",
         "model",
         "pending",
         "sent_head",
@@ -133,6 +145,8 @@ class ChatRelay:
         self.error_status = 0
         self.error_headers: list[tuple[str, str]] = []
         self.error_body: list[bytes] = []
+        self.error_size = 0
+        self.mask = KeyMask(gw.key_bytes, gw.masked_key_bytes)  # the key never reaches a client, even cut in two
         self.finished = False
         self.attempts = 0
         self.usage: dict[str, Any] | None = None
@@ -176,14 +190,14 @@ class ChatRelay:
         # relaying a bodiless status with a chunked body would desync the client's connection.
         if not 200 <= status < 300 or status in (204, 205):
             self.error_status = status
-            self.error_headers = [(name, headers[name]) for name in PASSED_ERROR_HEADERS if name in headers]
+            self.error_headers = [(name, self._scrub(headers[name])) for name in PASSED_ERROR_HEADERS if name in headers]
             return
         content_type = headers.get("content-type") or ("text/event-stream" if self.stream else "application/json")
         self.sse = content_type.startswith("text/event-stream")
-        extra = [("Content-Type", content_type)]
-        for name, label in (("cache-control", "Cache-Control"), ("x-generation-id", "X-Generation-Id")):
+        extra = [("Content-Type", self._scrub(content_type))]
+        for name, label in RELAYED_HEADERS:  # an allow-list: nothing else an upstream says is relayed
             if name in headers:
-                extra.append((label, headers[name]))
+                extra.append((label, self._scrub(headers[name])))
         if self.sse:
             extra.append(("X-Accel-Buffering", "no"))  # nginx: relay each event, do not buffer
         self.sent_head = True
@@ -191,14 +205,14 @@ class ChatRelay:
 
     def on_body(self, data: bytes) -> None:
         if self.error_status:
-            if sum(map(len, self.error_body)) < ERROR_BODY_LIMIT_BYTES:
+            if self.error_size < ERROR_BODY_LIMIT_BYTES:  # a counter: summing the parts per read was quadratic
                 self.error_body.append(data)
+                self.error_size += len(data)
             return
         if _USAGE_MARK in data:
             self.usage = find_usage(data) or self.usage
         if not self.sse:
-            key = self.gw.key_bytes
-            self.client.send_stream(data.replace(key, self.gw.masked_key_bytes) if key and key in data else data)
+            self.client.send_stream(self.mask.feed(data))
             return
         # Relay whole events only, so an error event appended later never lands mid-line.
         if self.pending:
@@ -215,10 +229,7 @@ class ChatRelay:
             cut = len(data)
         self.pending = data[cut:]
         events = data[:cut] if cut < len(data) else data
-        key = self.gw.key_bytes
-        if key and key in events:  # an in-band error event that echoes the gateway's key
-            events = events.replace(key, self.gw.masked_key_bytes)
-        self.client.send_stream(events)
+        self.client.send_stream(self.mask.feed(events))  # an in-band error event may echo the gateway's key
 
     def _settled(self) -> bool:
         """Return True when this exchange needs nothing more (finished, or an upstream error answered)."""
@@ -234,9 +245,10 @@ class ChatRelay:
     def on_end(self) -> None:
         if self._settled():
             return
-        if self.pending:
-            self.client.send_stream(self.pending)
-            self.pending = b""
+        tail = self.mask.feed(self.pending) + self.mask.flush()
+        self.pending = b""
+        if tail:
+            self.client.send_stream(tail)
         self.client.end_stream()
         self._finish("ok")
 
@@ -281,6 +293,9 @@ class ChatRelay:
         message = scrub_secret(message, self.gw.settings.api_key)  # an upstream may echo the key
         self.gw.note(5 if status < 500 else 6, "upstream error", upstream_status=self.error_status, status=status, model=self.model)
         self.client.respond(status, error_json(status, message, error_type=kind), headers=self.error_headers)
+
+    def _scrub(self, value: str) -> str:
+        return scrub_secret(value, self.gw.settings.api_key)
 
     def _answer_error(self, status: int, message: str, kind: str) -> None:
         self.client.respond(status, error_json(status, message, error_type=kind))
