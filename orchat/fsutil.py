@@ -15,6 +15,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Iterator
 
+READ_PIECE_BYTES = 65536
+
 
 def _storage_error(action: str, path: Path | str, err: OSError) -> StorageError:
     reason = "disk full" if err.errno == errno.ENOSPC else (err.strerror or str(err))
@@ -162,3 +164,28 @@ def open_regular(path: Path) -> int:
         os.close(fd)
         raise OSError(errno.EINVAL, "not a regular file")
     return fd
+
+
+def read_regular_file(path: Path, limit_bytes: int) -> bytes:
+    """Given a PATH that must be a regular file, return its bytes, at most LIMIT_BYTES of them.
+
+    A FIFO or device is refused at once instead of blocking (a FIFO) or growing without bound
+    (/dev/zero); the read is in pieces, so SIGTERM is handled between them. Raise
+    FileNotFoundError when PATH is missing, OSError(EINVAL) when it is not a regular file and
+    OSError(EFBIG) when it is larger than LIMIT_BYTES.
+    """
+    fd = open_regular(path)
+    try:
+        parts: list[bytes] = []
+        size = 0
+        while size <= limit_bytes:
+            part = os.read(fd, min(READ_PIECE_BYTES, limit_bytes + 1 - size))
+            if not part:
+                break
+            parts.append(part)
+            size += len(part)
+    finally:
+        os.close(fd)
+    if size > limit_bytes:
+        raise OSError(errno.EFBIG, f"larger than {limit_bytes} bytes")
+    return b"".join(parts)
