@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from orchat.config import scrub_secret
 from orchat.errors import UpstreamUnavailable
 from orchat.gateway.keymask import KeyMask
+from orchat.gateway.modellist import NoModelList, rewrite_model_list
 from orchat.gateway.state import Gateway
 from orchat.gateway.upstream import UpstreamConnection
 from orchat.wire.framing import error_json, sse_error_event
@@ -342,6 +343,7 @@ class ModelsFetch:
 
     def on_end(self) -> None:
         body = b"".join(self.parts)
+        self.parts = []
         if self.status != 200:
             status = client_status_for(self.status)
             message, kind, _ = describe_error_body(self.status, body)
@@ -351,21 +353,17 @@ class ModelsFetch:
             self._reply(502, error_json(502, "the upstream model list is larger than ORCHAT_CACHE_SIZE allows", error_type="upstream_error"))
             return
         try:
-            data = json.loads(body)
+            payload = rewrite_model_list(body)  # one model at a time: json.loads of it all took 40x its size
+        except NoModelList:
+            self._reply(502, error_json(502, "the upstream answer has no model list", error_type="upstream_error"))
+            return
         except (ValueError, RecursionError):
             self._reply(502, error_json(502, "the upstream model list is not JSON", error_type="upstream_error"))
             return
-        items = data.get("data") if isinstance(data, dict) else data
-        if not isinstance(items, list):
-            self._reply(502, error_json(502, "the upstream answer has no model list", error_type="upstream_error"))
-            return
-        # OpenAI's list envelope, which its SDKs page through; OpenRouter's extra fields stay.
-        for item in items:
-            if isinstance(item, dict):
-                item.setdefault("object", "model")
-                item.setdefault("owned_by", str(item.get("id", "")).split("/")[0] or "openrouter")
-                item.setdefault("created", 0)
-        payload = json.dumps({"object": "list", "data": items}, separators=(",", ":")).encode("utf-8")
+        del body
+        key = self.gw.key_bytes
+        if key and key in payload:  # an upstream that echoes the key in its model list
+            payload = payload.replace(key, self.gw.masked_key_bytes)
         self.gw.cache_models(payload)
         self._reply(200, payload)
 

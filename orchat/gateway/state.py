@@ -23,6 +23,7 @@ from typing import Any, Awaitable, Protocol
 from orchat.config import Settings, mask_key
 from orchat.errors import ConfigError, PermissionFailure
 from orchat.fsutil import read_regular_file
+from orchat.gateway.modellist import MODEL_LIST_COPIES
 from orchat.gateway.upstream import UpstreamPool
 
 MIN_TOKEN_CHARS = 16
@@ -121,7 +122,8 @@ class Gateway:
         self.max_concurrency = settings.max_concurrency
         self.stream_buffer = settings.stream_buffer
         self.event_limit = max(65536, settings.stream_buffer * 8)
-        self.models_limit_bytes = settings.cache_size * BYTES_PER_MEGABYTE
+        # The model list is held up to MODEL_LIST_COPIES times while rewritten: together within ORCHAT_CACHE_SIZE.
+        self.models_limit_bytes = settings.cache_size * BYTES_PER_MEGABYTE // MODEL_LIST_COPIES
         self.models_cache = None
         self.pool = UpstreamPool(
             settings.api_base,
