@@ -27,6 +27,7 @@ from typing import Any, Mapping
 from orchat.config import Settings, load_settings
 from orchat.errors import ConfigError, OrchatError
 from orchat.gateway import sdnotify
+from orchat.gateway.hardening import forbid_core_dumps
 from orchat.gateway.server import serve
 from orchat.gateway.state import Gateway, is_loopback, load_tokens
 
@@ -392,6 +393,7 @@ def raise_fd_limit(wanted: int) -> None:
 
 def run_daemon(settings: Settings, flags: Mapping[str, Any] | None = None) -> int:
     """Serve until SIGTERM; return 0 after a clean drain. Raise ConfigError (exit 78) on bad config."""
+    forbid_core_dumps()  # first: a crash from here on would dump the key and the tokens
     daemon = Daemon(settings, flags)
     # Small stacks: the few helper threads need little, and `ulimit -v` counts reserved stacks.
     threading.stack_size(THREAD_STACK_BYTES)
