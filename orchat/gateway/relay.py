@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from orchat.config import scrub_secret
 from orchat.errors import UpstreamUnavailable
+from orchat.gateway.events import EventCutter
 from orchat.gateway.keymask import KeyMask
 from orchat.gateway.modellist import NoModelList, rewrite_model_list
 from orchat.gateway.state import Gateway
@@ -142,7 +143,7 @@ class ChatRelay:
         self.conn: UpstreamConnection | None = None
         self.sent_head = False
         self.sse = False
-        self.pending = b""
+        self.pending = EventCutter(gw.event_limit)
         self.error_status = 0
         self.error_headers: list[tuple[str, str]] = []
         self.error_body: list[bytes] = []
@@ -216,21 +217,9 @@ class ChatRelay:
             self.client.send_stream(self.mask.feed(data))
             return
         # Relay whole events only, so an error event appended later never lands mid-line.
-        if self.pending:
-            data = self.pending + data
-        cut = data.rfind(b"\n\n") + 2
-        if b"\r" in data:
-            crlf = data.rfind(b"\r\n\r\n")
-            lone = data.rfind(b"\r\r")
-            cut = max(cut, crlf + 4 if crlf >= 0 else 0, lone + 2 if lone >= 0 else 0)
-        if cut < 2:
-            if len(data) <= self.gw.event_limit:
-                self.pending = data
-                return
-            cut = len(data)
-        self.pending = data[cut:]
-        events = data[:cut] if cut < len(data) else data
-        self.client.send_stream(self.mask.feed(events))  # an in-band error event may echo the gateway's key
+        events = self.pending.feed(data)
+        if events:
+            self.client.send_stream(self.mask.feed(events))  # an in-band error event may echo the gateway's key
 
     def _settled(self) -> bool:
         """Return True when this exchange needs nothing more (finished, or an upstream error answered)."""
@@ -246,8 +235,7 @@ class ChatRelay:
     def on_end(self) -> None:
         if self._settled():
             return
-        tail = self.mask.feed(self.pending) + self.mask.flush()
-        self.pending = b""
+        tail = self.mask.feed(self.pending.rest()) + self.mask.flush()
         if tail:
             self.client.send_stream(tail)
         self.client.end_stream()
@@ -265,7 +253,7 @@ class ChatRelay:
         if not self.sent_head:
             self._answer_error(504 if timed_out else 502, reason, "upstream_timeout" if timed_out else "upstream_error")
         elif self.sse:
-            self.pending = b""
+            self.pending.rest()  # dropped: the error event must not land mid-event
             self.client.send_stream(sse_error_event(504 if timed_out else 502, "upstream stream interrupted: " + reason, "upstream_error"))
             self.client.end_stream()
         else:
