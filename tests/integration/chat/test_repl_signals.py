@@ -1,0 +1,29 @@
+"""The REPL is a long-running mode: the first SIGTERM ends it (143), in an answer or at the prompt."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+from tests.fakes.openrouter import FakeOpenRouter
+from tests.integration.chat.test_repl import Terminal
+
+
+def test_sigterm_during_an_answer_ends_the_repl_with_143(api_env: dict[str, str], fake_openrouter: FakeOpenRouter, home: Path) -> None:
+    fake_openrouter.chunk_delay = 0.4
+    term = Terminal(api_env, "-i")
+    term.read_until(b"orchat> ")
+    term.send("tell me\r")
+    term.read_until(b"Hello ")
+    os.kill(term.pid, signal.SIGTERM)
+    assert term.wait() == 143
+    record = (home / ".orchat_history").read_text()
+    assert '"status":"error","error":"terminated by SIGTERM"' in record  # the turn is recorded
+
+
+def test_sigterm_at_the_prompt_ends_the_repl_with_143(api_env: dict[str, str], fake_openrouter: FakeOpenRouter) -> None:
+    term = Terminal(api_env, "-i")
+    term.read_until(b"orchat> ")
+    os.kill(term.pid, signal.SIGTERM)
+    assert term.wait() == 143
