@@ -6,16 +6,16 @@ import os
 import signal
 from pathlib import Path
 
+from tests.daemonproc import wait_for
 from tests.fakes.openrouter import FakeOpenRouter
 from tests.integration.chat.test_repl import Terminal
 
 
 def test_sigterm_during_an_answer_ends_the_repl_with_143(api_env: dict[str, str], fake_openrouter: FakeOpenRouter, home: Path) -> None:
-    fake_openrouter.chunk_delay = 0.4
-    term = Terminal(api_env, "-i")
+    term = Terminal(api_env, "-i", "-m", "fake/hang")  # the upstream never finishes the answer
     term.read_until(b"orchat> ")
     term.send("tell me\r")
-    term.read_until(b"Hello ")
+    wait_for(lambda: len(fake_openrouter.chat_requests()) == 1)
     os.kill(term.pid, signal.SIGTERM)
     assert term.wait() == 143
     record = (home / ".orchat_history").read_text()
