@@ -6,16 +6,14 @@ import http.client
 import resource
 import signal
 import socket
-import subprocess
-import threading
 import time
 from typing import Callable, Iterator
 
 import pytest
 
 from tests.integration.telemetry.test_metrics_cli import MetricsServer
+from tests.stopcycles import CYCLES, stop_while_busy
 
-CYCLES = 40
 STOP_SECONDS = 10.0
 
 
@@ -55,27 +53,7 @@ def test_sigterm_stops_metrics_serve_every_time_even_while_it_is_being_scraped(s
     for _ in range(CYCLES):
         server = serve()
         assert scrape(server.port) == 200
-        done = threading.Event()
-
-        def hammer(port: int = server.port) -> None:
-            for _ in range(200):  # scrapes in flight when SIGTERM lands
-                if done.is_set():
-                    return
-                try:
-                    scrape(port, timeout=2.0)
-                except (OSError, http.client.HTTPException):
-                    return
-
-        thread = threading.Thread(target=hammer, daemon=True)
-        thread.start()
-        time.sleep(0.02)
-        server.proc.send_signal(signal.SIGTERM)
-        try:
-            codes.append(server.proc.wait(STOP_SECONDS))
-        except subprocess.TimeoutExpired:  # an ignored SIGTERM; reported by the assert below
-            codes.append(None)
-        done.set()
-        thread.join(STOP_SECONDS)
+        codes.append(stop_while_busy(server.proc, server.port, "/metrics"))
         server.stop()
     assert codes == [0] * CYCLES
 
