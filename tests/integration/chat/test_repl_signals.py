@@ -22,8 +22,15 @@ def test_sigterm_during_an_answer_ends_the_repl_with_143(api_env: dict[str, str]
     assert '"status":"error","error":"terminated by SIGTERM"' in record  # the turn is recorded
 
 
+def is_waiting_for_a_key(pid: int) -> bool:
+    return any(word in Path(f"/proc/{pid}/wchan").read_text() for word in ("poll", "select"))
+
+
 def test_sigterm_at_the_prompt_ends_the_repl_with_143(api_env: dict[str, str], fake_openrouter: FakeOpenRouter) -> None:
     term = Terminal(api_env, "-i")
     term.read_until(b"orchat> ")
+    # CPython's readline runs signal handlers when select() is interrupted: a SIGTERM in the
+    # microseconds between drawing the prompt and entering select() waits for the next key.
+    wait_for(lambda: is_waiting_for_a_key(term.pid))
     os.kill(term.pid, signal.SIGTERM)
     assert term.wait() == 143
