@@ -138,7 +138,8 @@ class Gateway:
         if old is not None:
             old.close()
             self.old_pools.append(old)  # its busy connections still need their timeouts
-        instance = self.instance.encode("latin-1", errors="replace")
+        # A control character from ORCHAT_INSTANCE_NAME or --instance-name would split every answer's head.
+        instance = "".join(ch if ch.isprintable() else "?" for ch in self.instance).encode("latin-1", errors="replace")
         self.common_headers = b"X-Orchat-Instance: " + instance + b"\r\n"
 
     # -- readiness -----------------------------------------------------------------------------
