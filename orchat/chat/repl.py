@@ -9,7 +9,7 @@ from orchat.chat import history
 from orchat.chat.observers import TYPE_CHECKING
 from orchat.chat.turn import Conversation, Output, TurnOptions, format_usage, run_turn
 from orchat.config import Settings
-from orchat.errors import OrchatError
+from orchat.errors import OrchatError, Terminated
 
 if TYPE_CHECKING:
     from orchat.chat.observers import Observer
@@ -120,6 +120,8 @@ class Session:
         except KeyboardInterrupt:
             self.output.note("[answer cancelled]")
             return
+        except Terminated:
+            raise  # SIGTERM or SIGHUP ends the session (the turn is recorded); never just this answer
         except OrchatError as err:
             self.output.note(f"orchat: error: {err}")
             return

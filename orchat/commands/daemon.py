@@ -21,6 +21,7 @@ def run(args: Any) -> int:
 
     if args.check:
         tokens = daemon.check_settings(settings)
-        print(f"ok: would listen on {settings.metrics_addr}:{settings.metrics_port} with {len(tokens)} client token(s), upstream {settings.api_base}")
+        locked = " (nobody gets in: the tokens file holds no token)" if settings.daemon_tokens_file and not tokens else ""
+        print(f"ok: would listen on {settings.metrics_addr}:{settings.metrics_port} with {len(tokens)} client token(s){locked}, upstream {settings.api_base}")
         return 0
     return daemon.run_daemon(settings, flags)

@@ -7,15 +7,33 @@ orchat metrics serve [--addr A] [--port P]   GET /metrics on ORCHAT_METRICS_ADDR
 
 from __future__ import annotations
 
+import signal
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from orchat import fsutil
-from orchat.config import load_settings, port_argument
-from orchat.errors import OrchatError, Terminated, UsageError
+from orchat.config import Settings, load_settings, port_argument
+from orchat.errors import EX_SIGHUP, OrchatError, Terminated, UsageError
 from orchat.telemetry.exposition import CONTENT_TYPE, render_metrics
 from orchat.telemetry.store import allowed_models
+
+STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
+ACCEPT_BACKOFF_SECONDS = 0.1  # out of file descriptors: wait for idle ones to time out, do not spin
+
+
+@dataclass(frozen=True)
+class ServeLimits:
+    """The daemon's slowloris guards, applied to `metrics serve` too (ORCHAT_DAEMON_* settings)."""
+
+    header_timeout: float = 10.0
+    idle_timeout: float = 75.0
+    max_connections: int = 4096
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ServeLimits:
+        return cls(settings.daemon_header_timeout, settings.daemon_idle_timeout, settings.daemon_max_connections)
 
 
 def add_arguments(parser: Any) -> None:
@@ -33,7 +51,7 @@ def run(args: Any) -> int:
             raise UsageError("--textfile and serve do not go together")
         addr = args.addr or settings.metrics_addr
         port = settings.metrics_port if args.port is None else args.port
-        return serve(addr, port, lambda: render_metrics(models=models))
+        return serve(addr, port, lambda: render_metrics(models=models), ServeLimits.from_settings(settings))
     if args.addr or args.port is not None:
         raise UsageError("--addr and --port only apply to `orchat metrics serve`")
     if args.textfile:
@@ -48,19 +66,50 @@ def run(args: Any) -> int:
     return 0
 
 
-def make_server(addr: str, port: int, render: Callable[[], bytes]) -> Any:
+def make_server(addr: str, port: int, render: Callable[[], bytes], limits: ServeLimits | None = None) -> Any:
     """Return a bound (not yet serving) ThreadingHTTPServer answering GET /metrics with RENDER().
 
-    Other paths get 404; methods other than GET and HEAD get 405. Raise UsageError when the
-    address cannot be bound (port taken, bad address).
+    Other paths get 404; methods other than GET and HEAD get 405. As in the daemon, a request
+    head must arrive within LIMITS.header_timeout, an idle keep-alive connection closes after
+    LIMITS.idle_timeout, and connections beyond LIMITS.max_connections are closed at once.
+    Raise UsageError when the address cannot be bound (port taken, bad address).
     """
+    import errno
     import socket
+    import threading
+    import time
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
     from urllib.parse import urlsplit
+
+    limits = limits or ServeLimits()
 
     class Handler(BaseHTTPRequestHandler):
         server_version = "orchat"
         sys_version = ""
+        timeout = limits.idle_timeout  # every read; the head also has its own deadline below
+
+        def handle_one_request(self) -> None:
+            # A whole head within header_timeout, however slowly its bytes trickle in (slowloris):
+            # the timer shuts the socket down, which ends the blocked read.
+            timer = threading.Timer(limits.header_timeout, self._expire)
+            timer.daemon = True
+            self._head_timer = timer
+            timer.start()
+            try:
+                super().handle_one_request()
+            finally:
+                timer.cancel()
+
+        def parse_request(self) -> bool:
+            parsed = super().parse_request()
+            self._head_timer.cancel()
+            return parsed
+
+        def _expire(self) -> None:
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
         def log_message(self, format: str, *args: Any) -> None:
             return  # a scrape every few seconds is not news
@@ -97,6 +146,30 @@ def make_server(addr: str, port: int, render: Callable[[], bytes]) -> Any:
     class Server(ThreadingHTTPServer):
         address_family = socket.AF_INET6 if ":" in addr else socket.AF_INET
         daemon_threads = True
+        open_connections = 0
+        lock = threading.Lock()
+
+        def get_request(self) -> Any:
+            try:
+                return super().get_request()
+            except OSError as err:
+                if err.errno in (errno.EMFILE, errno.ENFILE):
+                    time.sleep(ACCEPT_BACKOFF_SECONDS)  # the listener stays readable: without this, 100% CPU
+                raise
+
+        def verify_request(self, request: Any, client_address: Any) -> bool:
+            with self.lock:
+                if self.open_connections >= limits.max_connections:
+                    return False  # closed at once: the fds stay for scrapes that can finish
+                self.open_connections += 1
+            return True
+
+        def process_request_thread(self, request: Any, client_address: Any) -> None:
+            try:
+                super().process_request_thread(request, client_address)
+            finally:
+                with self.lock:
+                    self.open_connections -= 1
 
     try:
         server = Server((addr, port), Handler)
@@ -105,18 +178,32 @@ def make_server(addr: str, port: int, render: Callable[[], bytes]) -> Any:
     return server
 
 
-def serve(addr: str, port: int, render: Callable[[], bytes]) -> int:
-    """Serve RENDER() on ADDR:PORT until SIGTERM (exit 0) or SIGINT; return the exit code."""
+def serve(addr: str, port: int, render: Callable[[], bytes], limits: ServeLimits | None = None) -> int:
+    """Serve RENDER() on ADDR:PORT until SIGTERM (return 0); raise KeyboardInterrupt on SIGINT.
+
+    The stop signals are blocked and taken with sigwait() on the main thread while a thread
+    serves: a handler that raised inside socketserver's request handling used to be swallowed
+    there (about 1 SIGTERM in 12 after a scrape was ignored).
+    """
+    import threading
+
     render()  # fail before listening when the store cannot be read
-    server = make_server(addr, port, render)
+    server = make_server(addr, port, render, limits)
     host, bound_port = server.server_address[:2]
     host = f"[{host}]" if ":" in host else host
-    sys.stderr.write(f"orchat: serving metrics on http://{host}:{bound_port}/metrics\n")
-    sys.stderr.flush()
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)  # the serving thread inherits the mask
     try:
-        server.serve_forever()
-    except Terminated:
-        pass  # SIGTERM is how a service manager stops us: a clean exit
+        thread = threading.Thread(target=server.serve_forever, name="orchat-metrics", daemon=True)
+        thread.start()
+        sys.stderr.write(f"orchat: serving metrics on http://{host}:{bound_port}/metrics\n")
+        sys.stderr.flush()
+        received = signal.sigwait(STOP_SIGNALS)
+        server.shutdown()
     finally:
         server.server_close()
-    return 0
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+    if received == signal.SIGINT:
+        raise KeyboardInterrupt
+    if received == signal.SIGHUP:
+        raise Terminated("hung up (SIGHUP)", exit_code=EX_SIGHUP)
+    return 0  # SIGTERM is how a service manager stops us: a clean exit

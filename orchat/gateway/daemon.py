@@ -28,6 +28,7 @@ from typing import Any, Mapping
 from orchat.config import Settings, load_settings
 from orchat.errors import ConfigError, OrchatError
 from orchat.gateway import sdnotify
+from orchat.gateway.hardening import forbid_core_dumps
 from orchat.gateway.server import serve
 from orchat.gateway.state import Gateway, is_loopback, load_tokens
 
@@ -46,7 +47,8 @@ def check_settings(settings: Settings) -> list[tuple[bytes, str]]:
     """Return the client tokens SETTINGS name; raise ConfigError when the daemon must not start."""
     tokens_file = settings.daemon_tokens_file
     tokens = load_tokens(tokens_file) if tokens_file else []
-    if not is_loopback(settings.metrics_addr) and not tokens:
+    # A tokens file with no token left (all revoked) is not "no tokens file": it lets nobody in.
+    if not is_loopback(settings.metrics_addr) and not tokens_file:
         raise ConfigError(
             f"refusing to listen on {settings.metrics_addr} without client tokens",
             hint="set ORCHAT_DAEMON_TOKENS_FILE (one token or name:token per line), or listen on 127.0.0.1",
@@ -289,6 +291,7 @@ class Daemon:
             f"listening on {where} (upstream {settings.api_base}, {len(self.gw.tokens)} client tokens, max {settings.max_concurrency} in flight, "
             f"stream buffer {settings.stream_buffer} B, models cache {settings.cache_size} MB)"
         )
+        self._warn_if_locked_out()
         self.notify(f"READY=1\nSTATUS={self.status_text()}\nMAINPID={os.getpid()}")
         loop.call_later(SWEEP_SECONDS, self._sweep)
         if self.watchdog:
@@ -296,6 +299,12 @@ class Daemon:
         await self.stopping.wait()
         await self.drain()
         return 0
+
+    def _warn_if_locked_out(self) -> None:
+        if self.settings.daemon_tokens_file and not self.gw.tokens:
+            text = f"{self.settings.daemon_tokens_file} holds no token: every request but /healthz and /readyz gets 401"
+            self.hooks.log(WARNING, text)
+            self._announce(text)
 
     def _announce(self, text: str) -> None:
         # One plain line on stderr so `orchat --daemon &` and tests see where it listens.
@@ -375,6 +384,7 @@ class Daemon:
         self.hooks.reopen(settings)
         self.gw.apply(settings, tokens)
         self.hooks.log(NOTICE, "configuration, key and tokens reloaded", tokens=len(tokens))
+        self._warn_if_locked_out()
         self._announce("reloaded")
         self.notify(f"READY=1\nSTATUS={self.status_text()}")
 
@@ -422,6 +432,7 @@ def raise_fd_limit(wanted: int) -> None:
 
 def run_daemon(settings: Settings, flags: Mapping[str, Any] | None = None) -> int:
     """Serve until SIGTERM; return 0 after a clean drain. Raise ConfigError (exit 78) on bad config."""
+    forbid_core_dumps()  # first: a crash from here on would dump the key and the tokens
     daemon = Daemon(settings, flags)
     # Small stacks: the few helper threads need little, and `ulimit -v` counts reserved stacks.
     threading.stack_size(THREAD_STACK_BYTES)

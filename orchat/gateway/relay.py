@@ -17,6 +17,9 @@ from typing import Any, Protocol
 
 from orchat.config import scrub_secret
 from orchat.errors import UpstreamUnavailable
+from orchat.gateway.events import EventCutter
+from orchat.gateway.keymask import KeyMask
+from orchat.gateway.modellist import NoModelList, rewrite_model_list
 from orchat.gateway.requestid import ClientHeaders
 from orchat.gateway.state import Gateway
 from orchat.gateway.upstream import UpstreamConnection
@@ -46,10 +49,13 @@ class ClientConnection(Protocol):
 
 ERROR_BODY_LIMIT_BYTES = 65536
 PASSED_ERROR_HEADERS = ("retry-after", "x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset")
+RELAYED_HEADERS = (("cache-control", "Cache-Control"), ("x-generation-id", "X-Generation-Id"))
 MAX_STALE_RETRIES = 2
 _USAGE_MARK = b'"usage"'
 # A delta with text: `"content":"x` (not the role chunk's empty string); the CLI's first token too.
 _FIRST_TOKEN = re.compile(rb'"content" ?: ?"(?!")')
+USAGE_WINDOW_BYTES = 16384  # a usage object is a few hundred bytes; never decode more than this per mark
+MAX_USAGE_TRIES = 8  # marks tried from the end: a body full of decoy marks costs a constant, not n^2
 _decoder = json.JSONDecoder()
 
 
@@ -85,13 +91,19 @@ def error_kind_for(status: int) -> str:
 
 
 def find_usage(data: bytes) -> dict[str, Any] | None:
-    """Return the last `"usage": {...}` object in DATA (a JSON body or SSE events), or None."""
+    """Return the last `"usage": {...}` object in DATA (a JSON body or SSE events), or None.
+
+    Linear in DATA: at most MAX_USAGE_TRIES marks are tried, each on a window of
+    USAGE_WINDOW_BYTES (the whole tail per mark was quadratic on a body of decoy marks).
+    """
     at = data.rfind(_USAGE_MARK)
-    while at >= 0:
+    tries = 0
+    while at >= 0 and tries < MAX_USAGE_TRIES:
+        tries += 1
         brace = data.find(b"{", at, at + 64)
         if brace >= 0:
             try:
-                value, _ = _decoder.raw_decode(data[brace:].decode("utf-8", errors="replace"))
+                value, _ = _decoder.raw_decode(data[brace : brace + USAGE_WINDOW_BYTES].decode("utf-8", errors="replace"))
             except (ValueError, RecursionError):
                 value = None
             if isinstance(value, dict):
@@ -111,12 +123,14 @@ class ChatRelay:
         "error_body",
         "error_headers",
         "error_kind",
+        "error_size",
         "error_status",
         "finished",
         "first_token_seconds",
         "gw",
         "headers",
         "identity",
+        "mask",
         "model",
         "pending",
         "sent_head",
@@ -143,10 +157,12 @@ class ChatRelay:
         self.conn: UpstreamConnection | None = None
         self.sent_head = False
         self.sse = False
-        self.pending = b""
+        self.pending = EventCutter(gw.event_limit)
         self.error_status = 0
         self.error_headers: list[tuple[str, str]] = []
         self.error_body: list[bytes] = []
+        self.error_size = 0
+        self.mask = KeyMask(gw.key_bytes, gw.masked_key_bytes)  # the key never reaches a client, even cut in two
         self.finished = False
         self.attempts = 0
         self.usage: dict[str, Any] | None = None
@@ -194,14 +210,14 @@ class ChatRelay:
         # relaying a bodiless status with a chunked body would desync the client's connection.
         if not 200 <= status < 300 or status in (204, 205):
             self.error_status = status
-            self.error_headers = [(name, headers[name]) for name in PASSED_ERROR_HEADERS if name in headers]
+            self.error_headers = [(name, self._scrub(headers[name])) for name in PASSED_ERROR_HEADERS if name in headers]
             return
         content_type = headers.get("content-type") or ("text/event-stream" if self.stream else "application/json")
         self.sse = content_type.startswith("text/event-stream")
-        extra = [("Content-Type", content_type)]
-        for name, label in (("cache-control", "Cache-Control"), ("x-generation-id", "X-Generation-Id")):
+        extra = [("Content-Type", self._scrub(content_type))]
+        for name, label in RELAYED_HEADERS:  # an allow-list: nothing else an upstream says is relayed
             if name in headers:
-                extra.append((label, headers[name]))
+                extra.append((label, self._scrub(headers[name])))
         if not self.sse:
             # Held until complete (README: a timeout is still a 504, never a 200 with a cut body).
             self.whole, self.whole_head = [], (status, extra)
@@ -212,8 +228,9 @@ class ChatRelay:
 
     def on_body(self, data: bytes) -> None:
         if self.error_status:
-            if sum(map(len, self.error_body)) < ERROR_BODY_LIMIT_BYTES:
+            if self.error_size < ERROR_BODY_LIMIT_BYTES:  # a counter: summing the parts per read was quadratic
                 self.error_body.append(data)
+                self.error_size += len(data)
             return
         if self.whole is not None:
             self.whole_size += len(data)
@@ -231,24 +248,9 @@ class ChatRelay:
         if self.first_token_seconds is None and _FIRST_TOKEN.search(data):
             self.first_token_seconds = time.monotonic() - self.started
         # Relay whole events only, so an error event appended later never lands mid-line.
-        if self.pending:
-            data = self.pending + data
-        cut = data.rfind(b"\n\n") + 2
-        if b"\r" in data:
-            crlf = data.rfind(b"\r\n\r\n")
-            lone = data.rfind(b"\r\r")
-            cut = max(cut, crlf + 4 if crlf >= 0 else 0, lone + 2 if lone >= 0 else 0)
-        if cut < 2:
-            if len(data) <= self.gw.event_limit:
-                self.pending = data
-                return
-            cut = len(data)
-        self.pending = data[cut:]
-        events = data[:cut] if cut < len(data) else data
-        key = self.gw.key_bytes
-        if key and key in events:  # an in-band error event that echoes the gateway's key
-            events = events.replace(key, self.gw.masked_key_bytes)
-        self.client.send_stream(events)
+        events = self.pending.feed(data)
+        if events:
+            self.client.send_stream(self.mask.feed(events))  # an in-band error event may echo the gateway's key
 
     def _settled(self) -> bool:
         """Return True when this exchange needs nothing more (finished, or an upstream error answered)."""
@@ -267,9 +269,9 @@ class ChatRelay:
         if self.whole is not None:
             self._answer_whole()
             return
-        if self.pending:
-            self.client.send_stream(self.pending)
-            self.pending = b""
+        tail = self.mask.feed(self.pending.rest()) + self.mask.flush()
+        if tail:
+            self.client.send_stream(tail)
         self.client.end_stream()
         self._finish("ok")
 
@@ -285,7 +287,7 @@ class ChatRelay:
         if not self.sent_head:
             self._answer_error(504 if timed_out else 502, reason, "upstream_timeout" if timed_out else "upstream_error")
         else:  # only streams have sent their head (whole answers are held until complete)
-            self.pending = b""
+            self.pending.rest()  # dropped: the error event must not land mid-event
             self.client.send_stream(sse_error_event(504 if timed_out else 502, "upstream stream interrupted: " + reason, "upstream_error"))
             self.client.end_stream()
         self.gw.note(5, "upstream failed mid-request", reason=reason, model=self.model, request_id=self.headers.request_id)
@@ -326,6 +328,9 @@ class ChatRelay:
         status, extra = self.whole_head
         self.client.respond(status, body, content_type=extra[0][1], headers=extra[1:])
         self._finish("ok")
+
+    def _scrub(self, value: str) -> str:
+        return scrub_secret(value, self.gw.settings.api_key)
 
     def _answer_error(self, status: int, message: str, kind: str) -> None:
         self.client.respond(status, error_json(status, message, error_type=kind))
@@ -372,6 +377,7 @@ class ModelsFetch:
 
     def on_end(self) -> None:
         body = b"".join(self.parts)
+        self.parts = []
         if self.status != 200:
             status = client_status_for(self.status)
             message, kind, _ = describe_error_body(self.status, body)
@@ -381,21 +387,17 @@ class ModelsFetch:
             self._reply(502, error_json(502, "the upstream model list is larger than ORCHAT_CACHE_SIZE allows", error_type="upstream_error"))
             return
         try:
-            data = json.loads(body)
+            payload = rewrite_model_list(body)  # one model at a time: json.loads of it all took 40x its size
+        except NoModelList:
+            self._reply(502, error_json(502, "the upstream answer has no model list", error_type="upstream_error"))
+            return
         except (ValueError, RecursionError):
             self._reply(502, error_json(502, "the upstream model list is not JSON", error_type="upstream_error"))
             return
-        items = data.get("data") if isinstance(data, dict) else data
-        if not isinstance(items, list):
-            self._reply(502, error_json(502, "the upstream answer has no model list", error_type="upstream_error"))
-            return
-        # OpenAI's list envelope, which its SDKs page through; OpenRouter's extra fields stay.
-        for item in items:
-            if isinstance(item, dict):
-                item.setdefault("object", "model")
-                item.setdefault("owned_by", str(item.get("id", "")).split("/")[0] or "openrouter")
-                item.setdefault("created", 0)
-        payload = json.dumps({"object": "list", "data": items}, separators=(",", ":")).encode("utf-8")
+        del body
+        key = self.gw.key_bytes
+        if key and key in payload:  # an upstream that echoes the key in its model list
+            payload = payload.replace(key, self.gw.masked_key_bytes)
         self.gw.cache_models(payload)
         self._reply(200, payload)
 

@@ -22,9 +22,12 @@ from typing import Any, Awaitable, Protocol
 
 from orchat.config import Settings, mask_key
 from orchat.errors import ConfigError, PermissionFailure
+from orchat.fsutil import read_regular_file
+from orchat.gateway.modellist import MODEL_LIST_COPIES
 from orchat.gateway.upstream import UpstreamPool
 
 MIN_TOKEN_CHARS = 16
+MAX_TOKENS_FILE_BYTES = 1024 * 1024  # ~20,000 tokens; anything larger is not a tokens file
 MODELS_CACHE_SECONDS = 60.0
 BYTES_PER_MEGABYTE = 1024 * 1024
 
@@ -43,15 +46,18 @@ def load_tokens(path_text: str) -> list[tuple[bytes, str]]:
     """Read ORCHAT_DAEMON_TOKENS_FILE: `token` or `name:token` per line, `#` comments.
 
     Return [(token bytes, client name)]; unnamed tokens are called token1, token2... by line.
-    Raise ConfigError for an unreadable file or a token shorter than 16 characters, and
-    PermissionFailure when other users may read the file.
+    An empty list (every token commented out) means nobody gets in, never everybody. Raise
+    ConfigError for a file that is unreadable, not a regular file (a FIFO would block the event
+    loop, /dev/zero exhaust memory), larger than MAX_TOKENS_FILE_BYTES, or has a token shorter
+    than 16 characters; PermissionFailure when other users may read the file.
     """
     path = Path(os.path.expanduser(path_text))
     try:
         mode = path.stat().st_mode
-        text = path.read_text(encoding="utf-8")
+        text = read_regular_file(path, MAX_TOKENS_FILE_BYTES).decode("utf-8")
     except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError(f"cannot read ORCHAT_DAEMON_TOKENS_FILE {path}: {err}") from err
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else err
+        raise ConfigError(f"cannot read ORCHAT_DAEMON_TOKENS_FILE {path}: {reason}") from err
     if mode & stat.S_IROTH:
         raise PermissionFailure(f"{path} is readable by every user; run: chmod 640 {path}")
     tokens: list[tuple[bytes, str]] = []
@@ -116,7 +122,8 @@ class Gateway:
         self.max_concurrency = settings.max_concurrency
         self.stream_buffer = settings.stream_buffer
         self.event_limit = max(65536, settings.stream_buffer * 8)
-        self.models_limit_bytes = settings.cache_size * BYTES_PER_MEGABYTE
+        # The model list is held up to MODEL_LIST_COPIES times while rewritten: together within ORCHAT_CACHE_SIZE.
+        self.models_limit_bytes = settings.cache_size * BYTES_PER_MEGABYTE // MODEL_LIST_COPIES
         self.models_cache = None
         self.pool = UpstreamPool(
             settings.api_base,
@@ -131,7 +138,8 @@ class Gateway:
         if old is not None:
             old.close()
             self.old_pools.append(old)  # its busy connections still need their timeouts
-        instance = self.instance.encode("latin-1", errors="replace")
+        # A control character from ORCHAT_INSTANCE_NAME or --instance-name would split every answer's head.
+        instance = "".join(ch if ch.isprintable() else "?" for ch in self.instance).encode("latin-1", errors="replace")
         self.common_headers = b"X-Orchat-Instance: " + instance + b"\r\n"
 
     # -- readiness -----------------------------------------------------------------------------
@@ -145,8 +153,12 @@ class Gateway:
 
     # -- auth ------------------------------------------------------------------------------------
     def authenticate(self, headers: dict[str, str], peer: str) -> str | None:
-        """Return the client's name for the audit log, or None when its bearer token is wrong."""
-        if not self.tokens:
+        """Return the client's name for the audit log, or None when its bearer token is wrong.
+
+        Without ORCHAT_DAEMON_TOKENS_FILE a (loopback) daemon is open; with one, a bearer
+        token from it is required, and a file with no token left lets nobody in.
+        """
+        if not self.tokens and not self.settings.daemon_tokens_file:
             return f"local:{peer}"
         value = headers.get("authorization", "")
         scheme, _, presented = value.partition(" ")

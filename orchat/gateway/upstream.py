@@ -16,7 +16,7 @@ import time
 from typing import Any, Callable, Protocol
 
 from orchat.errors import UpstreamUnavailable
-from orchat.wire.framing import MAX_HEAD_BYTES, ChunkedDecoder, WireError, parse_response_head
+from orchat.wire.framing import MAX_HEAD_BYTES, ChunkedDecoder, WireError, parse_digits, parse_response_head
 from orchat.wire.transport import USER_AGENT, Endpoint, make_ssl_context, open_tunnel, proxy_address, proxy_for
 
 MAX_IDLE_CONNECTIONS = 256
@@ -110,9 +110,11 @@ class UpstreamConnection(asyncio.Protocol):
         if status in (204, 304):  # never a body (RFC 9112 6.3), whatever the headers say
             self.decoder, self.length = None, 0
         elif "chunked" in headers.get("transfer-encoding", "").lower():
-            self.decoder, self.length = ChunkedDecoder(), None
-        elif headers.get("content-length", "").isdigit():
-            self.decoder, self.length = None, int(headers["content-length"])
+            self.decoder, self.length = ChunkedDecoder(502), None
+        elif "content-length" in headers:
+            self.decoder, self.length = None, parse_digits(headers["content-length"])
+            if self.length is None:
+                raise WireError("bad Content-Length", 502)
         else:
             self.decoder, self.length = None, None
             self.reusable = False  # body ends when the server closes

@@ -8,6 +8,7 @@ slices the socket hands over (RFC 9112 sections 6 and 7).
 from __future__ import annotations
 
 import json
+import re
 from http import HTTPStatus
 
 TYPE_CHECKING = False
@@ -16,6 +17,13 @@ if TYPE_CHECKING:  # typing costs start-up time on every chat; annotations are s
 
 MAX_HEAD_BYTES = 16384
 MAX_CHUNK_LINE_BYTES = 4096
+MAX_LENGTH_DIGITS = 18  # a Content-Length up to 10**18 - 1: far beyond any body, and int() stays cheap
+MAX_CHUNK_SIZE_DIGITS = 16
+
+# RFC 9110 5.1 and 5.5: a field name is a token; a field value never holds CR, LF, NUL or another
+# control character but HTAB. A bare LF relayed onward would split the response (injected headers).
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_FIELD_VALUE_BAD = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 _REASONS = {s.value: s.phrase for s in HTTPStatus}
 _STATUS_LINES: dict[int, bytes] = {}
@@ -49,33 +57,56 @@ def parse_request_head(head: bytes) -> tuple[str, str, str, dict[str, str]]:
         method, target, version = lines[0].split(" ")
     except ValueError:
         raise WireError("malformed request line") from None
-    if not version.startswith("HTTP/1.") or not method.isalpha() or not target:
+    if (
+        version not in ("HTTP/1.1", "HTTP/1.0")
+        or not (method.isascii() and method.isalpha())
+        or not target
+        or _FIELD_VALUE_BAD.search(target)
+        or "\t" in target
+    ):
         raise WireError("malformed request line")
-    return method, target, version, _parse_fields(lines)
+    return method, target, version, _parse_fields(lines, 400)
 
 
 def parse_response_head(head: bytes) -> tuple[int, dict[str, str]]:
-    """Given a response head, return (status, headers with lower-case names). Raise WireError."""
+    """Given a response head, return (status, headers with lower-case names).
+
+    Raise WireError(502) for a status that is not three ASCII digits or a header field that
+    breaks RFC 9110's syntax (a bare LF, NUL or other control character in a value).
+    """
     lines = head.decode("latin-1").split("\r\n")
     parts = lines[0].split(" ", 2)
-    if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
+    status = parse_digits(parts[1], 3) if len(parts) >= 2 else None
+    if status is None or status < 100 or not parts[0].startswith("HTTP/1."):
         raise WireError("malformed status line", 502)
-    return int(parts[1]), _parse_fields(lines)
+    return status, _parse_fields(lines, 502)
 
 
-def _parse_fields(lines: list[str]) -> dict[str, str]:
+def parse_digits(text: str, max_digits: int = MAX_LENGTH_DIGITS) -> int | None:
+    """Given a number from the wire, return its value, or None unless it is 1 to MAX_DIGITS ASCII digits.
+
+    str.isdigit() and int() accept far more than HTTP's DIGIT: "²" passes isdigit() and then
+    fails int(), "١٢" passes both, and int() of 5,000 digits raises. Every number read from a
+    peer goes through here.
+    """
+    if not 0 < len(text) <= max_digits or not text.isascii() or not text.isdigit():
+        return None
+    return int(text)
+
+
+def _parse_fields(lines: list[str], status: int) -> dict[str, str]:
     # One decode per head (the callers), then str methods only: this runs twice per relayed request.
     headers: dict[str, str] = {}
     for index in range(1, len(lines)):
         name, colon, value = lines[index].partition(":")
-        if not colon or not name or name[0] in " \t" or name[-1] in " \t":
-            raise WireError("malformed header line")
+        if not colon or not _TOKEN.fullmatch(name) or _FIELD_VALUE_BAD.search(value):
+            raise WireError("malformed header line", status)
         key = name.lower()
-        value = value.strip()
+        value = value.strip(" \t")
         if key in headers:
             if key == "content-length":
                 if headers[key] != value:
-                    raise WireError("conflicting Content-Length headers")
+                    raise WireError("conflicting Content-Length headers", status)
                 continue
             value = headers[key] + ", " + value
         headers[key] = value
@@ -97,20 +128,24 @@ def body_length(headers: dict[str, str]) -> int | None:
     text = headers.get("content-length")
     if text is None:
         return 0
-    if not text.isdigit():
+    length = parse_digits(text)
+    if length is None:
         raise WireError("bad Content-Length")
-    return int(text)
+    return length
 
 
 class ChunkedDecoder:
     """Decode a chunked body fed in arbitrary slices; .done turns True after the last chunk.
 
     Bytes after the terminating blank line (a pipelined next message) are kept in .leftover.
+    Bad framing raises WireError with ERROR_STATUS: 400 for a client's request body (the
+    default), 502 for an upstream's answer.
     """
 
-    __slots__ = ("_buf", "_left", "_state", "done", "leftover")
+    __slots__ = ("_buf", "_left", "_state", "done", "error_status", "leftover")
 
-    def __init__(self) -> None:
+    def __init__(self, error_status: int = 400) -> None:
+        self.error_status = error_status
         self._buf = b""
         self._left = 0
         self._state = 0  # 0 size line, 1 data, 2 CRLF after data, 3 trailer section
@@ -135,14 +170,14 @@ class ChunkedDecoder:
                 if end - pos < 2:
                     break
                 if buf[pos : pos + 2] != b"\r\n":
-                    raise WireError("chunk data not followed by CRLF", 502)
+                    raise WireError("chunk data not followed by CRLF", self.error_status)
                 pos += 2
                 self._state = 0
             else:
                 eol = buf.find(b"\r\n", pos)
                 if eol < 0:
                     if end - pos > MAX_CHUNK_LINE_BYTES:
-                        raise WireError("chunk line too long", 502)
+                        raise WireError("chunk line too long", self.error_status)
                     break
                 line = buf[pos:eol]
                 pos = eol + 2
@@ -153,8 +188,8 @@ class ChunkedDecoder:
                         pos = end
                     continue
                 size_text = line.split(b";", 1)[0].strip()
-                if not size_text or size_text.strip(b"0123456789abcdefABCDEF"):
-                    raise WireError("bad chunk size", 502)
+                if not size_text or len(size_text) > MAX_CHUNK_SIZE_DIGITS or size_text.strip(b"0123456789abcdefABCDEF"):
+                    raise WireError("bad chunk size", self.error_status)
                 size = int(size_text, 16)
                 if size:
                     self._left, self._state = size, 1

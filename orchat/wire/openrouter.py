@@ -8,7 +8,6 @@ choice, and finish_reason == "error" on every chunk.
 from __future__ import annotations
 
 import json
-import math
 import socket
 import time
 
@@ -22,7 +21,7 @@ from orchat.errors import (
     api_error_for_status,
 )
 from orchat.wire import routing
-from orchat.wire.framing import WireError
+from orchat.wire.framing import WireError, parse_digits
 from orchat.wire.sse import LineTooLong, SSEParser
 from orchat.wire.transport import REASONS, Transport, backoff_seconds, parse_retry_after, read_error_body
 
@@ -32,6 +31,8 @@ if TYPE_CHECKING:
     from typing import Any, Callable, Iterator
 
 ERROR_BODY_PREVIEW_CHARS = 200
+RESET_MILLISECONDS_DIGITS = 14  # X-RateLimit-Reset in ms; 14 digits stay within time.gmtime's range
+MAX_HINT_SECONDS = 1e9
 MAX_BODY_BYTES = 64 * 1024 * 1024  # a whole (non-streamed) answer or model list; beyond is a broken server
 
 
@@ -124,8 +125,8 @@ def describe_error_body(status: int, body: bytes) -> tuple[str, str, float | Non
             availability = error.get("availability") if isinstance(error.get("availability"), dict) else {}
             if hint is None:
                 hint = availability.get("retry_after")
-            # NaN or a negative wait (JSON from a hostile server) would make time.sleep raise: no hint.
-            hint_seconds = float(hint) if isinstance(hint, (int, float)) and 0 <= hint < math.inf else None
+            # JSON allows NaN and Infinity, and a hostile server a negative wait: none is a wait.
+            hint_seconds = float(hint) if isinstance(hint, (int, float)) and 0 <= hint < MAX_HINT_SECONDS else None
             if message:
                 return _one_line(message), error_type, hint_seconds
         elif isinstance(error, str) and error:
@@ -159,9 +160,9 @@ def is_daily_cap(headers: dict[str, str], body: bytes) -> bool:
     text = body.decode("utf-8", errors="replace")
     if "per-day" in text or "openrouter_free_tier_daily" in text:
         return True
-    reset = headers.get("x-ratelimit-reset", "")
-    if headers.get("x-ratelimit-remaining") == "0" and reset.isdigit():
-        return int(reset) / 1000.0 - time.time() > 3600
+    reset = parse_digits(headers.get("x-ratelimit-reset", ""), RESET_MILLISECONDS_DIGITS)
+    if headers.get("x-ratelimit-remaining") == "0" and reset is not None:
+        return reset / 1000.0 - time.time() > 3600
     return False
 
 
@@ -259,9 +260,9 @@ class Client:
         elif response.status == 402:
             hint = "add credits or lower --max-tokens"
         elif response.status == 429:
-            reset = response.getheader("X-RateLimit-Reset") or ""
-            if reset.isdigit():
-                hint = "limit resets at " + time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(int(reset) / 1000))
+            reset = parse_digits(response.getheader("X-RateLimit-Reset") or "", RESET_MILLISECONDS_DIGITS)
+            if reset is not None:
+                hint = "limit resets at " + time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(reset / 1000))
         raise api_error_for_status(response.status, message + (f" [{error_type}]" if error_type else ""), hint=hint)
 
     def get_json(self, path: str) -> Any:

@@ -22,7 +22,7 @@ from orchat import __version__
 from orchat.config import is_header_safe
 from orchat.errors import ConfigError, OrchatError, TemporaryFailure, UpstreamUnavailable
 from orchat.fsutil import read_regular_file
-from orchat.wire.framing import MAX_HEAD_BYTES, ChunkedDecoder, WireError, parse_response_head
+from orchat.wire.framing import MAX_HEAD_BYTES, ChunkedDecoder, WireError, parse_digits, parse_response_head
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -32,6 +32,7 @@ CA_FILE_MAX_BYTES = 16 * 1024 * 1024  # the system bundle is ~0.2 MB
 ERROR_BODY_MAX_BYTES = 1024 * 1024  # an error page is a few KB; beyond is a flood, not a message
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504, 524, 529})
 MAX_RETRY_WAIT_SECONDS = 60.0
+MAX_RETRY_AFTER_DIGITS = 9  # more seconds than that is "never": no retry
 BACKOFF_BASE_SECONDS = 0.5
 BACKOFF_CAP_SECONDS = 8.0
 USER_AGENT = f"orchat/{__version__}"
@@ -139,11 +140,13 @@ class Response:
         coding = headers.get("transfer-encoding", "").strip().lower()
         if not self.done:
             if coding == "chunked":
-                self._decoder = ChunkedDecoder()
+                self._decoder = ChunkedDecoder(502)
             elif coding:
                 raise WireError(f"unsupported transfer coding {coding!r}", 502)
-            elif headers.get("content-length", "").strip().isdigit():
-                self._left = int(headers["content-length"])
+            elif "content-length" in headers:
+                self._left = parse_digits(headers["content-length"])
+                if self._left is None:
+                    raise WireError("bad Content-Length", 502)
                 self.done = self._left == 0
 
     def getheader(self, name: str, default: str | None = None) -> str | None:
@@ -509,10 +512,12 @@ def parse_retry_after(value: str) -> float | None:
     value = value.strip()
     if not value:
         return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
+    # delta-seconds is 1*DIGIT (RFC 9110 10.2.3; a decimal fraction is tolerated): never float()'s
+    # "inf", "nan", "1e999" or "²", which would wait forever or crash.
+    seconds, dot, fraction = value.partition(".")
+    whole = parse_digits(seconds, MAX_RETRY_AFTER_DIGITS)
+    if whole is not None and (not dot or parse_digits(fraction, MAX_RETRY_AFTER_DIGITS) is not None):
+        return float(value)
     from email.utils import parsedate_to_datetime  # rare: only for the HTTP-date form
 
     try:

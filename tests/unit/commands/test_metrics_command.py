@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import signal
 import socket
 import threading
 from pathlib import Path
@@ -111,27 +112,43 @@ def test_make_server_listens_on_ipv6_loopback() -> None:
 class FakeServer:
     server_address = ("::1", 9999)
 
-    def __init__(self) -> None:
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
         self.closed = False
+        self.shut_down = False
 
     def serve_forever(self) -> None:
-        raise Terminated("terminated by SIGTERM")
+        # A stop signal while serving; to the main thread only, which waits for it in sigwait().
+        signal.pthread_kill(threading.main_thread().ident or 0, self.signum)
+
+    def shutdown(self) -> None:
+        self.shut_down = True
 
     def server_close(self) -> None:
         self.closed = True
 
 
 def test_serve_exits_0_on_sigterm_and_closes_the_socket(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    fake = FakeServer()
-    monkeypatch.setattr(command, "make_server", lambda addr, port, render: fake)
+    fake = FakeServer(signal.SIGTERM)
+    monkeypatch.setattr(command, "make_server", lambda addr, port, render, limits: fake)
     assert command.serve("::1", 9999, lambda: b"") == 0
-    assert fake.closed
+    assert fake.shut_down and fake.closed
     assert "serving metrics on http://[::1]:9999/metrics" in capsys.readouterr().err
+    assert signal.SIGTERM not in signal.pthread_sigmask(signal.SIG_BLOCK, [])  # the mask is restored
+
+
+def test_serve_raises_for_sighup_and_sigint_after_closing_the_socket(monkeypatch: pytest.MonkeyPatch) -> None:
+    for signum, raised in ((signal.SIGHUP, Terminated), (signal.SIGINT, KeyboardInterrupt)):
+        fake = FakeServer(signum)
+        monkeypatch.setattr(command, "make_server", lambda addr, port, render, limits, fake=fake: fake)
+        with pytest.raises(raised):
+            command.serve("::1", 9999, lambda: b"")
+        assert fake.closed
 
 
 def test_serve_uses_settings_and_flags(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[tuple[str, int, bytes]] = []
-    monkeypatch.setattr(command, "serve", lambda addr, port, render: seen.append((addr, port, render())) or 0)
+    monkeypatch.setattr(command, "serve", lambda addr, port, render, limits: seen.append((addr, port, render())) or 0)
     monkeypatch.setenv("ORCHAT_METRICS_ADDR", "127.0.0.2")
     monkeypatch.setenv("ORCHAT_METRICS_PORT", "19999")
     assert cli.main(["metrics", "serve"]) == 0
