@@ -29,7 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 EXIT_CODES_HELP = """exit codes:
-  0 ok · 1 unexpected · 2 usage · 65 request refused (input too large, HTTP 400/404/413/422)
+  0 ok · 1 unexpected · 2 usage · 65 request refused (input too large, binary -f file, HTTP 400/404/413/422) · 66 -f path missing
   69 upstream unavailable (DNS/connect/TLS, 5xx after retries) · 74 I/O (history/log/stdout write, disk full)
   75 temporary (429, 408, timeout) · 76 protocol (malformed or cut stream, error event in a stream)
   77 permission (401/402/403) · 78 config (missing key, bad value, redirect) · 129 SIGHUP · 130 SIGINT · 143 SIGTERM
@@ -37,7 +37,8 @@ EXIT_CODES_HELP = """exit codes:
 
 STDIN_HELP = """input:
   `cmd | orchat "question"` sends stdin first, then a blank line, then the question.
-  Stdin is read only when it is not a terminal; more than ORCHAT_MAX_INPUT_BYTES is refused.
+  `-f PATH` (repeatable) attaches files first, each a fenced block headed by its path.
+  Stdin is read only when it is not a terminal; files + stdin + question over ORCHAT_MAX_INPUT_BYTES is refused.
   `cmd | orchat -e REQUEST` sends stdin as context too; the menu reads its key from /dev/tty."""
 
 
@@ -74,6 +75,9 @@ def build_parser() -> Any:
     parser.add_argument("--print", dest="print_", action="store_true", help="with -e: print the command to stdout, never offer to run it")
     parser.add_argument("--explain", action="store_true", help="explain the command line given (or piped in), each flag and its risks; runs nothing")
     parser.add_argument("-x", "--code", action="store_true", help="print only the contents of the answer's fenced code blocks (exit 65 if none)")
+    parser.add_argument(
+        "-f", "--file", action="append", default=[], metavar="PATH", help="attach a text file or directory (repeatable); sent before stdin and the question"
+    )
     parser.add_argument("--version", action="version", version=f"orchat {__version__}")
     return parser
 
@@ -97,6 +101,7 @@ CHAT_BOOL_FLAGS = {
     "-x": "code",
     "--code": "code",
 }
+CHAT_LIST_FLAGS = {"-f": "file", "--file": "file"}
 CHAT_CONVERTERS = {"temperature": float, "max_tokens": int}
 
 
@@ -111,6 +116,8 @@ def parse_chat_args(args: list[str]) -> Any:
     from types import SimpleNamespace
 
     options = SimpleNamespace(prompt=[], model=None, system=None, temperature=None, max_tokens=None, **dict.fromkeys(CHAT_BOOL_FLAGS.values(), False))
+    for dest in set(CHAT_LIST_FLAGS.values()):
+        setattr(options, dest, [])
     index = 0
     while index < len(args):
         arg = args[index]
@@ -125,13 +132,16 @@ def parse_chat_args(args: list[str]) -> Any:
         if name in CHAT_BOOL_FLAGS and not equals:
             setattr(options, CHAT_BOOL_FLAGS[name], True)
             continue
-        if name not in CHAT_VALUE_FLAGS:
+        if name not in CHAT_VALUE_FLAGS and name not in CHAT_LIST_FLAGS:
             return None
         if not equals:
             if index >= len(args):
                 return None
             value = args[index]
             index += 1
+        if name in CHAT_LIST_FLAGS:
+            getattr(options, CHAT_LIST_FLAGS[name]).append(value)
+            continue
         dest = CHAT_VALUE_FLAGS[name]
         try:
             setattr(options, dest, CHAT_CONVERTERS[dest](value) if dest in CHAT_CONVERTERS else value)

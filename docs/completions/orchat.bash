@@ -24,7 +24,7 @@ _orchat() {
             continue
         fi
         case "$path|$word" in
-            '|-m' | '|--model' | '|-s' | '|--system' | '|--temperature' | '|--max-tokens' | 'history|-n' | 'history|--limit' | 'health-check|--component' | 'health-check|--prefix' | 'health-check|--timeout' | 'daemon|--addr' | 'daemon|--port' | 'daemon|--instance-name' | 'backup create|--output' | 'backup prune|--keep-days' | 'audit|--anchor' | 'metrics|--textfile' | 'metrics|--addr' | 'metrics|--port') skip=1 ;;
+            '|-m' | '|--model' | '|-s' | '|--system' | '|--temperature' | '|--max-tokens' | '|-f' | '|--file' | 'history|-n' | 'history|--limit' | 'health-check|--component' | 'health-check|--prefix' | 'health-check|--timeout' | 'daemon|--addr' | 'daemon|--port' | 'daemon|--instance-name' | 'backup create|--output' | 'backup prune|--keep-days' | 'audit|--anchor' | 'metrics|--textfile' | 'metrics|--addr' | 'metrics|--port') skip=1 ;;
             'backup|create') path="$path create" npos=0 ;;
             'backup|list') path="$path list" npos=0 ;;
             'backup|verify') path="$path verify" npos=0 ;;
@@ -43,6 +43,7 @@ _orchat() {
         '|-s' | '|--system') :; return 0 ;;
         '|--temperature') :; return 0 ;;
         '|--max-tokens') :; return 0 ;;
+        '|-f' | '|--file') _orchat_reply "$cur" -f; return 0 ;;
         'history|-n' | 'history|--limit') :; return 0 ;;
         'health-check|--component') :; return 0 ;;
         'health-check|--prefix') _orchat_reply "$cur" -d; return 0 ;;
@@ -59,7 +60,7 @@ _orchat() {
     esac
     if [[ $cur == -* ]]; then
         case $path in
-            '') opts='-h --help -m --model -s --system --temperature --max-tokens --no-stream --json -u --usage -c --continue -i --interactive --reasoning --no-history -e --exec --print --explain -x --code --version' ;;
+            '') opts='-h --help -m --model -s --system --temperature --max-tokens --no-stream --json -u --usage -c --continue -i --interactive --reasoning --no-history -e --exec --print --explain -x --code -f --file --version' ;;
             'models') opts='-h --help --json --refresh' ;;
             'config') opts='-h --help' ;;
             'history') opts='-h --help --json -n --limit' ;;

@@ -53,10 +53,12 @@ def build_record(
     error: str = "",
     generation_id: str = "",
     requested_model: str = "",
+    files: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Return one history record (status is ok, interrupted or error)."""
+    """Return one history record (status is ok, interrupted or error); FILES (-f: path, size,
+    sha256) only when some were attached."""
     usage = usage or {}
-    return {
+    record = {
         "id": os.urandom(6).hex(),
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "conversation": conversation,
@@ -71,6 +73,9 @@ def build_record(
         "status": status,
         "error": error,
     }
+    if files:
+        record["files"] = files
+    return record
 
 
 def append_history(path: Path, record: dict[str, Any]) -> None:

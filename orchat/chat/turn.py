@@ -39,6 +39,7 @@ class TurnOptions:
         self.temperature = temperature
         self.max_tokens = max_tokens
         self.show_reasoning = show_reasoning
+        self.files: list[dict[str, Any]] = []  # -f attachments of this turn: path, size, sha256
 
 
 class Output:
@@ -192,6 +193,7 @@ def run_turn(
             error=error_text,
             generation_id=partial.id,
             requested_model=options.model,
+            files=options.files,
         )
         try:
             history.append_history(settings.history_path, record)

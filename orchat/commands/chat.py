@@ -29,24 +29,43 @@ def read_system_prompt(value: str) -> str:
         raise UsageError(f"cannot read system prompt file {path}: {getattr(err, 'strerror', None) or err}") from err
 
 
-def read_stdin(limit_bytes: int) -> str:
-    """Read all of stdin (bytes), refusing more than LIMIT_BYTES. Raise InputError when over."""
+def read_stdin(limit_bytes: int, used: int = 0) -> str:
+    """Read all of stdin (bytes), refusing more than LIMIT_BYTES minus USED (taken by -f files).
+    Raise InputError when over."""
     stream = sys.stdin.buffer if hasattr(sys.stdin, "buffer") else None
     if stream is None:
         return ""
-    data = stream.read(limit_bytes + 1)
-    if len(data) > limit_bytes:
+    data = stream.read(limit_bytes - used + 1)
+    if len(data) > limit_bytes - used:
+        if used:
+            raise InputError(
+                f"stdin takes the input over the {limit_bytes}-byte limit after {used} bytes of -f files; nothing was sent; raise ORCHAT_MAX_INPUT_BYTES"
+            )
         raise InputError(f"stdin is larger than the {limit_bytes}-byte limit; trim it or raise ORCHAT_MAX_INPUT_BYTES")
     return data.decode("utf-8", errors="replace")
 
 
-def compose_prompt(words: list[str], piped: str) -> str:
-    """Return the user message: piped input first, a blank line, then the question."""
-    question = " ".join(words).strip()
-    piped = piped.rstrip("\n")
-    if piped and question:
-        return f"{piped}\n\n{question}"
-    return piped or question
+def compose_prompt(words: list[str], piped: str, files: list[Any] = ()) -> str:  # type: ignore[assignment]
+    """Return the user message: each -f file as a fenced block, piped input, then the question,
+    separated by blank lines."""
+    parts = []
+    if files:
+        from orchat.chat.attachments import format_attachment
+
+        parts = [format_attachment(item) for item in files]
+    parts += [piped.rstrip("\n"), " ".join(words).strip()]
+    return "\n\n".join(part for part in parts if part)
+
+
+def attach_files(options: Any, settings: Settings, output: Output, interactive: bool) -> tuple[list[Any], int]:
+    """Return the -f attachments and their bytes (none without -f). Raise UsageError with -i."""
+    if not options.file:
+        return [], 0
+    if interactive:
+        raise UsageError("-f goes with a question or -e, not the REPL")
+    from orchat.chat.attachments import read_attachments
+
+    return read_attachments(options.file, settings.max_input_bytes, output.note)
 
 
 def ensure_key(settings: Settings) -> None:
@@ -87,9 +106,10 @@ def run_chat_command(options: Any) -> int:
         output = CodeOutput(sys.stdout, sys.stderr)
     for warning in settings.warnings:
         output.note(f"orchat: warning: {warning}")
-    interactive = options.interactive or (not options.prompt and stdin_is_tty())
-    piped = "" if interactive or stdin_is_tty() else read_stdin(settings.max_input_bytes)
-    prompt = compose_prompt(options.prompt, piped)
+    interactive = options.interactive or (not options.prompt and not options.file and stdin_is_tty())
+    files, used = attach_files(options, settings, output, interactive)
+    piped = "" if interactive or stdin_is_tty() else read_stdin(settings.max_input_bytes, used)
+    prompt = compose_prompt(options.prompt, piped, files)
     if len(prompt.encode("utf-8")) > settings.max_input_bytes:
         raise InputError(f"the prompt is larger than the {settings.max_input_bytes}-byte limit; raise ORCHAT_MAX_INPUT_BYTES")
     ensure_key(settings)
@@ -117,7 +137,9 @@ def run_chat_command(options: Any) -> int:
         if exec_mode:  # orchat -e / --explain: orchat/chat/execflow.py
             from orchat.chat.execflow import Asker, run_exec_command
 
-            return run_exec_command(Asker(client, settings, turn, output, record_history=not options.no_history, observers=observers), options, piped)
+            context = compose_prompt([], piped, files)  # -f files are context for the command, like stdin
+            return run_exec_command(Asker(client, settings, turn, output, record_history=not options.no_history, observers=observers), options, context)
+        turn.files = [item.as_record() for item in files]  # history keeps name, size, sha256 (README "-f")
         return _converse(client, settings, conversation, turn, output, options, prompt, interactive, observers)
     finally:
         log_files_written(settings, lambda: written_files(settings, record_history=not options.no_history))

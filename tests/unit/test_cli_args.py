@@ -20,6 +20,7 @@ AGREEING = [
     ["--code", "q"],
     ["--", "-m", "is", "a", "word"],
     ["-"],
+    ["-f", "a.conf", "--file", "logs/", "--file=b", "q"],
     [],
 ]
 
