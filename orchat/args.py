@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "completion": ("orchat.commands.completion", "print the bash or zsh completion script (source <(orchat completion bash))"),
     "man": ("orchat.commands.man", "print the orchat(1) man page (orchat man | man -l -)"),
     "metrics": ("orchat.commands.metrics", "print Prometheus metrics, write a textfile, or serve GET /metrics"),
+    "roles": ("orchat.commands.roles", "list the roles -r can use, with their file and description"),
 }
 
 EXIT_CODES_HELP = """exit codes:
@@ -75,6 +76,7 @@ def build_parser() -> Any:
     parser.add_argument("--print", dest="print_", action="store_true", help="with -e: print the command to stdout, never offer to run it")
     parser.add_argument("--explain", action="store_true", help="explain the command line given (or piped in), each flag and its risks; runs nothing")
     parser.add_argument("-x", "--code", action="store_true", help="print only the contents of the answer's fenced code blocks (exit 65 if none)")
+    parser.add_argument("-r", "--role", help="use the role NAME.md from ~/.config/orchat/roles or /etc/orchat/roles (orchat roles)")
     parser.add_argument(
         "-f", "--file", action="append", default=[], metavar="PATH", help="attach a text file or directory (repeatable); sent before stdin and the question"
     )
@@ -82,7 +84,16 @@ def build_parser() -> Any:
     return parser
 
 
-CHAT_VALUE_FLAGS = {"-m": "model", "--model": "model", "-s": "system", "--system": "system", "--temperature": "temperature", "--max-tokens": "max_tokens"}
+CHAT_VALUE_FLAGS = {
+    "-m": "model",
+    "--model": "model",
+    "-s": "system",
+    "--system": "system",
+    "--temperature": "temperature",
+    "--max-tokens": "max_tokens",
+    "-r": "role",
+    "--role": "role",
+}
 CHAT_BOOL_FLAGS = {
     "--no-stream": "no_stream",
     "--json": "json",
@@ -115,7 +126,9 @@ def parse_chat_args(args: list[str]) -> Any:
     """
     from types import SimpleNamespace
 
-    options = SimpleNamespace(prompt=[], model=None, system=None, temperature=None, max_tokens=None, **dict.fromkeys(CHAT_BOOL_FLAGS.values(), False))
+    options = SimpleNamespace(
+        prompt=[], model=None, role=None, system=None, temperature=None, max_tokens=None, **dict.fromkeys(CHAT_BOOL_FLAGS.values(), False)
+    )
     for dest in set(CHAT_LIST_FLAGS.values()):
         setattr(options, dest, [])
     index = 0

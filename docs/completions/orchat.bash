@@ -14,7 +14,7 @@ _orchat() {
     COMPREPLY=()
     if ((COMP_CWORD > 1)); then
         case ${COMP_WORDS[1]} in
-            models | config | history | health-check | daemon | backup | audit | key | completion | man | metrics) path=${COMP_WORDS[1]} start=2 ;;
+            models | config | history | health-check | daemon | backup | audit | key | completion | man | metrics | roles) path=${COMP_WORDS[1]} start=2 ;;
         esac
     fi
     for ((i = start; i < COMP_CWORD; i++)); do
@@ -24,7 +24,7 @@ _orchat() {
             continue
         fi
         case "$path|$word" in
-            '|-m' | '|--model' | '|-s' | '|--system' | '|--temperature' | '|--max-tokens' | '|-f' | '|--file' | 'history|-n' | 'history|--limit' | 'health-check|--component' | 'health-check|--prefix' | 'health-check|--timeout' | 'daemon|--addr' | 'daemon|--port' | 'daemon|--instance-name' | 'backup create|--output' | 'backup prune|--keep-days' | 'audit|--anchor' | 'metrics|--textfile' | 'metrics|--addr' | 'metrics|--port') skip=1 ;;
+            '|-m' | '|--model' | '|-s' | '|--system' | '|--temperature' | '|--max-tokens' | '|-r' | '|--role' | '|-f' | '|--file' | 'history|-n' | 'history|--limit' | 'health-check|--component' | 'health-check|--prefix' | 'health-check|--timeout' | 'daemon|--addr' | 'daemon|--port' | 'daemon|--instance-name' | 'backup create|--output' | 'backup prune|--keep-days' | 'audit|--anchor' | 'metrics|--textfile' | 'metrics|--addr' | 'metrics|--port') skip=1 ;;
             'backup|create') path="$path create" npos=0 ;;
             'backup|list') path="$path list" npos=0 ;;
             'backup|verify') path="$path verify" npos=0 ;;
@@ -43,6 +43,7 @@ _orchat() {
         '|-s' | '|--system') :; return 0 ;;
         '|--temperature') :; return 0 ;;
         '|--max-tokens') :; return 0 ;;
+        '|-r' | '|--role') :; return 0 ;;
         '|-f' | '|--file') _orchat_reply "$cur" -f; return 0 ;;
         'history|-n' | 'history|--limit') :; return 0 ;;
         'health-check|--component') :; return 0 ;;
@@ -60,7 +61,7 @@ _orchat() {
     esac
     if [[ $cur == -* ]]; then
         case $path in
-            '') opts='-h --help -m --model -s --system --temperature --max-tokens --no-stream --json -u --usage -c --continue -i --interactive --reasoning --no-history -e --exec --print --explain -x --code -f --file --version' ;;
+            '') opts='-h --help -m --model -s --system --temperature --max-tokens --no-stream --json -u --usage -c --continue -i --interactive --reasoning --no-history -e --exec --print --explain -x --code -r --role -f --file --version' ;;
             'models') opts='-h --help --json --refresh' ;;
             'config') opts='-h --help' ;;
             'history') opts='-h --help --json -n --limit' ;;
@@ -81,12 +82,13 @@ _orchat() {
             'completion') opts='-h --help' ;;
             'man') opts='-h --help' ;;
             'metrics') opts='-h --help --textfile --addr --port' ;;
+            'roles') opts='-h --help --json' ;;
         esac
         _orchat_reply "$cur" -W "$opts"
         return 0
     fi
     case "$path|$npos" in
-        '|0') ((COMP_CWORD == 1)) && words='models config history health-check daemon backup audit key completion man metrics' ;;
+        '|0') ((COMP_CWORD == 1)) && words='models config history health-check daemon backup audit key completion man metrics roles' ;;
         'config|0') words='show path' ;;
         'history|0') words='list show search clear' ;;
         'backup|0') words='create list verify prune restore' ;;

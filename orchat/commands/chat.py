@@ -77,12 +77,20 @@ def ensure_key(settings: Settings) -> None:
         )
 
 
-def settings_from_options(options: Any) -> Settings:
+def settings_from_options(options: Any, role: Any = None) -> Settings:
+    """Return the settings for OPTIONS; a ROLE's header values sit just under the flags."""
     flags = {
-        "ORCHAT_MODEL": options.model,
-        "ORCHAT_TEMPERATURE": options.temperature,
-        "ORCHAT_MAX_TOKENS": options.max_tokens,
-        "ORCHAT_SYSTEM_PROMPT": options.system,
+        **(role.settings() if role else {}),
+        **{
+            key: value
+            for key, value in (
+                ("ORCHAT_MODEL", options.model),
+                ("ORCHAT_TEMPERATURE", options.temperature),
+                ("ORCHAT_MAX_TOKENS", options.max_tokens),
+                ("ORCHAT_SYSTEM_PROMPT", options.system),
+            )
+            if value is not None
+        },
     }
     if options.temperature is not None and not 0 <= options.temperature <= 2:
         raise UsageError("--temperature must be between 0 and 2")
@@ -93,7 +101,14 @@ def settings_from_options(options: Any) -> Settings:
 
 def run_chat_command(options: Any) -> int:
     """Run a one-shot chat or the REPL from parsed OPTIONS; return the exit code."""
-    settings = settings_from_options(options)
+    role = None
+    if options.role:  # -r NAME: orchat/chat/roles.py
+        from orchat.chat.roles import require_role
+
+        if options.exec_ or options.explain or options.print_:
+            raise UsageError("-r does not go with -e or --explain: they use the shell and explain roles")
+        role = require_role(options.role)
+    settings = settings_from_options(options, role)
     from orchat.telemetry.logs import client_hooks, log_files_written, log_settings  # DEBUG: settings, wire phases, files
 
     log_settings(settings)
@@ -113,13 +128,14 @@ def run_chat_command(options: Any) -> int:
     if len(prompt.encode("utf-8")) > settings.max_input_bytes:
         raise InputError(f"the prompt is larger than the {settings.max_input_bytes}-byte limit; raise ORCHAT_MAX_INPUT_BYTES")
     ensure_key(settings)
-    conversation = Conversation(id=history.new_conversation_id(), system=read_system_prompt(settings.system_prompt))
+    system = role.prompt if role and not options.system else read_system_prompt(settings.system_prompt)
+    conversation = Conversation(id=history.new_conversation_id(), system=system)
     if options.continue_:
         conversation.id, messages, model = history.last_conversation(settings.history_path)
         if model and settings.sources.get("ORCHAT_MODEL") != "flag":  # -c keeps the conversation's model unless -m
             settings.values["ORCHAT_MODEL"] = model
         conversation.messages = [m for m in messages if m.get("role") != "system"]
-        if not settings.system_prompt:
+        if not settings.system_prompt and not role:
             conversation.system = next((str(m.get("content", "")) for m in messages if m.get("role") == "system"), "")
     turn = TurnOptions(
         model=settings.model,

@@ -20,7 +20,7 @@ AGREEING = [
     ["--code", "q"],
     ["--", "-m", "is", "a", "word"],
     ["-"],
-    ["-f", "a.conf", "--file", "logs/", "--file=b", "q"],
+    ["-r", "logs", "--role=review", "-f", "a.conf", "--file", "logs/", "--file=b", "q"],
     [],
 ]
 
