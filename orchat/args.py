@@ -76,6 +76,7 @@ def build_parser() -> Any:
     parser.add_argument("--print", dest="print_", action="store_true", help="with -e: print the command to stdout, never offer to run it")
     parser.add_argument("--explain", action="store_true", help="explain the command line given (or piped in), each flag and its risks; runs nothing")
     parser.add_argument("-x", "--code", action="store_true", help="print only the contents of the answer's fenced code blocks (exit 65 if none)")
+    parser.add_argument("--raw", action="store_true", help="at a terminal: no Markdown rendering (control characters are still neutralised)")
     parser.add_argument("-r", "--role", help="use the role NAME.md from ~/.config/orchat/roles or /etc/orchat/roles (orchat roles)")
     parser.add_argument(
         "-f", "--file", action="append", default=[], metavar="PATH", help="attach a text file or directory (repeatable); sent before stdin and the question"
@@ -111,6 +112,7 @@ CHAT_BOOL_FLAGS = {
     "--explain": "explain",
     "-x": "code",
     "--code": "code",
+    "--raw": "raw",
 }
 CHAT_LIST_FLAGS = {"-f": "file", "--file": "file"}
 CHAT_CONVERTERS = {"temperature": float, "max_tokens": int}

@@ -208,8 +208,13 @@ def run_turn(
     return partial
 
 
-def stdin_is_tty() -> bool:
+def is_tty(stream: Any) -> bool:
+    """Return True when STREAM is an open terminal (False for None, closed or odd streams)."""
     try:
-        return sys.stdin is not None and sys.stdin.isatty()
-    except (ValueError, OSError):
+        return stream is not None and stream.isatty()
+    except (ValueError, OSError, AttributeError):
         return False
+
+
+def stdin_is_tty() -> bool:
+    return is_tty(sys.stdin)

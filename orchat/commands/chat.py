@@ -8,7 +8,7 @@ from pathlib import Path
 
 from orchat.chat import history
 from orchat.chat.observers import chat_observers
-from orchat.chat.turn import Conversation, Output, TurnOptions, format_usage, run_turn, stdin_is_tty
+from orchat.chat.turn import Conversation, Output, TurnOptions, format_usage, is_tty, run_turn, stdin_is_tty
 from orchat.config import Settings, load_settings
 from orchat.errors import ConfigError, InputError, UsageError
 from orchat.wire.openrouter import Client
@@ -119,6 +119,10 @@ def run_chat_command(options: Any) -> int:
         if options.json:
             raise UsageError("-x does not go with --json")
         output = CodeOutput(sys.stdout, sys.stderr)
+    elif not (options.json or options.exec_ or options.explain or options.print_) and is_tty(sys.stdout):  # only a terminal pays for this
+        from orchat.chat.render import TerminalOutput, is_colour_wanted
+
+        output = TerminalOutput(sys.stdout, sys.stderr, colour=is_colour_wanted(sys.stdout, raw=options.raw))
     for warning in settings.warnings:
         output.note(f"orchat: warning: {warning}")
     interactive = options.interactive or (not options.prompt and not options.file and stdin_is_tty())
@@ -192,7 +196,7 @@ def _converse(
     if options.json:
         quiet = Output(sys.stdout, sys.stderr, quiet=True)
         result = run_turn(client, settings, conversation, prompt, turn, quiet, record_history=not options.no_history, observers=observers)
-        output.answer(json.dumps(result.as_json(), ensure_ascii=False) + "\n")
+        output.answer(json.dumps(result.as_json(), ensure_ascii=is_tty(sys.stdout)) + "\n")  # a terminal gets \u escapes, not raw controls
         output.raise_failure()
     else:
         result = run_turn(client, settings, conversation, prompt, turn, output, record_history=not options.no_history, observers=observers)

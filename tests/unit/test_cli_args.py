@@ -18,6 +18,7 @@ AGREEING = [
     ["--explain", "tar -xzf a.tgz"],
     ["-x", "nginx", "block"],
     ["--code", "q"],
+    ["--raw", "q"],
     ["--", "-m", "is", "a", "word"],
     ["-"],
     ["-r", "logs", "--role=review", "-f", "a.conf", "--file", "logs/", "--file=b", "q"],
