@@ -76,6 +76,7 @@ def build_parser() -> Any:
     parser.add_argument("--print", dest="print_", action="store_true", help="with -e: print the command to stdout, never offer to run it")
     parser.add_argument("--explain", action="store_true", help="explain the command line given (or piped in), each flag and its risks; runs nothing")
     parser.add_argument("-x", "--code", action="store_true", help="print only the contents of the answer's fenced code blocks (exit 65 if none)")
+    parser.add_argument("-S", "--session", help="continue or start the conversation called NAME (orchat history show NAME)")
     parser.add_argument("--raw", action="store_true", help="at a terminal: no Markdown rendering (control characters are still neutralised)")
     parser.add_argument("-r", "--role", help="use the role NAME.md from ~/.config/orchat/roles or /etc/orchat/roles (orchat roles)")
     parser.add_argument(
@@ -94,6 +95,8 @@ CHAT_VALUE_FLAGS = {
     "--max-tokens": "max_tokens",
     "-r": "role",
     "--role": "role",
+    "-S": "session",
+    "--session": "session",
 }
 CHAT_BOOL_FLAGS = {
     "--no-stream": "no_stream",
@@ -128,9 +131,7 @@ def parse_chat_args(args: list[str]) -> Any:
     """
     from types import SimpleNamespace
 
-    options = SimpleNamespace(
-        prompt=[], model=None, role=None, system=None, temperature=None, max_tokens=None, **dict.fromkeys(CHAT_BOOL_FLAGS.values(), False)
-    )
+    options = SimpleNamespace(prompt=[], **dict.fromkeys(CHAT_VALUE_FLAGS.values()), **dict.fromkeys(CHAT_BOOL_FLAGS.values(), False))
     for dest in set(CHAT_LIST_FLAGS.values()):
         setattr(options, dest, [])
     index = 0

@@ -16,6 +16,9 @@ if TYPE_CHECKING:
     from typing import Iterator
 
 
+REPLACED_RETRIES = 1000  # each retry means another rewrite won the lock; bounded all the same
+
+
 def _storage_error(action: str, path: Path | str, err: OSError) -> StorageError:
     reason = "disk full" if err.errno == errno.ENOSPC else (err.strerror or str(err))
     return StorageError(f"cannot {action} {path}: {reason}")
@@ -87,16 +90,8 @@ def append_record(path: Path, data: bytes, mode: int = 0o600, *, sync: bool = Fa
     symlink planted in place of the file. Raise StorageError if the write fails or is short.
     """
     ensure_dir(path.parent)
-    # O_NONBLOCK: a FIFO planted at the path must fail at once, not hang the run.
-    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
+    fd = _open_locked_for_append(path, mode)
     try:
-        fd = os.open(path, flags, mode)
-    except OSError as err:
-        raise _storage_error("open", path, err) from err
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(errno.EINVAL, "not a regular file")
-        fcntl.flock(fd, fcntl.LOCK_EX)
         size_before = os.fstat(fd).st_size
         try:
             written = os.write(fd, data)
@@ -115,6 +110,35 @@ def append_record(path: Path, data: bytes, mode: int = 0o600, *, sync: bool = Fa
         raise _storage_error("append to", path, err) from err
     finally:
         os.close(fd)
+
+
+def _open_locked_for_append(path: Path, mode: int) -> int:
+    """Open PATH for appending and flock it; return the fd. A file replaced while we waited for
+    the lock (`history rm`/`prune` rewrite it: lock, temp, rename) is opened again, so a record
+    is never appended to the unlinked old copy."""
+    # O_NONBLOCK: a FIFO planted at the path must fail at once, not hang the run.
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
+    for _ in range(REPLACED_RETRIES):
+        try:
+            fd = os.open(path, flags, mode)
+        except OSError as err:
+            raise _storage_error("open", path, err) from err
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise OSError(errno.EINVAL, "not a regular file")
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                current = os.stat(path, follow_symlinks=False)
+            except FileNotFoundError:
+                current = None
+            if current is not None and (current.st_ino, current.st_dev) == (info.st_ino, info.st_dev):
+                return fd
+        except OSError as err:
+            os.close(fd)
+            raise _storage_error("append to", path, err) from err
+        os.close(fd)
+    raise StorageError(f"cannot append to {path}: it kept being replaced while waiting for its lock")
 
 
 @contextmanager

@@ -24,7 +24,7 @@ _orchat() {
             continue
         fi
         case "$path|$word" in
-            '|-m' | '|--model' | '|-s' | '|--system' | '|--temperature' | '|--max-tokens' | '|-r' | '|--role' | '|-f' | '|--file' | 'history|-n' | 'history|--limit' | 'health-check|--component' | 'health-check|--prefix' | 'health-check|--timeout' | 'daemon|--addr' | 'daemon|--port' | 'daemon|--instance-name' | 'backup create|--output' | 'backup prune|--keep-days' | 'audit|--anchor' | 'metrics|--textfile' | 'metrics|--addr' | 'metrics|--port') skip=1 ;;
+            '|-m' | '|--model' | '|-s' | '|--system' | '|--temperature' | '|--max-tokens' | '|-S' | '|--session' | '|-r' | '|--role' | '|-f' | '|--file' | 'history|--format' | 'history|--older-than' | 'history|-n' | 'history|--limit' | 'health-check|--component' | 'health-check|--prefix' | 'health-check|--timeout' | 'daemon|--addr' | 'daemon|--port' | 'daemon|--instance-name' | 'backup create|--output' | 'backup prune|--keep-days' | 'audit|--anchor' | 'metrics|--textfile' | 'metrics|--addr' | 'metrics|--port') skip=1 ;;
             'backup|create') path="$path create" npos=0 ;;
             'backup|list') path="$path list" npos=0 ;;
             'backup|verify') path="$path verify" npos=0 ;;
@@ -43,8 +43,11 @@ _orchat() {
         '|-s' | '|--system') :; return 0 ;;
         '|--temperature') :; return 0 ;;
         '|--max-tokens') :; return 0 ;;
+        '|-S' | '|--session') :; return 0 ;;
         '|-r' | '|--role') :; return 0 ;;
         '|-f' | '|--file') _orchat_reply "$cur" -f; return 0 ;;
+        'history|--format') _orchat_reply "$cur" -W 'md json'; return 0 ;;
+        'history|--older-than') :; return 0 ;;
         'history|-n' | 'history|--limit') :; return 0 ;;
         'health-check|--component') :; return 0 ;;
         'health-check|--prefix') _orchat_reply "$cur" -d; return 0 ;;
@@ -61,10 +64,10 @@ _orchat() {
     esac
     if [[ $cur == -* ]]; then
         case $path in
-            '') opts='-h --help -m --model -s --system --temperature --max-tokens --no-stream --json -u --usage -c --continue -i --interactive --reasoning --no-history -e --exec --print --explain -x --code --raw -r --role -f --file --version' ;;
+            '') opts='-h --help -m --model -s --system --temperature --max-tokens --no-stream --json -u --usage -c --continue -i --interactive --reasoning --no-history -e --exec --print --explain -x --code -S --session --raw -r --role -f --file --version' ;;
             'models') opts='-h --help --json --refresh' ;;
             'config') opts='-h --help' ;;
-            'history') opts='-h --help --json -n --limit' ;;
+            'history') opts='-h --help --format --older-than --json -n --limit' ;;
             'health-check') opts='-h --help --component --full --pre-upgrade --prefix --timeout --json --nagios --plain' ;;
             'daemon') opts='-h --help --addr --port --instance-name --check' ;;
             'backup') opts='-h --help' ;;
@@ -90,7 +93,7 @@ _orchat() {
     case "$path|$npos" in
         '|0') ((COMP_CWORD == 1)) && words='models config history health-check daemon backup audit key completion man metrics roles' ;;
         'config|0') words='show path' ;;
-        'history|0') words='list show search clear' ;;
+        'history|0') words='list show export search rm prune clear' ;;
         'backup|0') words='create list verify prune restore' ;;
         'audit|0') words='verify path' ;;
         'key|0') words='set rotate status forget-previous' ;;

@@ -54,6 +54,7 @@ def build_record(
     generation_id: str = "",
     requested_model: str = "",
     files: list[dict[str, Any]] | None = None,
+    session: str = "",
 ) -> dict[str, Any]:
     """Return one history record (status is ok, interrupted or error); FILES (-f: path, size,
     sha256) only when some were attached."""
@@ -75,6 +76,8 @@ def build_record(
     }
     if files:
         record["files"] = files
+    if session:  # -S NAME (orchat/chat/sessions.py finds these lines by the exact bytes)
+        record["session"] = session
     return record
 
 
@@ -84,12 +87,13 @@ def append_history(path: Path, record: dict[str, Any]) -> None:
     fsutil.append_record(path, line.encode("utf-8"))
 
 
-def iter_history(path: Path) -> Iterator[Record]:
-    """Yield the records of PATH oldest first, skipping torn or foreign lines."""
+def iter_history(path: Path, needle: bytes = b"") -> Iterator[Record]:
+    """Yield the records of PATH oldest first, skipping torn or foreign lines; with NEEDLE only
+    the lines holding those bytes (JSON is parsed only for them: fast on a large file)."""
     try:
-        with open(fsutil.open_regular(path), "rb") as handle:
+        with open(fsutil.open_regular(path), "rb", buffering=1 << 20) as handle:
             for raw in handle:
-                if not raw.endswith(b"\n"):
+                if not raw.endswith(b"\n") or needle not in raw:
                     continue  # torn last line: a writer died mid-record
                 try:
                     data = json.loads(raw)

@@ -20,6 +20,7 @@ class Conversation:
 
     def __init__(self, id: str, messages: list[dict[str, Any]] | None = None, system: str = "") -> None:
         self.id = id
+        self.session = ""  # -S NAME
         self.messages = messages if messages is not None else []
         self.system = system
 
@@ -194,6 +195,7 @@ def run_turn(
             generation_id=partial.id,
             requested_model=options.model,
             files=options.files,
+            session=conversation.session,
         )
         try:
             history.append_history(settings.history_path, record)

@@ -102,11 +102,11 @@ def settings_from_options(options: Any, role: Any = None) -> Settings:
 def run_chat_command(options: Any) -> int:
     """Run a one-shot chat or the REPL from parsed OPTIONS; return the exit code."""
     role = None
+    if (options.role or options.session) and (options.exec_ or options.explain or options.print_):
+        raise UsageError("-r and -S do not go with -e or --explain (they use the shell and explain roles)")
     if options.role:  # -r NAME: orchat/chat/roles.py
         from orchat.chat.roles import require_role
 
-        if options.exec_ or options.explain or options.print_:
-            raise UsageError("-r does not go with -e or --explain: they use the shell and explain roles")
         role = require_role(options.role)
     settings = settings_from_options(options, role)
     from orchat.telemetry.logs import client_hooks, log_files_written, log_settings  # DEBUG: settings, wire phases, files
@@ -134,9 +134,15 @@ def run_chat_command(options: Any) -> int:
     ensure_key(settings)
     system = role.prompt if role and not options.system else read_system_prompt(settings.system_prompt)
     conversation = Conversation(id=history.new_conversation_id(), system=system)
-    if options.continue_:
-        conversation.id, messages, model = history.last_conversation(settings.history_path)
-        if model and settings.sources.get("ORCHAT_MODEL") != "flag":  # -c keeps the conversation's model unless -m
+    resumed = history.last_conversation(settings.history_path) if options.continue_ and not options.session else None
+    if options.session:  # -S NAME: orchat/chat/sessions.py
+        from orchat.chat.sessions import check_session_name, resume_session
+
+        conversation.session = check_session_name(options.session)
+        resumed = resume_session(settings.history_path, options.session)
+    if resumed:
+        conversation.id, messages, model = resumed
+        if model and settings.sources.get("ORCHAT_MODEL") != "flag":  # -c/-S keep the conversation's model unless -m
             settings.values["ORCHAT_MODEL"] = model
         conversation.messages = [m for m in messages if m.get("role") != "system"]
         if not settings.system_prompt and not role:

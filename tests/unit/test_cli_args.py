@@ -19,6 +19,7 @@ AGREEING = [
     ["-x", "nginx", "block"],
     ["--code", "q"],
     ["--raw", "q"],
+    ["-S", "incident-42", "--session=db.1", "q"],
     ["--", "-m", "is", "a", "word"],
     ["-"],
     ["-r", "logs", "--role=review", "-f", "a.conf", "--file", "logs/", "--file=b", "q"],
