@@ -77,6 +77,7 @@ def build_parser() -> Any:
     parser.add_argument("--explain", action="store_true", help="explain the command line given (or piped in), each flag and its risks; runs nothing")
     parser.add_argument("-x", "--code", action="store_true", help="print only the contents of the answer's fenced code blocks (exit 65 if none)")
     parser.add_argument("-S", "--session", help="continue or start the conversation called NAME (orchat history show NAME)")
+    parser.add_argument("--editor", action="store_true", help="write the question in $VISUAL or $EDITOR (else vi); an empty file sends nothing")
     parser.add_argument("--raw", action="store_true", help="at a terminal: no Markdown rendering (control characters are still neutralised)")
     parser.add_argument("-r", "--role", help="use the role NAME.md from ~/.config/orchat/roles or /etc/orchat/roles (orchat roles)")
     parser.add_argument(
@@ -116,6 +117,7 @@ CHAT_BOOL_FLAGS = {
     "-x": "code",
     "--code": "code",
     "--raw": "raw",
+    "--editor": "editor",
 }
 CHAT_LIST_FLAGS = {"-f": "file", "--file": "file"}
 CHAT_CONVERTERS = {"temperature": float, "max_tokens": int}

@@ -64,7 +64,7 @@ _orchat() {
     esac
     if [[ $cur == -* ]]; then
         case $path in
-            '') opts='-h --help -m --model -s --system --temperature --max-tokens --no-stream --json -u --usage -c --continue -i --interactive --reasoning --no-history -e --exec --print --explain -x --code -S --session --raw -r --role -f --file --version' ;;
+            '') opts='-h --help -m --model -s --system --temperature --max-tokens --no-stream --json -u --usage -c --continue -i --interactive --reasoning --no-history -e --exec --print --explain -x --code -S --session --editor --raw -r --role -f --file --version' ;;
             'models') opts='-h --help --json --refresh' ;;
             'config') opts='-h --help' ;;
             'history') opts='-h --help --format --older-than --json -n --limit' ;;

@@ -125,9 +125,16 @@ def run_chat_command(options: Any) -> int:
         output = TerminalOutput(sys.stdout, sys.stderr, colour=is_colour_wanted(sys.stdout, raw=options.raw))
     for warning in settings.warnings:
         output.note(f"orchat: warning: {warning}")
-    interactive = options.interactive or (not options.prompt and not options.file and stdin_is_tty())
+    interactive = options.interactive or (not options.prompt and not options.file and not options.editor and stdin_is_tty())
     files, used = attach_files(options, settings, output, interactive)
     piped = "" if interactive or stdin_is_tty() else read_stdin(settings.max_input_bytes, used)
+    if options.editor and not interactive:  # orchat/chat/editor.py: the words given start the file
+        from orchat.chat.editor import edit_text
+
+        options.prompt = [edit_text(" ".join(options.prompt))]
+        if not options.prompt[0]:
+            output.note("orchat: the file was empty; nothing sent")
+            return 0
     prompt = compose_prompt(options.prompt, piped, files)
     if len(prompt.encode("utf-8")) > settings.max_input_bytes:
         raise InputError(f"the prompt is larger than the {settings.max_input_bytes}-byte limit; raise ORCHAT_MAX_INPUT_BYTES")

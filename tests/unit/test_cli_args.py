@@ -19,6 +19,7 @@ AGREEING = [
     ["-x", "nginx", "block"],
     ["--code", "q"],
     ["--raw", "q"],
+    ["--editor", "start", "of", "it"],
     ["-S", "incident-42", "--session=db.1", "q"],
     ["--", "-m", "is", "a", "word"],
     ["-"],
