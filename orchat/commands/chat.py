@@ -118,7 +118,12 @@ def run_chat_command(options: Any) -> int:
 
         if options.json:
             raise UsageError("-x does not go with --json")
-        output = CodeOutput(sys.stdout, sys.stderr)
+        if is_tty(sys.stdout):  # the blocks are the model's text: no escape sequence reaches a terminal
+            from orchat.chat.execflow import EscapedStream
+
+            output = CodeOutput(EscapedStream(sys.stdout), sys.stderr)  # type: ignore[arg-type]
+        else:
+            output = CodeOutput(sys.stdout, sys.stderr)
     elif not (options.json or options.exec_ or options.explain or options.print_) and is_tty(sys.stdout):  # only a terminal pays for this
         from orchat.chat.render import TerminalOutput, is_colour_wanted
 

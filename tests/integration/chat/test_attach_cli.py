@@ -55,3 +55,12 @@ def test_continue_after_f_sends_the_file_again_as_it_was_sent(api_env: dict[str,
     sent = fake_openrouter.chat_requests()[-1].body["messages"]
     assert sent[0] == {"role": "user", "content": f"{path}:\n```\n[Service]\nExecStart=/bin/true\n```\n\nis this right?"}
     assert sent[-1] == {"role": "user", "content": "and now?"}
+
+
+def test_with_e_the_files_go_along_as_context(api_env: dict[str, str], fake_openrouter: FakeOpenRouter, tmp_path: Path) -> None:
+    path = tmp_path / "app.service"
+    path.write_text("[Service]\nUser=app\n")
+    proc = run_orchat("-m", "fake/cmd-bare", "-e", "--print", "-f", str(path), "restart it")
+    assert proc.returncode == 0, proc.stderr
+    request = fake_openrouter.chat_requests()[-1].body["messages"][-1]["content"]
+    assert f"input:\n{path}:\n```\n[Service]\nUser=app\n```" in request and request.rstrip().endswith("restart it")

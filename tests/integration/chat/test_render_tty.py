@@ -38,3 +38,12 @@ def test_stdout_that_is_not_a_terminal_gets_the_answer_byte_exact(api_env: dict[
     answer_on_terminal(api_env, stdout=out)  # stderr and stdin are still the terminal
     assert out.read_bytes() == (ECHOED + "\n").encode()
     assert run_orchat("-m", "fake/echo", QUESTION).stdout == ECHOED + "\n"
+
+
+def test_code_only_output_is_neutralised_on_a_terminal_and_exact_in_a_pipe(api_env: dict[str, str], tmp_path: Path) -> None:
+    piped = tmp_path / "stdin"
+    piped.write_bytes("\n```sh\nls \x1b]52;c;cm0=\x07\x9b2J\n```\n".encode())
+    term = PtyRun(api_env, "-m", "fake/echo", "-x", stdin=piped)
+    assert term.wait() == 0, term.all
+    assert term.all.replace(b"\r\n", b"\n").endswith(b"ls \\x1b]52;c;cm0=\\x07\\x9b2J\n")
+    assert run_orchat("-m", "fake/echo", "-x", input=piped.read_bytes()).stdout == "ls \x1b]52;c;cm0=\x07\x9b2J\n"

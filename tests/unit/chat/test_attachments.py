@@ -33,6 +33,13 @@ def test_a_missing_file_is_exit_66_naming_it(tmp_path: Path) -> None:
     assert err.value.exit_code == 66
 
 
+def test_a_path_through_a_file_is_exit_66_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "plain").write_text("x")
+    with pytest.raises(NoInputError, match="plain/child: Not a directory") as err:
+        attach([tmp_path / "plain" / "child"])
+    assert err.value.exit_code == 66
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads mode-000 files")
 def test_an_unreadable_file_is_exit_66_naming_it(tmp_path: Path) -> None:
     path = tmp_path / "secret.conf"
