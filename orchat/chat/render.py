@@ -178,19 +178,24 @@ class MarkdownRenderer:
 
 
 class TerminalOutput(Output):
-    """An Output for a terminal: the answer neutralised (and rendered when COLOUR), the reasoning
-    neutralised when stderr is a terminal too."""
+    """An Output for a terminal: the answer neutralised (and rendered when COLOUR) unless OUT is
+    not a terminal (ANSWER_ON_TERMINAL false: it stays byte-exact), the reasoning neutralised when
+    stderr is a terminal."""
 
-    def __init__(self, out: TextIO, err: TextIO, *, colour: bool) -> None:
+    def __init__(self, out: TextIO, err: TextIO, *, colour: bool, answer_on_terminal: bool = True) -> None:
         super().__init__(out, err)
-        self.renderer = MarkdownRenderer() if colour else None
+        self.renderer = MarkdownRenderer() if colour and answer_on_terminal else None
+        self.answer_on_terminal = answer_on_terminal
         try:
             self.err_is_tty = err.isatty()
         except (ValueError, OSError):
             self.err_is_tty = False
 
     def answer(self, text: str) -> None:
-        super().answer(self.renderer.feed(text) if self.renderer else escape_controls(text))
+        if not self.answer_on_terminal:
+            super().answer(text)
+        else:
+            super().answer(self.renderer.feed(text) if self.renderer else escape_controls(text))
 
     def finish_answer(self) -> None:
         if self.renderer:

@@ -124,10 +124,11 @@ def run_chat_command(options: Any) -> int:
             output = CodeOutput(EscapedStream(sys.stdout), sys.stderr)  # type: ignore[arg-type]
         else:
             output = CodeOutput(sys.stdout, sys.stderr)
-    elif not (options.json or options.exec_ or options.explain or options.print_) and is_tty(sys.stdout):  # only a terminal pays for this
-        from orchat.chat.render import TerminalOutput, is_colour_wanted
+    elif not (options.json or options.exec_ or options.explain or options.print_) and (is_tty(sys.stdout) or (options.reasoning and is_tty(sys.stderr))):
+        from orchat.chat.render import TerminalOutput, is_colour_wanted  # only a terminal pays for this
 
-        output = TerminalOutput(sys.stdout, sys.stderr, colour=is_colour_wanted(sys.stdout, raw=options.raw))
+        colour = is_colour_wanted(sys.stdout, raw=options.raw)
+        output = TerminalOutput(sys.stdout, sys.stderr, colour=colour, answer_on_terminal=is_tty(sys.stdout))
     for warning in settings.warnings:
         output.note(f"orchat: warning: {warning}")
     interactive = options.interactive or (not options.prompt and not options.file and not options.editor and stdin_is_tty())

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import run_orchat
+from tests.fakes.openrouter import FakeOpenRouter
 from tests.ptyterm import PtyRun
 
 QUESTION = "# Title\nsee **this** and `ls`\n\x1b]52;c;cm0=\x07\x9b2J\u202eevil"
@@ -47,3 +48,14 @@ def test_code_only_output_is_neutralised_on_a_terminal_and_exact_in_a_pipe(api_e
     assert term.wait() == 0, term.all
     assert term.all.replace(b"\r\n", b"\n").endswith(b"ls \\x1b]52;c;cm0=\\x07\\x9b2J\n")
     assert run_orchat("-m", "fake/echo", "-x", input=piped.read_bytes()).stdout == "ls \x1b]52;c;cm0=\x07\x9b2J\n"
+
+
+def test_reasoning_on_a_terminal_is_neutralised_while_the_piped_answer_stays_exact(
+    api_env: dict[str, str], fake_openrouter: FakeOpenRouter, tmp_path: Path
+) -> None:
+    fake_openrouter.reasoning_text = "think \x1b]0;pwned\x07 hard"
+    out = tmp_path / "answer"
+    term = PtyRun(api_env, "-m", "fake/reasoning", "--reasoning", "q", stdin=Path("/dev/null"), stdout=out)
+    assert term.wait() == 0, term.all
+    assert b"think \\x1b]0;pwned\\x07 hard" in term.all and b"\x1b]0;" not in term.all
+    assert out.read_bytes() == (run_orchat("-m", "fake/reasoning", "q").stdout).encode()

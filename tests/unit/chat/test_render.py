@@ -145,6 +145,15 @@ def test_reasoning_is_neutralised_only_when_stderr_is_a_terminal() -> None:
     assert err.getvalue() == "think\\x1b[2J" and piped_err.getvalue() == "think\x1b[2J"
 
 
+def test_a_piped_answer_stays_exact_while_reasoning_on_a_terminal_is_neutralised() -> None:
+    out, err = io.StringIO(), Tty()
+    terminal = TerminalOutput(out, err, colour=True, answer_on_terminal=False)
+    terminal.answer("**a**\x1b[2J")
+    terminal.reasoning("r\x1b[2J")
+    terminal.finish_answer()
+    assert out.getvalue() == "**a**\x1b[2J\n" and err.getvalue() == "r\\x1b[2J"
+
+
 def test_colour_is_off_for_no_color_dumb_raw_and_pipes() -> None:
     assert is_colour_wanted(Tty(), {"TERM": "xterm"})
     assert is_colour_wanted(Tty(), {"TERM": "xterm", "NO_COLOR": ""})  # no-color.org: empty means unset
