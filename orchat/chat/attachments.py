@@ -127,6 +127,10 @@ def read_attachments(paths: list[str], limit_bytes: int, note: Callable[[str], N
     for path in paths:
         skipped: list[str] = []
         if os.path.isdir(path):
+            try:
+                os.listdir(path)  # a named directory that cannot be read is refused, not skipped
+            except OSError as err:
+                raise NoInputError(f"cannot attach {path}: {err.strerror}") from err
             for member in _walk_directory(path, skipped):
                 found = _read_file(member, budget, named=False, skipped=skipped, note=note)
                 if found is not None:

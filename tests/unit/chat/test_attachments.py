@@ -41,12 +41,16 @@ def test_a_path_through_a_file_is_exit_66_naming_it(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads mode-000 files")
-def test_an_unreadable_file_is_exit_66_naming_it(tmp_path: Path) -> None:
+def test_an_unreadable_file_or_directory_is_exit_66_naming_it(tmp_path: Path) -> None:
     path = tmp_path / "secret.conf"
     path.write_text("x")
     path.chmod(0)
     with pytest.raises(NoInputError, match="secret.conf: Permission denied"):
         attach([path])
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0)
+    with pytest.raises(NoInputError, match="locked: Permission denied"):
+        attach([locked])
 
 
 def test_a_binary_file_named_directly_is_exit_65(tmp_path: Path) -> None:
