@@ -125,21 +125,23 @@ class MarkdownRenderer:
     """Turns streamed answer text into terminal text, one complete line at a time."""
 
     def __init__(self) -> None:
-        self.pending = ""
+        self.pending: list[str] = []  # the current line's pieces, until its newline arrives
         self.fence = ""  # the open code fence ("```", "~~~~"), "" outside code
         self.language = ""
 
     def feed(self, text: str) -> str:
         """Given the next delta, return the rendered complete lines it finishes (maybe "")."""
-        self.pending += text
-        head, newline, self.pending = self.pending.rpartition("\n")
-        if not newline:
+        if "\n" not in text:  # a long line in small deltas: keep pieces, join once (no quadratic copying)
+            self.pending.append(text)
             return ""
-        return "".join(self.render_line(line) + "\n" for line in head.split("\n"))
+        head, _, tail = text.rpartition("\n")
+        lines = ("".join(self.pending) + head).split("\n")
+        self.pending = [tail]
+        return "".join(self.render_line(line) + "\n" for line in lines)
 
     def finish(self) -> str:
         """Return the rendered last line if it had no newline; reset for the next answer."""
-        line, self.pending = self.pending, ""
+        line, self.pending = "".join(self.pending), []
         rendered = self.render_line(line) if line else ""
         self.fence = self.language = ""
         return rendered

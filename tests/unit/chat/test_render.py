@@ -161,3 +161,10 @@ def test_colour_is_off_for_no_color_dumb_raw_and_pipes() -> None:
     assert not is_colour_wanted(Tty(), {"TERM": "dumb"})
     assert not is_colour_wanted(Tty(), {"TERM": "xterm"}, raw=True)
     assert not is_colour_wanted(io.StringIO(), {"TERM": "xterm"})
+
+
+def test_a_long_line_in_tiny_deltas_is_kept_whole_until_its_newline() -> None:
+    renderer = MarkdownRenderer()
+    assert all(renderer.feed("ab ") == "" for _ in range(20000))
+    assert renderer.feed("**x**\nnext") == "ab " * 20000 + "\x1b[1mx\x1b[0m\n"
+    assert renderer.finish() == "next" and renderer.finish() == ""
