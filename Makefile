@@ -131,6 +131,7 @@ rpm: dist ## build $(RPMDIR)/orchat-VERSION-N.noarch.rpm from the release tarbal
 bench: venv ## run bench/ (start-up, one-shot, metrics, daemon) and write docs/benchmarks.md
 	$(VPY) bench/startup
 	$(VPY) bench/oneshot
+	$(VPY) bench/history_lookup
 	$(VPY) bench/metrics
 	@if [ -x bench/daemon ]; then $(VPY) bench/daemon; fi
 

@@ -18,24 +18,38 @@ REPO = Path(__file__).resolve().parent.parent
 BENCHMARKS_MD = REPO / "docs" / "benchmarks.md"
 
 
-def time_command(argv: list[str], env: dict[str, str] | None = None, stdin: bytes = b"") -> float:
+def time_command(argv: list[str], env: dict[str, str] | None = None, stdin: bytes = b"", *, tty: bool = False) -> float:
+    """Return the seconds ARGV took; TTY gives it a pseudo-terminal as stdout (rendering on)."""
+    master = slave = -1
+    if tty:
+        import pty
+
+        master, slave = pty.openpty()
     start = time.perf_counter()
-    proc = subprocess.run(argv, input=stdin, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, check=False)
-    elapsed = time.perf_counter() - start
+    try:
+        proc = subprocess.run(argv, input=stdin, stdout=slave if tty else subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, check=False)
+    finally:
+        elapsed = time.perf_counter() - start
+        for fd in (master, slave):
+            if fd >= 0:
+                os.close(fd)
     if proc.returncode != 0:
         raise SystemExit(f"bench: {' '.join(argv)} failed ({proc.returncode}): {proc.stderr.decode(errors='replace')[-300:]}")
     return elapsed
 
 
-def interleave(commands: dict[str, tuple[list[str], dict[str, str] | None]], runs: int, warmup: int = 3) -> dict[str, list[float]]:
-    """Time each named command RUNS times, interleaved; return seconds per name."""
+def interleave(
+    commands: dict[str, tuple[list[str], dict[str, str] | None]], runs: int, warmup: int = 3, ttys: frozenset[str] = frozenset()
+) -> dict[str, list[float]]:
+    """Time each named command RUNS times, interleaved; return seconds per name. Those named in
+    TTYS run with a pseudo-terminal as stdout."""
     for _ in range(warmup):
-        for argv, env in commands.values():
-            time_command(argv, env)
+        for name, (argv, env) in commands.items():
+            time_command(argv, env, tty=name in ttys)
     samples: dict[str, list[float]] = {name: [] for name in commands}
     for _ in range(runs):
         for name, (argv, env) in commands.items():
-            samples[name].append(time_command(argv, env))
+            samples[name].append(time_command(argv, env, tty=name in ttys))
     return samples
 
 

@@ -39,10 +39,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "completion": ("orchat.commands.completion", "print the bash or zsh completion script (source <(orchat completion bash))"),
     "man": ("orchat.commands.man", "print the orchat(1) man page (orchat man | man -l -)"),
     "metrics": ("orchat.commands.metrics", "print Prometheus metrics, write a textfile, or serve GET /metrics"),
+    "roles": ("orchat.commands.roles", "list the roles -r can use, with their file and description"),
 }
 
 EXIT_CODES_HELP = """exit codes:
-  0 ok · 1 unexpected · 2 usage · 65 request refused (input too large, HTTP 400/404/413/422)
+  0 ok · 1 unexpected · 2 usage · 65 request refused (input too large, binary -f file, HTTP 400/404/413/422) · 66 -f path missing
   69 upstream unavailable (DNS/connect/TLS, 5xx after retries) · 74 I/O (history/log/stdout write, disk full)
   75 temporary (429, 408, timeout) · 76 protocol (malformed or cut stream, error event, answer not matching --schema)
   77 permission (401/402/403) · 78 config (missing key, bad value, redirect) · 129 SIGHUP · 130 SIGINT · 143 SIGTERM
@@ -50,7 +51,8 @@ EXIT_CODES_HELP = """exit codes:
 
 STDIN_HELP = """input:
   `cmd | orchat "question"` sends stdin first, then a blank line, then the question.
-  Stdin is read only when it is not a terminal; more than ORCHAT_MAX_INPUT_BYTES is refused.
+  `-f PATH` (repeatable) attaches files first, each a fenced block headed by its path.
+  Stdin is read only when it is not a terminal; files + stdin + question over ORCHAT_MAX_INPUT_BYTES is refused.
   `cmd | orchat -e REQUEST` sends stdin as context too; the menu reads its key from /dev/tty."""
 
 
@@ -105,6 +107,13 @@ def build_parser() -> Any:
     answer.add_argument("--no-reasoning", action="store_true", help="OpenRouter: leave the reasoning out of the answer (reasoning.exclude)")
     answer.add_argument("--schema", metavar="FILE|JSON", help="ask for JSON matching this JSON schema (strict); a non-matching answer is exit 76")
     answer.add_argument("--json-object", action="store_true", help="ask for any JSON object; anything else is exit 76")
+    parser.add_argument("-S", "--session", help="continue or start the conversation called NAME (orchat history show NAME)")
+    parser.add_argument("--editor", action="store_true", help="write the question in $VISUAL or $EDITOR (else vi); an empty file sends nothing")
+    parser.add_argument("--raw", action="store_true", help="at a terminal: no Markdown rendering (control characters are still neutralised)")
+    parser.add_argument("-r", "--role", help="use the role NAME.md from ~/.config/orchat/roles or /etc/orchat/roles (orchat roles)")
+    parser.add_argument(
+        "-f", "--file", action="append", default=[], metavar="PATH", help="attach a text file or directory (repeatable); sent before stdin and the question"
+    )
     parser.add_argument("--version", action="version", version=f"orchat {__version__}")
     return parser
 
@@ -127,6 +136,7 @@ CHAT_VALUE_FLAGS.update(
     {"-p": "profile", "--profile": "profile", "--provider": "provider", "--only": "only", "--ignore": "ignore", "--sort": "sort", "--max-price": "max_price"}
 )
 CHAT_VALUE_FLAGS.update({"--effort": "effort", "--reasoning-tokens": "reasoning_tokens", "--schema": "schema"})
+CHAT_VALUE_FLAGS.update({"-r": "role", "--role": "role", "-S": "session", "--session": "session"})
 CHAT_BOOL_FLAGS = {
     "--no-stream": "no_stream",
     "--json": "json",
@@ -149,7 +159,10 @@ CHAT_BOOL_FLAGS = {
     "--zdr": "zdr",
     "--no-reasoning": "no_reasoning",
     "--json-object": "json_object",
+    "--raw": "raw",
+    "--editor": "editor",
 }
+CHAT_LIST_FLAGS = {"-f": "file", "--file": "file"}
 CHAT_CONVERTERS: dict[str, Any] = {"temperature": float, "max_tokens": int, "provider": parse_list, "only": parse_list, "ignore": parse_list}
 CHAT_CONVERTERS.update(sort=parse_sort, max_price=parse_max_price, effort=parse_effort, reasoning_tokens=int)
 # Chat options that set an ORCHAT_* setting: dest -> (setting, value a boolean flag stands for).
@@ -180,6 +193,8 @@ def parse_chat_args(args: list[str]) -> Any:
     from types import SimpleNamespace
 
     options = SimpleNamespace(prompt=[], **dict.fromkeys(CHAT_VALUE_FLAGS.values()), **dict.fromkeys(CHAT_BOOL_FLAGS.values(), False))
+    for dest in set(CHAT_LIST_FLAGS.values()):
+        setattr(options, dest, [])
     index = 0
     while index < len(args):
         arg = args[index]
@@ -194,13 +209,16 @@ def parse_chat_args(args: list[str]) -> Any:
         if name in CHAT_BOOL_FLAGS and not equals:
             setattr(options, CHAT_BOOL_FLAGS[name], True)
             continue
-        if name not in CHAT_VALUE_FLAGS:
+        if name not in CHAT_VALUE_FLAGS and name not in CHAT_LIST_FLAGS:
             return None
         if not equals:
             if index >= len(args):
                 return None
             value = args[index]
             index += 1
+        if name in CHAT_LIST_FLAGS:
+            getattr(options, CHAT_LIST_FLAGS[name]).append(value)
+            continue
         dest = CHAT_VALUE_FLAGS[name]
         try:
             setattr(options, dest, CHAT_CONVERTERS[dest](value) if dest in CHAT_CONVERTERS else value)

@@ -6,6 +6,7 @@ EX_OK = 0
 EX_UNEXPECTED = 1
 EX_USAGE = 2
 EX_DATAERR = 65
+EX_NOINPUT = 66
 EX_UNAVAILABLE = 69
 EX_IOERR = 74
 EX_TEMPFAIL = 75
@@ -43,6 +44,12 @@ class InputError(OrchatError):
     """Input refused before anything was sent (too large, not text)."""
 
     exit_code = EX_DATAERR
+
+
+class NoInputError(OrchatError):
+    """An input file named on the command line is missing or unreadable (-f PATH)."""
+
+    exit_code = EX_NOINPUT
 
 
 class ConfigError(OrchatError):

@@ -18,6 +18,9 @@ if TYPE_CHECKING:
 READ_PIECE_BYTES = 65536
 
 
+REPLACED_RETRIES = 1000  # each retry means another rewrite won the lock; bounded all the same
+
+
 def _storage_error(action: str, path: Path | str, err: OSError) -> StorageError:
     reason = "disk full" if err.errno == errno.ENOSPC else (err.strerror or str(err))
     return StorageError(f"cannot {action} {path}: {reason}")
@@ -105,16 +108,8 @@ def append_record(path: Path, data: bytes, mode: int = 0o600, *, sync: bool = Fa
     symlink planted in place of the file. Raise StorageError if the write fails or is short.
     """
     ensure_dir(path.parent)
-    # O_NONBLOCK: a FIFO planted at the path must fail at once, not hang the run.
-    flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK  # RDWR: to check the last byte
+    fd = _open_locked_for_append(path, mode)
     try:
-        fd = os.open(path, flags, mode)
-    except OSError as err:
-        raise _storage_error("open", path, err) from err
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(errno.EINVAL, "not a regular file")
-        fcntl.flock(fd, fcntl.LOCK_EX)
         size_before = os.fstat(fd).st_size
         if size_before and data.endswith(b"\n") and os.pread(fd, 1, size_before - 1) != b"\n":
             # A writer killed mid-record left a torn last line: start on a line of our own, or
@@ -137,6 +132,35 @@ def append_record(path: Path, data: bytes, mode: int = 0o600, *, sync: bool = Fa
         raise _storage_error("append to", path, err) from err
     finally:
         os.close(fd)
+
+
+def _open_locked_for_append(path: Path, mode: int) -> int:
+    """Open PATH for appending and flock it; return the fd. A file replaced while we waited for
+    the lock (`history rm`/`prune` rewrite it: lock, temp, rename) is opened again, so a record
+    is never appended to the unlinked old copy."""
+    # O_NONBLOCK: a FIFO planted at the path must fail at once, not hang the run.
+    flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK  # RDWR: to check the last byte
+    for _ in range(REPLACED_RETRIES):
+        try:
+            fd = os.open(path, flags, mode)
+        except OSError as err:
+            raise _storage_error("open", path, err) from err
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise OSError(errno.EINVAL, "not a regular file")
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                current = os.stat(path, follow_symlinks=False)
+            except FileNotFoundError:
+                current = None
+            if current is not None and (current.st_ino, current.st_dev) == (info.st_ino, info.st_dev):
+                return fd
+        except OSError as err:
+            os.close(fd)
+            raise _storage_error("append to", path, err) from err
+        os.close(fd)
+    raise StorageError(f"cannot append to {path}: it kept being replaced while waiting for its lock")
 
 
 @contextmanager

@@ -14,7 +14,7 @@ _orchat() {
     COMPREPLY=()
     if ((COMP_CWORD > 1)); then
         case ${COMP_WORDS[1]} in
-            models | config | history | health-check | daemon | backup | audit | key | completion | man | metrics) path=${COMP_WORDS[1]} start=2 ;;
+            models | config | history | health-check | daemon | backup | audit | key | completion | man | metrics | roles) path=${COMP_WORDS[1]} start=2 ;;
         esac
     fi
     for ((i = start; i < COMP_CWORD; i++)); do
@@ -24,7 +24,7 @@ _orchat() {
             continue
         fi
         case "$path|$word" in
-            '|-m' | '|--model' | '|-p' | '|--profile' | '|-s' | '|--system' | '|--temperature' | '|--max-tokens' | '|--provider' | '|--only' | '|--ignore' | '|--sort' | '|--max-price' | '|--effort' | '|--reasoning-tokens' | '|--schema' | 'models|--max-price' | 'models|--supports' | 'config|-p' | 'config|--profile' | 'history|-n' | 'history|--limit' | 'health-check|--component' | 'health-check|--prefix' | 'health-check|--timeout' | 'daemon|--addr' | 'daemon|--port' | 'daemon|--instance-name' | 'backup create|--output' | 'backup prune|--keep-days' | 'audit|--anchor' | 'metrics|--textfile' | 'metrics|--addr' | 'metrics|--port') skip=1 ;;
+            '|-m' | '|--model' | '|-p' | '|--profile' | '|-s' | '|--system' | '|--temperature' | '|--max-tokens' | '|--provider' | '|--only' | '|--ignore' | '|--sort' | '|--max-price' | '|--effort' | '|--reasoning-tokens' | '|--schema' | '|-S' | '|--session' | '|-r' | '|--role' | '|-f' | '|--file' | 'models|--max-price' | 'models|--supports' | 'config|-p' | 'config|--profile' | 'history|--format' | 'history|--older-than' | 'history|-n' | 'history|--limit' | 'health-check|--component' | 'health-check|--prefix' | 'health-check|--timeout' | 'daemon|--addr' | 'daemon|--port' | 'daemon|--instance-name' | 'backup create|--output' | 'backup prune|--keep-days' | 'audit|--anchor' | 'metrics|--textfile' | 'metrics|--addr' | 'metrics|--port') skip=1 ;;
             'backup|create') path="$path create" npos=0 ;;
             'backup|list') path="$path list" npos=0 ;;
             'backup|verify') path="$path verify" npos=0 ;;
@@ -52,9 +52,14 @@ _orchat() {
         '|--effort') :; return 0 ;;
         '|--reasoning-tokens') :; return 0 ;;
         '|--schema') _orchat_reply "$cur" -f; return 0 ;;
+        '|-S' | '|--session') :; return 0 ;;
+        '|-r' | '|--role') :; return 0 ;;
+        '|-f' | '|--file') _orchat_reply "$cur" -f; return 0 ;;
         'models|--max-price') :; return 0 ;;
         'models|--supports') _orchat_reply "$cur" -W 'tools reasoning structured_outputs'; return 0 ;;
         'config|-p' | 'config|--profile') _orchat_reply "$cur" -f; return 0 ;;
+        'history|--format') _orchat_reply "$cur" -W 'md json'; return 0 ;;
+        'history|--older-than') :; return 0 ;;
         'history|-n' | 'history|--limit') :; return 0 ;;
         'health-check|--component') :; return 0 ;;
         'health-check|--prefix') _orchat_reply "$cur" -d; return 0 ;;
@@ -71,10 +76,10 @@ _orchat() {
     esac
     if [[ $cur == -* ]]; then
         case $path in
-            '') opts='-h --help -m --model -p --profile -s --system --temperature --max-tokens --no-stream --json -u --usage -c --continue -i --interactive --reasoning --no-history -e --exec --print --explain -x --code --provider --only --ignore --sort --max-price --no-fallbacks --deny-data-collection --zdr --effort --reasoning-tokens --no-reasoning --schema --json-object --version' ;;
+            '') opts='-h --help -m --model -p --profile -s --system --temperature --max-tokens --no-stream --json -u --usage -c --continue -i --interactive --reasoning --no-history -e --exec --print --explain -x --code --provider --only --ignore --sort --max-price --no-fallbacks --deny-data-collection --zdr --effort --reasoning-tokens --no-reasoning --schema --json-object -S --session --editor --raw -r --role -f --file --version' ;;
             'models') opts='-h --help --json --free --max-price --supports --refresh --aliases' ;;
             'config') opts='-h --help -p --profile' ;;
-            'history') opts='-h --help --json -n --limit' ;;
+            'history') opts='-h --help --format --older-than --json -n --limit' ;;
             'health-check') opts='-h --help --component --full --pre-upgrade --prefix --timeout --json --nagios --plain' ;;
             'daemon') opts='-h --help --addr --port --instance-name --check' ;;
             'backup') opts='-h --help' ;;
@@ -92,14 +97,15 @@ _orchat() {
             'completion') opts='-h --help' ;;
             'man') opts='-h --help' ;;
             'metrics') opts='-h --help --textfile --addr --port' ;;
+            'roles') opts='-h --help --json' ;;
         esac
         _orchat_reply "$cur" -W "$opts"
         return 0
     fi
     case "$path|$npos" in
-        '|0') ((COMP_CWORD == 1)) && words='models config history health-check daemon backup audit key completion man metrics' ;;
+        '|0') ((COMP_CWORD == 1)) && words='models config history health-check daemon backup audit key completion man metrics roles' ;;
         'config|0') words='show path' ;;
-        'history|0') words='list show search clear' ;;
+        'history|0') words='list show export search rm prune clear' ;;
         'backup|0') words='create list verify prune restore' ;;
         'audit|0') words='verify path' ;;
         'key|0') words='set rotate status forget-previous' ;;

@@ -14,6 +14,7 @@ import time
 from orchat.chat import history, hostfacts
 from orchat.chat.command import NoCommand, escape_controls, extract_command, find_dangers
 from orchat.chat.menu import Terminal, open_terminal
+from orchat.chat.roles import load_role_prompt
 from orchat.chat.turn import Conversation, Output, TurnOptions, run_turn
 from orchat.config import Settings
 from orchat.errors import OrchatError, UsageError
@@ -44,7 +45,7 @@ class Asker:
 def build_request(request: str, piped: str = "", *, with_role: bool = False) -> str:
     """Return the user message for REQUEST: the host's facts, PIPED input if any, the request.
     WITH_ROLE puts the shell role in front (the REPL keeps its own system prompt)."""
-    parts = [hostfacts.load_role("shell", hostfacts.SHELL_ROLE)] if with_role else []
+    parts = [load_role_prompt("shell")] if with_role else []
     parts.append(hostfacts.format_host_facts(hostfacts.gather_host_facts()))
     if piped.strip():
         parts.append("input:\n" + piped.rstrip("\n"))
@@ -71,7 +72,7 @@ def ask_for_command(asker: Asker, conversation: Conversation, message: str) -> s
 
 def explain_command(asker: Asker, command: str, output: Output) -> None:
     """Stream the model's explanation of COMMAND (each part, its risks) to OUTPUT; nothing runs."""
-    conversation = Conversation(id=history.new_conversation_id(), system=hostfacts.load_role("explain", hostfacts.EXPLAIN_ROLE))
+    conversation = Conversation(id=history.new_conversation_id(), system=load_role_prompt("explain"))
     run_turn(
         asker.client,
         asker.settings,
@@ -268,5 +269,5 @@ def run_exec_command(asker: Asker, options: Any, piped: str) -> int:
         return 0
     if not words:
         raise UsageError("-e needs a request: orchat -e 'show the largest files under /var/log'")
-    conversation = Conversation(id=history.new_conversation_id(), system=hostfacts.load_role("shell", hostfacts.SHELL_ROLE))
+    conversation = Conversation(id=history.new_conversation_id(), system=load_role_prompt("shell"))
     return run_exec(asker, conversation, build_request(words, piped), print_only=options.print_)

@@ -53,10 +53,13 @@ def build_record(
     error: str = "",
     generation_id: str = "",
     requested_model: str = "",
+    files: list[dict[str, Any]] | None = None,
+    session: str = "",
 ) -> dict[str, Any]:
-    """Return one history record (status is ok, interrupted or error)."""
+    """Return one history record (status is ok, interrupted or error); FILES (-f: path, size,
+    sha256) only when some were attached."""
     usage = usage or {}
-    return {
+    record = {
         "id": os.urandom(6).hex(),
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "conversation": conversation,
@@ -71,6 +74,11 @@ def build_record(
         "status": status,
         "error": error,
     }
+    if files:
+        record["files"] = files
+    if session:  # -S NAME (orchat/chat/sessions.py finds these lines by the exact bytes)
+        record["session"] = session
+    return record
 
 
 def append_history(path: Path, record: dict[str, Any]) -> None:
@@ -118,16 +126,19 @@ def is_record(data: Any) -> bool:
     return isinstance(data.get("usage") or {}, dict)
 
 
-def iter_history(path: Path, tally: Tally | None = None) -> Iterator[Record]:
+def iter_history(path: Path, tally: Tally | None = None, needle: bytes = b"") -> Iterator[Record]:
     """Yield the records of PATH oldest first, skipping torn, foreign or misshapen lines.
 
-    TALLY, when given, counts the lines skipped. Raise StorageError when PATH cannot be read.
+    TALLY, when given, counts the lines skipped. With NEEDLE only the lines holding those bytes
+    are parsed (fast on a large file). Raise StorageError when PATH cannot be read.
     """
     try:
-        with open(fsutil.open_regular(path), "rb") as handle:
+        with open(fsutil.open_regular(path), "rb", buffering=1 << 20) as handle:
             for raw in handle:
                 if not raw.endswith(b"\n"):
                     continue  # torn last line: a writer is still writing it or died mid-record
+                if needle not in raw:
+                    continue
                 try:
                     data = json.loads(raw)
                 except (ValueError, RecursionError):

@@ -1,4 +1,4 @@
-"""What `orchat -e` tells the model about this host, and the role files its prompts come from.
+"""What `orchat -e` tells the model about this host (its prompts are roles: orchat/chat/roles.py).
 
 Every fact is read, never run: /etc/os-release, uname(2), $SHELL, the effective uid, the current
 directory and a PATH lookup. Running `lsb_release` or `systemctl --version` to learn more would
@@ -10,21 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from orchat import paths
-
 TOOLS = ("systemctl", "journalctl", "apt", "dnf", "yum", "apk")
 OS_RELEASE_FILES = (Path("/etc/os-release"), Path("/usr/lib/os-release"))
-
-SHELL_ROLE = """You turn a request into exactly one shell command for the host described below.
-Answer with the command alone in one fenced code block (```sh), no explanation before or after.
-Prefer one line; use the tools the host has (its package manager, systemd or not).
-Never add sudo unless the request needs root and the user is not root.
-If the request cannot be done with one command, still give the single best command."""
-
-EXPLAIN_ROLE = """You explain shell command lines to a system operator. For the command given:
-say in one sentence what it does, then explain each part and flag in order, then list its risks
-(data loss, downtime, security) or say it has none. Do not suggest running anything else.
-Plain text, short lines, no code fences."""
 
 
 def read_os_release(files: tuple[Path, ...] = OS_RELEASE_FILES) -> str:
@@ -74,16 +61,3 @@ def gather_host_facts() -> dict[str, str]:
 def format_host_facts(facts: dict[str, str]) -> str:
     """Return FACTS as the "host:" block of the request."""
     return "host:\n" + "".join(f"- {key}: {value}\n" for key, value in facts.items())
-
-
-def load_role(name: str, default: str) -> str:
-    """Return the role NAME (the text of NAME.md) from ~/.config/orchat/roles, else the system
-    roles directory (/etc/orchat/roles), else DEFAULT. An unreadable or empty file counts as absent."""
-    for directory in (paths.user_config_dir() / "roles", paths.system_config_dir() / "roles"):
-        try:
-            text = (directory / f"{name}.md").read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError):
-            continue
-        if text:
-            return text
-    return default

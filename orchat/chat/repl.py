@@ -23,6 +23,7 @@ HELP_TEXT = """commands:
   /usage         tokens and cost of the last answer and of the session
   /exec REQUEST  ask for one command for this host, then [r]un [e]dit e[x]plain [c]opy [a]bort
   /run COMMAND   run COMMAND after you confirm; its output and exit status join the conversation
+  /edit [TEXT]   write the next message in $VISUAL or $EDITOR (an empty file sends nothing)
   /exit          leave (or Ctrl-D)
   \"\"\"            start and end multi-line input
 Ctrl-C while an answer streams cancels that answer; the conversation keeps its context."""
@@ -108,6 +109,18 @@ class Session:
                 note(f"orchat: error: {err}")
             except KeyboardInterrupt:
                 note("[cancelled]")
+        elif name == "edit":  # orchat/chat/editor.py
+            from orchat.chat.editor import edit_text
+
+            try:
+                text = edit_text(argument)
+            except OrchatError as err:
+                note(f"orchat: error: {err}")
+                return True
+            if text:
+                self.ask(text)
+            else:
+                note("empty message: nothing sent")
         else:
             note(f"unknown command /{name}; /help lists them")
         return True

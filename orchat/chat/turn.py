@@ -22,6 +22,7 @@ class Conversation:
 
     def __init__(self, id: str, messages: list[dict[str, Any]] | None = None, system: str = "") -> None:
         self.id = id
+        self.session = ""  # -S NAME
         self.messages = messages if messages is not None else []
         self.system = system
 
@@ -44,6 +45,7 @@ class TurnOptions:
         self.temperature = temperature
         self.max_tokens = max_tokens
         self.show_reasoning = show_reasoning
+        self.files: list[dict[str, Any]] = []  # -f attachments of this turn: path, size, sha256
 
 
 class Output:
@@ -229,6 +231,8 @@ def run_turn(
             error=error_text,
             generation_id=partial.id,
             requested_model=options.model,
+            files=options.files,
+            session=conversation.session,
         )
         if attempt.profile:
             record["profile"] = attempt.profile
@@ -245,8 +249,13 @@ def run_turn(
     return partial
 
 
-def stdin_is_tty() -> bool:
+def is_tty(stream: Any) -> bool:
+    """Return True when STREAM is an open terminal (False for None, closed or odd streams)."""
     try:
-        return sys.stdin is not None and sys.stdin.isatty()
-    except (ValueError, OSError):
+        return stream is not None and stream.isatty()
+    except (ValueError, OSError, AttributeError):
         return False
+
+
+def stdin_is_tty() -> bool:
+    return is_tty(sys.stdin)

@@ -9,7 +9,7 @@ from pathlib import Path
 from orchat.chat import history
 from orchat.chat.observers import chat_observers
 from orchat.chat.schema import check_answer, response_format_for
-from orchat.chat.turn import Conversation, Output, TurnOptions, format_usage, run_turn, stdin_is_tty
+from orchat.chat.turn import Conversation, Output, TurnOptions, format_usage, is_tty, run_turn, stdin_is_tty
 from orchat.config import Settings, load_settings
 from orchat.errors import ConfigError, InputError, ProtocolError, UsageError
 from orchat.profiles import load_aliases, resolve_models
@@ -42,24 +42,43 @@ def read_system_prompt(value: str, limit_bytes: int) -> str:
         raise UsageError(f"cannot read system prompt file {path}: not UTF-8 text") from err
 
 
-def read_stdin(limit_bytes: int) -> str:
-    """Read all of stdin (bytes), refusing more than LIMIT_BYTES. Raise InputError when over."""
+def read_stdin(limit_bytes: int, used: int = 0) -> str:
+    """Read all of stdin (bytes), refusing more than LIMIT_BYTES minus USED (taken by -f files).
+    Raise InputError when over."""
     stream = sys.stdin.buffer if hasattr(sys.stdin, "buffer") else None
     if stream is None:
         return ""
-    data = stream.read(limit_bytes + 1)
-    if len(data) > limit_bytes:
+    data = stream.read(limit_bytes - used + 1)
+    if len(data) > limit_bytes - used:
+        if used:
+            raise InputError(
+                f"stdin takes the input over the {limit_bytes}-byte limit after {used} bytes of -f files; nothing was sent; raise ORCHAT_MAX_INPUT_BYTES"
+            )
         raise InputError(f"stdin is larger than the {limit_bytes}-byte limit; trim it or raise ORCHAT_MAX_INPUT_BYTES")
     return data.decode("utf-8", errors="replace")
 
 
-def compose_prompt(words: list[str], piped: str) -> str:
-    """Return the user message: piped input first, a blank line, then the question."""
-    question = " ".join(words).strip()
-    piped = piped.rstrip("\n")
-    if piped and question:
-        return f"{piped}\n\n{question}"
-    return piped or question
+def compose_prompt(words: list[str], piped: str, files: list[Any] = ()) -> str:  # type: ignore[assignment]
+    """Return the user message: each -f file as a fenced block, piped input, then the question,
+    separated by blank lines."""
+    parts = []
+    if files:
+        from orchat.chat.attachments import format_attachment
+
+        parts = [format_attachment(item) for item in files]
+    parts += [piped.rstrip("\n"), " ".join(words).strip()]
+    return "\n\n".join(part for part in parts if part)
+
+
+def attach_files(options: Any, settings: Settings, output: Output, interactive: bool) -> tuple[list[Any], int]:
+    """Return the -f attachments and their bytes (none without -f). Raise UsageError with -i."""
+    if not options.file:
+        return [], 0
+    if interactive:
+        raise UsageError("-f goes with a question or -e, not the REPL")
+    from orchat.chat.attachments import read_attachments
+
+    return read_attachments(options.file, settings.max_input_bytes, output.note)
 
 
 def ensure_key(settings: Settings) -> None:
@@ -71,13 +90,16 @@ def ensure_key(settings: Settings) -> None:
         )
 
 
-def settings_from_options(options: Any) -> Settings:
+def settings_from_options(options: Any, role: Any = None) -> Settings:
+    """Return the settings for OPTIONS; a ROLE's header values sit just under the flags."""
     from orchat.args import SETTING_FLAGS
 
-    flags: dict[str, Any] = {}
+    flags: dict[str, Any] = dict(role.settings()) if role else {}
     for dest, (name, flag_value) in SETTING_FLAGS.items():
         given = getattr(options, dest, None)
-        flags[name] = given if flag_value is None else (flag_value if given else None)
+        value = given if flag_value is None else (flag_value if given else None)
+        if value is not None:
+            flags[name] = value
     if options.temperature is not None and not 0 <= options.temperature <= 2:
         raise UsageError("--temperature must be between 0 and 2")
     if options.max_tokens is not None and options.max_tokens < 1:
@@ -120,7 +142,14 @@ def load_fallback_profiles(settings: Settings) -> list[tuple[str, Settings]]:
 
 def run_chat_command(options: Any) -> int:
     """Run a one-shot chat or the REPL from parsed OPTIONS; return the exit code."""
-    settings = settings_from_options(options)
+    role = None
+    if (options.role or options.session) and (options.exec_ or options.explain or options.print_):
+        raise UsageError("-r and -S do not go with -e or --explain (they use the shell and explain roles)")
+    if options.role:  # -r NAME: orchat/chat/roles.py
+        from orchat.chat.roles import require_role
+
+        role = require_role(options.role)
+    settings = settings_from_options(options, role)
     from orchat.telemetry.logs import client_hooks, log_files_written, log_settings  # DEBUG: settings, wire phases, files
 
     log_settings(settings)
@@ -130,27 +159,52 @@ def run_chat_command(options: Any) -> int:
 
         if options.json:
             raise UsageError("-x does not go with --json")
-        output = CodeOutput(sys.stdout, sys.stderr)
+        if is_tty(sys.stdout):  # the blocks are the model's text: no escape sequence reaches a terminal
+            from orchat.chat.execflow import EscapedStream
+
+            output = CodeOutput(EscapedStream(sys.stdout), sys.stderr)  # type: ignore[arg-type]
+        else:
+            output = CodeOutput(sys.stdout, sys.stderr)
+    elif not (options.json or options.exec_ or options.explain or options.print_) and (is_tty(sys.stdout) or (options.reasoning and is_tty(sys.stderr))):
+        from orchat.chat.render import TerminalOutput, is_colour_wanted  # only a terminal pays for this
+
+        colour = is_colour_wanted(sys.stdout, raw=options.raw)
+        output = TerminalOutput(sys.stdout, sys.stderr, colour=colour, answer_on_terminal=is_tty(sys.stdout))
     for warning in settings.warnings + routing.inapplicable_warnings(settings):
         output.note(f"orchat: warning: {warning}")
-    interactive = options.interactive or (not options.prompt and stdin_is_tty())
-    piped = "" if interactive or stdin_is_tty() else read_stdin(settings.max_input_bytes)
-    prompt = compose_prompt(options.prompt, piped)
+    interactive = options.interactive or (not options.prompt and not options.file and not options.editor and stdin_is_tty())
+    files, used = attach_files(options, settings, output, interactive)
+    piped = "" if interactive or stdin_is_tty() else read_stdin(settings.max_input_bytes, used)
+    if options.editor and not interactive:  # orchat/chat/editor.py: the words given start the file
+        from orchat.chat.editor import edit_text
+
+        options.prompt = [edit_text(" ".join(options.prompt))]
+        if not options.prompt[0]:
+            output.note("orchat: the file was empty; nothing sent")
+            return 0
+    prompt = compose_prompt(options.prompt, piped, files)
     if len(prompt.encode("utf-8")) > settings.max_input_bytes:
         raise InputError(f"the prompt is larger than the {settings.max_input_bytes}-byte limit; raise ORCHAT_MAX_INPUT_BYTES")
     ensure_key(settings)
     if settings.is_openrouter:
         routing.openrouter_fields(settings, settings.model)  # too many fallback models: a usage error before anything is sent
-    conversation = Conversation(id=history.new_conversation_id(), system=read_system_prompt(settings.system_prompt, settings.max_input_bytes))
-    if options.continue_:
-        tally = history.Tally()
-        conversation.id, messages, model = history.last_conversation(settings.history_path, tally)
-        if tally.skipped:
-            output.note(f"orchat: warning: {tally.warning(settings.history_path)}")
-        if model and settings.sources.get("ORCHAT_MODEL") != "flag":  # -c keeps the conversation's model unless -m
+    system = role.prompt if role and not options.system else read_system_prompt(settings.system_prompt, settings.max_input_bytes)
+    conversation = Conversation(id=history.new_conversation_id(), system=system)
+    tally = history.Tally()
+    resumed = history.last_conversation(settings.history_path, tally) if options.continue_ and not options.session else None
+    if options.session:  # -S NAME: orchat/chat/sessions.py
+        from orchat.chat.sessions import check_session_name, resume_session
+
+        conversation.session = check_session_name(options.session)
+        resumed = resume_session(settings.history_path, options.session)
+    if tally.skipped:
+        output.note(f"orchat: warning: {tally.warning(settings.history_path)}")
+    if resumed:
+        conversation.id, messages, model = resumed
+        if model and settings.sources.get("ORCHAT_MODEL") != "flag":  # -c/-S keep the conversation's model unless -m
             settings.values["ORCHAT_MODEL"] = model
         conversation.messages = [m for m in messages if m.get("role") != "system"]
-        if not settings.system_prompt:
+        if not settings.system_prompt and not role:
             conversation.system = next((str(m.get("content", "")) for m in messages if m.get("role") == "system"), "")
     turn = TurnOptions(
         model=settings.model,
@@ -173,7 +227,9 @@ def run_chat_command(options: Any) -> int:
         if exec_mode:  # orchat -e / --explain: orchat/chat/execflow.py
             from orchat.chat.execflow import Asker, run_exec_command
 
-            return run_exec_command(Asker(client, settings, turn, output, record_history=not options.no_history, observers=observers), options, piped)
+            context = compose_prompt([], piped, files)  # -f files are context for the command, like stdin
+            return run_exec_command(Asker(client, settings, turn, output, record_history=not options.no_history, observers=observers), options, context)
+        turn.files = [item.as_record() for item in files]  # history keeps name, size, sha256 (README "-f")
         return _converse(client, settings, conversation, turn, output, options, prompt, interactive, observers, schema)
     finally:
         log_files_written(settings, lambda: written_files(settings, record_history=not options.no_history))

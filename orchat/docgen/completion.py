@@ -138,6 +138,8 @@ def _zsh_option_specs(command: Command) -> list[str]:
         exclusive = f"({' '.join(option.flags)})" if len(option.flags) > 1 else ""
         if "-h" in option.flags or "--version" in option.flags:
             exclusive = "(- *)"
+        elif option.repeatable:
+            exclusive = "*"
         for flag in option.flags:
             suffix = ("=" if flag.startswith("--") else "+") if option.takes_value else ""
             value = _zsh_value(option) if option.takes_value else ""

@@ -26,6 +26,7 @@ class Argument:
     nargs: str = ""
     is_path: bool = False
     is_dir: bool = False
+    repeatable: bool = False  # action="append": zsh must offer it again
 
     @property
     def is_optional_positional(self) -> bool:
@@ -118,4 +119,5 @@ def _describe_action(action: argparse.Action, formatter: Any) -> Argument:
         nargs="" if action.nargs is None else str(action.nargs),
         is_path=is_path,
         is_dir=is_dir,
+        repeatable=isinstance(action, argparse._AppendAction),
     )

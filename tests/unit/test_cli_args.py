@@ -22,8 +22,12 @@ AGREEING = [
     ["--no-fallbacks", "--deny-data-collection", "--zdr", "q"],
     ["-p", "local", "--effort", "high", "--no-reasoning", "--schema", "s.json", "--json-object", "q"],
     ["--profile=x", "--reasoning-tokens", "9", "q"],
+    ["--raw", "q"],
+    ["--editor", "start", "of", "it"],
+    ["-S", "incident-42", "--session=db.1", "q"],
     ["--", "-m", "is", "a", "word"],
     ["-"],
+    ["-r", "logs", "--role=review", "-f", "a.conf", "--file", "logs/", "--file=b", "q"],
     [],
 ]
 

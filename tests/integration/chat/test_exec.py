@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from orchat.chat.roles import SHELL_ROLE, parse_role
 from tests.conftest import REPO, run_orchat
 from tests.fakes.openrouter import PROSE_ANSWER, FakeOpenRouter
 from tests.ptyterm import PtyRun
@@ -377,4 +378,5 @@ def test_the_role_file_replaces_the_built_in_shell_prompt(api_env: dict[str, str
     (user_roles / "shell.md").write_text("user role\n")
     run_orchat("-m", "fake/cmd-bare", "-e", "x")
     assert fake_openrouter.chat_requests()[-1].body["messages"][0]["content"] == "user role"
-    assert (REPO / "etc" / "orchat" / "roles" / "shell.md").read_text().startswith("You turn a request into exactly one shell command")
+    shipped = REPO / "etc" / "orchat" / "roles" / "shell.md"
+    assert parse_role("shell", str(shipped), shipped.read_text()).prompt == SHELL_ROLE

@@ -93,7 +93,7 @@ def test_bash_completes_subcommands_at_the_first_word_only() -> None:
 
 def test_bash_completes_options_choices_and_files(tmp_path: Path) -> None:
     assert "--no-stream" in bash_complete("orchat", "--no")
-    assert bash_complete("orchat", "history", "") == ["list", "show", "search", "clear"]
+    assert bash_complete("orchat", "history", "") == ["list", "show", "export", "search", "rm", "prune", "clear"]
     assert bash_complete("orchat", "history", "--li") == ["--limit"]
     assert bash_complete("orchat", "completion", "z") == ["zsh"]
     assert bash_complete("orchat", "config", "show", "") == []
@@ -109,8 +109,8 @@ def test_bash_complete_registers_the_function_for_orchat() -> None:
 def test_zsh_completes_commands_options_and_choices(tmp_path: Path) -> None:
     assert zsh_complete("orchat ", tmp_path) == list(COMMANDS)
     assert zsh_complete("orchat hist", tmp_path) == ["history"]
-    assert zsh_complete("orchat history ", tmp_path) == ["list", "show", "search", "clear"]
-    assert set(zsh_complete("orchat history --", tmp_path)) == {"--help", "--json", "--limit"}
+    assert zsh_complete("orchat history ", tmp_path) == ["list", "show", "export", "search", "rm", "prune", "clear"]
+    assert set(zsh_complete("orchat history --", tmp_path)) == {"--help", "--json", "--limit", "--format", "--older-than"}
     assert zsh_complete("orchat completion ", tmp_path) == ["bash", "zsh"]
     assert zsh_complete("orchat --mo", tmp_path) == ["--model"]
 

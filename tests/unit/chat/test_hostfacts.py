@@ -49,20 +49,6 @@ def test_gather_host_facts_runs_nothing_and_names_the_tools_on_path(monkeypatch:
     assert text.startswith("host:\n- os: ") and "- tools on PATH: apk\n" in text
 
 
-def test_load_role_prefers_the_users_file_then_the_systems_then_the_default(home: Path) -> None:
-    assert hostfacts.load_role("shell", "built-in") == "built-in"
-    system = Path(os.environ["ORCHAT_SYSCONFDIR"]) / "roles"
-    system.mkdir(parents=True)
-    (system / "shell.md").write_text("system\n")
-    assert hostfacts.load_role("shell", "built-in") == "system"
-    user = home / ".config" / "orchat" / "roles"
-    user.mkdir(parents=True)
-    (user / "shell.md").write_text("  \n")  # empty: ignored
-    assert hostfacts.load_role("shell", "built-in") == "system"
-    (user / "shell.md").write_text("user\n")
-    assert hostfacts.load_role("shell", "built-in") == "user"
-
-
 @pytest.mark.parametrize(("returncode", "status"), [(0, 0), (3, 3), (-2, 130), (-15, 143), (-9, 137)])
 def test_exit_status_follows_the_shell_convention_for_signals(returncode: int, status: int) -> None:
     assert exit_status(returncode) == status
