@@ -12,6 +12,7 @@ import re
 
 from orchat.chat.turn import Output
 from orchat.errors import EX_DATAERR, EX_PROTOCOL, OrchatError
+from orchat.terminal import escape_controls as _escape_terminal_controls
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -134,16 +135,9 @@ class CodeBlockFilter:
 
 
 def escape_controls(text: str, *, keep_newlines: bool = True) -> str:
-    """Return TEXT with control characters (ESC, BEL, CR, ...) shown as escapes, so no text from a
-    model can move the cursor, retitle the window or write to the clipboard. Newlines stay when
-    KEEP_NEWLINES, tabs always."""
-    out = []
-    for ch in text:
-        if ch == "\t" or (ch == "\n" and keep_newlines) or (ch.isprintable() and ch not in "\u2028\u2029"):
-            out.append(ch)
-        else:
-            out.append(repr(ch)[1:-1] if ord(ch) < 0x100 else f"\\u{ord(ch):04x}")
-    return "".join(out)
+    """Return TEXT as orchat.terminal.escape_controls shows it, newlines kept by default: what
+    command mode shows (a proposed command, an explanation, a command's output) is multi-line."""
+    return _escape_terminal_controls(text, keep_newlines=keep_newlines)
 
 
 # ---- the dangerous-pattern list (README "Command mode" lists the same names) ----
