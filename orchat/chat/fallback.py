@@ -33,7 +33,7 @@ class Attempt:
     @property
     def client(self) -> Client:
         if self._client is None:
-            from orchat.telemetry.logs import client_hooks
+            from orchat.telemetry.runlog import client_hooks
 
             self._client = Client(self.settings, **client_hooks(self.settings))
         return self._client

@@ -26,9 +26,9 @@ def chat_observers(settings: Settings) -> list[Observer]:
         from orchat.telemetry.store import observe_chat
 
         observers.append(lambda event: observe_chat(settings, event))
-    from orchat.telemetry import logs  # one JSON line per turn (cheap: no `logging` import)
+    from orchat.telemetry import runlog  # one JSON line per turn (cheap: no `logging` import)
 
-    log_observer = logs.chat_observer(settings)
+    log_observer = runlog.chat_observer(settings)
     if log_observer is not None:
         observers.append(log_observer)
     if settings.values.get("ORCHAT_AUDIT_LOG"):  # orchat/telemetry/audit.py: chained audit record per turn

@@ -150,7 +150,7 @@ def run_chat_command(options: Any) -> int:
 
         role = require_role(options.role)
     settings = settings_from_options(options, role)
-    from orchat.telemetry.logs import client_hooks, log_files_written, log_settings  # DEBUG: settings, wire phases, files
+    from orchat.telemetry.runlog import client_hooks, log_files_written, log_settings  # DEBUG: settings, wire phases, files
 
     log_settings(settings)
     output = Output(sys.stdout, sys.stderr)

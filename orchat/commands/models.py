@@ -71,7 +71,7 @@ def format_row(model: dict[str, Any]) -> str:
 
 def run(args: Any) -> int:
     settings = load_settings()
-    from orchat.telemetry.logs import client_hooks, log_settings  # DEBUG: settings and the wire's phases
+    from orchat.telemetry.runlog import client_hooks, log_settings  # DEBUG: settings and the wire's phases
 
     log_settings(settings)
     if args.aliases:

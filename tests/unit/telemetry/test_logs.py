@@ -13,7 +13,7 @@ import pytest
 
 from orchat.config import load_settings
 from orchat.errors import ConfigError
-from orchat.telemetry import logs
+from orchat.telemetry import logs, runlog
 from tests.fakes.openrouter import TEST_KEY
 
 
@@ -123,7 +123,7 @@ def test_event_log_off_writes_nothing_and_opens_nothing(log_file):
     log = logs.EventLog(make_settings(ORCHAT_LOG_FILE=str(log_file), ORCHAT_LOG_LEVEL="OFF"))
     log.log(logs.SECURITY, "nothing")
     assert not log_file.parent.exists()
-    assert logs.chat_observer(log.settings) is None
+    assert runlog.chat_observer(log.settings) is None
 
 
 def test_event_log_defaults_to_the_user_cache_dir(home):
@@ -240,9 +240,9 @@ def test_get_log_is_cached_per_settings_object(log_file):
 
 
 def test_client_hooks_trace_retries_at_warning_and_sse_events_only_at_quantum(log_file):
-    assert set(logs.client_hooks(make_settings(ORCHAT_LOG_FILE=str(log_file)))) == {"on_retry"}
-    assert logs.client_hooks(make_settings(ORCHAT_LOG_FILE=str(log_file), ORCHAT_LOG_LEVEL="ERROR")) == {}
-    hooks = logs.client_hooks(make_settings(ORCHAT_LOG_FILE=str(log_file), ORCHAT_LOG_LEVEL="-1"))
+    assert set(runlog.client_hooks(make_settings(ORCHAT_LOG_FILE=str(log_file)))) == {"on_retry"}
+    assert runlog.client_hooks(make_settings(ORCHAT_LOG_FILE=str(log_file), ORCHAT_LOG_LEVEL="ERROR")) == {}
+    hooks = runlog.client_hooks(make_settings(ORCHAT_LOG_FILE=str(log_file), ORCHAT_LOG_LEVEL="-1"))
     hooks["on_retry"](1, "HTTP 503", 0.5)
     hooks["on_event"]('data: {"choices":[{"delta":{"content":"private"}}]}')
     retry, event = read_lines(log_file)
@@ -251,7 +251,7 @@ def test_client_hooks_trace_retries_at_warning_and_sse_events_only_at_quantum(lo
 
 
 def test_wire_events_keep_their_text_with_log_prompts(log_file):
-    hooks = logs.client_hooks(make_settings(ORCHAT_LOG_FILE=str(log_file), ORCHAT_LOG_LEVEL="QUANTUM", ORCHAT_LOG_PROMPTS="1"))
+    hooks = runlog.client_hooks(make_settings(ORCHAT_LOG_FILE=str(log_file), ORCHAT_LOG_LEVEL="QUANTUM", ORCHAT_LOG_PROMPTS="1"))
     hooks["on_event"]('data: {"choices":[{"delta":{"content":"private"}}]}')
     assert "private" in read_lines(log_file)[0]["event"]
 
@@ -273,7 +273,7 @@ CHAT_EVENT = {
 
 
 def test_chat_observer_logs_model_status_latency_tokens_cost_and_retries_but_no_text(log_file):
-    observe = logs.chat_observer(make_settings(ORCHAT_LOG_FILE=str(log_file), ORCHAT_LOG_LEVEL="TRACE"))
+    observe = runlog.chat_observer(make_settings(ORCHAT_LOG_FILE=str(log_file), ORCHAT_LOG_LEVEL="TRACE"))
     observe(dict(CHAT_EVENT))
     [record] = read_lines(log_file)
     assert record["severity"] == "INFO" and record["message"] == "chat ok"
@@ -284,7 +284,7 @@ def test_chat_observer_logs_model_status_latency_tokens_cost_and_retries_but_no_
 
 
 def test_chat_observer_logs_failures_as_errors_and_interruptions_as_notices(log_file):
-    observe = logs.chat_observer(make_settings(ORCHAT_LOG_FILE=str(log_file)))
+    observe = runlog.chat_observer(make_settings(ORCHAT_LOG_FILE=str(log_file)))
     observe(dict(CHAT_EVENT, status="error", error="HTTP 429: slow down", error_type="rate_limit", usage=None))
     observe(dict(CHAT_EVENT, status="interrupted"))
     failed, interrupted = read_lines(log_file)
@@ -293,9 +293,9 @@ def test_chat_observer_logs_failures_as_errors_and_interruptions_as_notices(log_
 
 
 def test_prompt_text_is_logged_only_at_trace_or_below_with_log_prompts(log_file):
-    logs.chat_observer(make_settings(ORCHAT_LOG_FILE=str(log_file), ORCHAT_LOG_LEVEL="DEBUG", ORCHAT_LOG_PROMPTS="1"))(dict(CHAT_EVENT))
+    runlog.chat_observer(make_settings(ORCHAT_LOG_FILE=str(log_file), ORCHAT_LOG_LEVEL="DEBUG", ORCHAT_LOG_PROMPTS="1"))(dict(CHAT_EVENT))
     assert "secret" not in log_file.read_text()
-    logs.chat_observer(make_settings(ORCHAT_LOG_FILE=str(log_file), ORCHAT_LOG_LEVEL="TRACE", ORCHAT_LOG_PROMPTS="1"))(dict(CHAT_EVENT))
+    runlog.chat_observer(make_settings(ORCHAT_LOG_FILE=str(log_file), ORCHAT_LOG_LEVEL="TRACE", ORCHAT_LOG_PROMPTS="1"))(dict(CHAT_EVENT))
     text_record = read_lines(log_file)[-1]
     assert text_record["severity"] == "TRACE" and text_record["prompt"] == "my secret question" and text_record["answer"] == "the secret answer"
 
