@@ -94,13 +94,16 @@ def orchat_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "orchat", *args]
 
 
-def run_orchat(*args: str, input: str | bytes | None = None, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
-    """Run `python -m orchat ARGS` with the current (isolated) environment; capture text output."""
+def run_orchat(
+    *args: str, input: str | bytes | None = None, env: dict[str, str] | None = None, timeout: float = 60, cwd: str | Path | None = None
+) -> subprocess.CompletedProcess:
+    """Run `python -m orchat ARGS` in CWD (default this checkout) with the current (isolated) environment; capture text output."""
     full_env = dict(os.environ if env is None else env)
     full_env["PYTHONPATH"] = str(REPO)
+    full_env.setdefault("COVERAGE_FILE", str(REPO / ".coverage"))  # measured from any CWD, kept in this checkout
     data = input.encode() if isinstance(input, str) else input
     proc = subprocess.run(
-        orchat_command(*args), input=data if data is not None else b"", capture_output=True, env=full_env, cwd=str(REPO), timeout=timeout, check=False
+        orchat_command(*args), input=data if data is not None else b"", capture_output=True, env=full_env, cwd=str(cwd or REPO), timeout=timeout, check=False
     )
     proc.stdout = proc.stdout.decode("utf-8", errors="replace")
     proc.stderr = proc.stderr.decode("utf-8", errors="replace")

@@ -65,11 +65,14 @@ def extract_command(text: str) -> str | None:
 
     One fenced block (any prose around it is ignored) or one bare line (an inline `code` span is
     unwrapped, a leading `$ ` prompt dropped) is a command; prose, two blocks or an empty block is not.
+    Comment lines that open a block (`# list the files`) are dropped: they run nothing, and small
+    models write one before the command. Later ones stay (they may be text inside a here-document).
     """
     blocks, prose = split_fenced(text.strip())
     if len(blocks) == 1:
-        command = blocks[0].strip("\n")
-        lines = [line[2:] if line.startswith("$ ") else line for line in command.splitlines()]
+        lines = [line[2:] if line.startswith("$ ") else line for line in blocks[0].strip("\n").splitlines()]
+        while lines and (not lines[0].strip() or (lines[0].lstrip().startswith("#") and not lines[0].startswith("#!"))):
+            lines.pop(0)
         command = "\n".join(lines).strip()
         return command or None
     if blocks:

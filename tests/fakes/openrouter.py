@@ -21,7 +21,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from tests.fakes.openrouter_schema import check_chat_body
+if __package__ in (None, ""):  # run as a script (`python3 tests/fakes/openrouter.py`): the checkout holds `tests`
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from tests.fakes.openrouter_schema import check_chat_body  # noqa: E402
 
 TEST_KEY = "sk-or-v1-" + "7e57" * 16
 KNOWN_MODELS = [
@@ -643,11 +649,17 @@ def main(argv: list[str] | None = None) -> int:
     argparse answers --help and bad arguments itself (exit 0 and 2), so neither is a traceback.
     """
     import argparse
+    import textwrap
 
+    about = (
+        "Serve the fake OpenRouter on 127.0.0.1 (a free port) until killed; print its API base URL first. "
+        f"Its key is {TEST_KEY[:9]}... (TEST_KEY in this file); models fake/<scenario> pick a behaviour: " + ", ".join(sorted(SCENARIOS)) + "."
+    )
     parser = argparse.ArgumentParser(
         prog="python3 tests/fakes/openrouter.py",
-        description="Serve the fake OpenRouter on 127.0.0.1 (a free port) until killed; print its API base URL first. "
-        f"Its key is {TEST_KEY[:9]}... (TEST_KEY in this file); models fake/<scenario> pick a behaviour: " + ", ".join(sorted(SCENARIOS)) + ".",
+        # Wrapped here, never inside a name: argparse's own wrapping splits `midstream-error` at its hyphen.
+        description=textwrap.fill(about, 100, break_on_hyphens=False, break_long_words=False),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("words_per_chunk", nargs="?", type=int, default=1, help="words per streamed SSE event (default 1)")
     args = parser.parse_args(argv)

@@ -38,7 +38,10 @@ def pins() -> dict[str, str]:
 
 
 def make_dry_run(target: str) -> str:
-    proc = subprocess.run(["make", "-n", "-B", target, "VENV=/nonexistent/venv"], cwd=str(REPO), capture_output=True, text=True, timeout=60, check=False)
+    # --no-print-directory: under `make test` (MAKELEVEL set) make would add "Entering directory" lines.
+    proc = subprocess.run(
+        ["make", "--no-print-directory", "-n", "-B", target, "VENV=/nonexistent/venv"], cwd=str(REPO), capture_output=True, text=True, timeout=60, check=False
+    )
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
 

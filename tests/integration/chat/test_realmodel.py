@@ -324,7 +324,11 @@ def test_demo_script_stops_its_server_when_interrupted(tmp_path: Path, moment: s
 
 def test_exec_print_gets_one_command_line_from_the_real_model_and_runs_nothing(local_env: dict[str, str]) -> None:
     # SmolLM2-135M follows the shell role at temperature 0 well enough for one command; its quality is not the point.
-    proc = run_orchat("--temperature", "0", "--max-tokens", "48", "-e", "--print", "list the files in the current directory", timeout=120)
+    # Run in / with SHELL=/bin/sh so the host facts in the prompt (directory, shell) are the same in every checkout:
+    # at temperature 0 the same prompt gives the same answer.
+    proc = run_orchat(
+        "--temperature", "0", "--max-tokens", "48", "-e", "--print", "show free disk space", timeout=120, cwd="/", env={**os.environ, "SHELL": "/bin/sh"}
+    )
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert len(lines) == 1 and lines[0].strip() and "```" not in lines[0], proc.stdout

@@ -117,6 +117,9 @@ def test_every_documented_danger_name_is_covered_by_the_table() -> None:
         ("$ free -m", "free -m"),
         ('```\nfor f in *.log; do\n  gzip "$f"\ndone\n```', 'for f in *.log; do\n  gzip "$f"\ndone'),
         ("~~~\nid -u\n~~~", "id -u"),
+        ("```sh\n# show free disk space\n\ndf -h\n```", "df -h"),  # a leading comment runs nothing: dropped
+        ("```sh\ncat > a.conf <<'EOF'\n# kept: here-document text\nk=v\nEOF\n```", "cat > a.conf <<'EOF'\n# kept: here-document text\nk=v\nEOF"),
+        ("```sh\n#!/bin/sh\nuptime\n```", "#!/bin/sh\nuptime"),
     ],
 )
 def test_extract_command_takes_one_fenced_block_or_one_bare_line(answer: str, command: str) -> None:
@@ -129,6 +132,7 @@ def test_extract_command_takes_one_fenced_block_or_one_bare_line(answer: str, co
         "You can check the disk usage with df.\nIt shows every mount.",
         "```sh\ndf -h\n```\nor\n```sh\ndu -sh /\n```",
         "```\n\n```",
+        "```sh\n# only a comment\n```",
         "",
     ],
 )
