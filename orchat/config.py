@@ -44,6 +44,17 @@ def _float(minimum: float, maximum: float) -> Callable[[str], float]:
     return parse
 
 
+def parse_workers(text: str) -> int:
+    """Given ORCHAT_WORKERS ("auto" or 1..1024), return the number of daemon worker processes.
+
+    "auto" is the CPUs this process may run on (sched_getaffinity: a cgroup cpuset or taskset
+    narrows it), not os.cpu_count(), which counts CPUs the daemon can never use.
+    """
+    if text.strip().lower() == "auto":
+        return max(1, len(os.sched_getaffinity(0)))
+    return _int(1, 1024)(text)
+
+
 def _optional(parse: Callable[[str], Any]) -> Callable[[str], Any]:
     return lambda text: None if text.strip() == "" else parse(text)
 
@@ -244,6 +255,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ORCHAT_DAEMON_HEADER_TIMEOUT", "10", _float(0.1, 3600), "daemon: seconds to send a request's headers (slowloris guard)"),
     Setting("ORCHAT_DAEMON_BODY_TIMEOUT", "30", _float(0.1, 3600), "daemon: seconds to send a request's body"),
     Setting("ORCHAT_DAEMON_IDLE_TIMEOUT", "75", _float(0.1, 86400), "daemon: seconds an idle keep-alive client connection is kept"),
+    Setting("ORCHAT_WORKERS", "1", parse_workers, "daemon: worker processes on one SO_REUSEPORT address (auto = usable CPUs); > 1 adds a supervisor"),
     Setting("ORCHAT_DAEMON_MAX_CONNECTIONS", "4096", _int(1, 1000000), "daemon: open client connections (503 and close beyond)"),
 )
 SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}

@@ -238,8 +238,9 @@ class Hooks:
 class Daemon:
     """One gateway process: the loop, its server, signals, sd_notify and the drain."""
 
-    def __init__(self, settings: Settings, flags: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> None:
+    def __init__(self, settings: Settings, flags: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None, worker: int | None = None) -> None:
         self.flags = dict(flags or {})
+        self.worker = worker  # None: the only process; else its slot under orchat.gateway.supervisor
         self.environ = os.environ if environ is None else environ
         tokens = check_settings(settings)
         self.settings = settings
@@ -267,7 +268,7 @@ class Daemon:
         self.stopping, self.hurry = asyncio.Event(), asyncio.Event()
         settings = self.settings
         try:
-            self.server = await serve(self.gw, settings.metrics_addr, settings.metrics_port)()
+            self.server = await serve(self.gw, settings.metrics_addr, settings.metrics_port, reuse_port=self.worker is not None)()
         except OSError as err:
             raise ConfigError(f"cannot listen on {settings.metrics_addr}:{settings.metrics_port}: {err.strerror or err}") from err
         sockets = self.server.sockets or []
@@ -292,7 +293,9 @@ class Daemon:
             f"stream buffer {settings.stream_buffer} B, models cache {settings.cache_size} MB)"
         )
         self._warn_if_locked_out()
-        self.notify(f"READY=1\nSTATUS={self.status_text()}\nMAINPID={os.getpid()}")
+        # A worker also tells its supervisor the port it got (port 0 picks one for the group).
+        port_line = f"\nX_ORCHAT_PORT={self.port}" if self.worker is not None else ""
+        self.notify(f"READY=1\nSTATUS={self.status_text()}\nMAINPID={os.getpid()}{port_line}")
         loop.call_later(SWEEP_SECONDS, self._sweep)
         if self.watchdog:
             loop.call_soon(self._watchdog_tick)
@@ -311,7 +314,8 @@ class Daemon:
         if not self.plain_stderr:
             return
         try:
-            os.write(2, f"orchat: daemon {self.gw.instance}: {text}\n".encode())
+            who = self.gw.instance if self.worker is None else f"{self.gw.instance} worker {self.worker}"
+            os.write(2, f"orchat: daemon {who}: {text}\n".encode())
         except OSError:
             pass
 
@@ -430,10 +434,14 @@ def raise_fd_limit(wanted: int) -> None:
             pass
 
 
-def run_daemon(settings: Settings, flags: Mapping[str, Any] | None = None) -> int:
-    """Serve until SIGTERM; return 0 after a clean drain. Raise ConfigError (exit 78) on bad config."""
+def run_daemon(settings: Settings, flags: Mapping[str, Any] | None = None, *, environ: Mapping[str, str] | None = None, worker: int | None = None) -> int:
+    """Serve until SIGTERM; return 0 after a clean drain. Raise ConfigError (exit 78) on bad config.
+
+    WORKER is the slot of a process started by orchat.gateway.supervisor: it listens with
+    SO_REUSEPORT beside its siblings and reports to the supervisor through ENVIRON's NOTIFY_SOCKET.
+    """
     forbid_core_dumps()  # first: a crash from here on would dump the key and the tokens
-    daemon = Daemon(settings, flags)
+    daemon = Daemon(settings, flags, environ, worker)
     # Small stacks: the few helper threads need little, and `ulimit -v` counts reserved stacks.
     threading.stack_size(THREAD_STACK_BYTES)
     raise_fd_limit(settings.daemon_max_connections * 2 + 256)
