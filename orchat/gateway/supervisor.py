@@ -13,15 +13,19 @@ With port 0 the first worker picks the port and the others follow it.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import selectors
+import shutil
 import signal
 import socket
 import struct
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Mapping
 
 from orchat.config import Settings, load_settings
@@ -29,6 +33,7 @@ from orchat.errors import OrchatError
 from orchat.gateway import sdnotify
 from orchat.gateway.daemon import check_settings, run_daemon
 from orchat.gateway.hardening import forbid_core_dumps
+from orchat.gateway.workerstats import GROUP_STATE, WorkerGroup
 
 BACKOFF_FIRST_SECONDS = 0.5
 BACKOFF_MAX_SECONDS = 30.0
@@ -103,6 +108,8 @@ class Supervisor:
         self.sock.bind("\0" + self.name)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        # Where the workers share their in-memory metrics (orchat.gateway.workerstats): private, 0700.
+        self.group_dir = Path(tempfile.mkdtemp(prefix="orchat-workers-", dir=self.environ.get("RUNTIME_DIRECTORY", "").split(":")[0] or None))
 
     # -- output ----------------------------------------------------------------------------------
     def log(self, level: int, message: str, **fields: Any) -> None:
@@ -151,7 +158,7 @@ class Supervisor:
             os.environ.update(env)
             flags = {**self.flags, "ORCHAT_METRICS_PORT": self.port}
             self.settings.values["ORCHAT_METRICS_PORT"] = self.port
-            code = run_daemon(self.settings, flags, environ=env, worker=slot)
+            code = run_daemon(self.settings, flags, environ=env, worker=WorkerGroup(slot, self.count, self.group_dir))
         except OrchatError as err:
             try:
                 os.write(2, f"orchat: daemon worker {slot}: {err}\n".encode())
@@ -206,8 +213,18 @@ class Supervisor:
         delay = min(BACKOFF_MAX_SECONDS, BACKOFF_FIRST_SECONDS * 2 ** max(0, worker.failures - 1)) if worker.failures else 0.0
         worker.restart_at = now + delay
         self.restarts += 1
+        self.write_group_state()
         self.log(ERROR, f"worker {worker.slot} (pid {pid}) exited with {code}: restarting in {delay:g}s", restarts=self.restarts)
         self.notify(f"STATUS={self.status_text()}")
+
+    def write_group_state(self) -> None:
+        """Share the group's size and restart count with the workers' /metrics."""
+        try:
+            path = self.group_dir / GROUP_STATE
+            path.with_name(GROUP_STATE + ".tmp").write_text(json.dumps({"workers": self.count, "restarts": self.restarts}))
+            os.replace(path.with_name(GROUP_STATE + ".tmp"), path)
+        except OSError as err:
+            self.log(WARNING, f"group state not written: {err}")
 
     def on_message(self, pid: int, fields: dict[str, str]) -> None:
         worker = next((w for w in self.workers if w.pid and w.pid == pid), None)
@@ -337,6 +354,7 @@ class Supervisor:
         selector = selectors.DefaultSelector()
         selector.register(self.sock, selectors.EVENT_READ, "notify")
         selector.register(self.wake_r, selectors.EVENT_READ, "signal")
+        self.write_group_state()
         self.log(NOTICE, f"starting {self.count} workers on {self.settings.metrics_addr}:{self.port}")
         try:
             while not (self.stopping and not any(w.pid for w in self.workers)):
@@ -361,6 +379,7 @@ class Supervisor:
             self.sock.close()
             os.close(self.wake_r)
             os.close(self.wake_w)
+            shutil.rmtree(self.group_dir, ignore_errors=True)
         if self.start_failure:
             return self.start_failure
         codes = [w.exit_code or 0 for w in self.workers]

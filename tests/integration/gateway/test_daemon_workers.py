@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import signal
@@ -14,7 +15,8 @@ from tests.conftest import run_orchat
 from tests.daemonproc import DaemonProc, free_port, request, stream_content, wait_for
 from tests.fakes.openrouter import FakeOpenRouter
 
-STREAM = {"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+CHAT = {"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+STREAM = {**CHAT, "stream": True}
 ALL_LISTENING = r"all 2 workers listening on \S+:(\d+)"
 PROBES = 400  # fresh connections; the kernel's SO_REUSEPORT hash spreads them over both workers
 
@@ -167,3 +169,64 @@ def test_workers_setting_rejects_zero_with_78_and_check_names_the_count(api_env:
     expected = len(os.sched_getaffinity(0))
     assert auto.returncode == 0
     assert (f"({expected} workers)" in auto.stdout) == (expected > 1)
+
+
+def metric_value(text: str, series: str) -> float:
+    """Return the value of the sample named SERIES (with its labels, as exposed) in TEXT."""
+    for line in text.splitlines():
+        if line.startswith(series + " "):
+            return float(line.split()[-1])
+    raise AssertionError(f"{series} not in the exposition")
+
+
+def metric_sum(text: str, name: str) -> float:
+    """Return the sum of every series of the family NAME in TEXT."""
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith((name + "{", name + " ")))
+
+
+def scrape_all_workers(port: int) -> dict[int, str]:
+    """Return one /metrics body per worker pid, over fresh connections (bounded by PROBES)."""
+    bodies: dict[int, str] = {}
+    for _ in range(PROBES):
+        # /readyz and /metrics on one keep-alive connection: both answered by the same worker.
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        try:
+            conn.request("GET", "/readyz")
+            who = json.loads(conn.getresponse().read())["pid"]
+            conn.request("GET", "/metrics")
+            bodies[who] = conn.getresponse().read().decode()
+        finally:
+            conn.close()
+        if len(bodies) == 2:
+            break
+    return bodies
+
+
+def test_metrics_on_either_worker_count_the_whole_instance(daemons: list[DaemonProc], api_env: dict[str, str]) -> None:
+    daemon = start_group(daemons, api_env)
+    chats, bad = 12, 9
+    for _ in range(chats):
+        assert request(daemon.port, "POST", "/v1/chat/completions", CHAT)[0] == 200
+    for _ in range(bad):
+        assert request(daemon.port, "POST", "/v1/chat/completions", b"{not json")[0] == 400
+    rejected = 'orchat_daemon_rejected_total{reason="bad_request"}'
+
+    def settled() -> bool:
+        bodies = scrape_all_workers(daemon.port)
+        return len(bodies) == 2 and all(metric_value(b, rejected) == bad and metric_sum(b, "orchat_requests_total") == chats for b in bodies.values())
+
+    wait_for(settled, timeout=20, interval=0.3)  # each worker shares its counters once a second
+    bodies = scrape_all_workers(daemon.port)
+    for pid, body in bodies.items():
+        own_rss = float(Path(f"/proc/{pid}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        assert metric_value(body, "orchat_memory_bytes") > own_rss  # the group's, not the answering worker's
+        assert metric_value(body, "orchat_daemon_workers") == 2
+    # A worker killed and restarted keeps the instance's counters from going down.
+    victim = min(children_of(daemon.pid))
+    os.kill(victim, signal.SIGKILL)
+    daemon.wait_for_stderr("listening again")
+    bodies = scrape_all_workers(daemon.port)
+    assert len(bodies) == 2
+    for body in bodies.values():
+        assert metric_value(body, rejected) == bad
+        assert metric_value(body, "orchat_daemon_worker_restarts_total") == 1
