@@ -12,6 +12,7 @@ from pathlib import Path
 
 from orchat import paths
 from orchat.errors import ConfigError
+from orchat.stateurl import parse_state_url
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
 DEFAULT_API_BASE = "https://openrouter.ai/api/v1"
 KEY_NAMES = ("ORCHAT_API_KEY", "OPENROUTER_API_KEY")
 CONFIG_MAX_BYTES = 1048576  # a larger "config" is a mistake (a log, /dev/zero): refused, never read whole
+SECRET_BEARING = frozenset({"ORCHAT_SHARED_STATE"})  # values never echoed in errors
 MAX_KEY_CHARS = 4096  # OpenRouter keys are 73 characters; a local server's JWT a few hundred
 
 
@@ -256,6 +258,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ORCHAT_DAEMON_BODY_TIMEOUT", "30", _float(0.1, 3600), "daemon: seconds to send a request's body"),
     Setting("ORCHAT_DAEMON_IDLE_TIMEOUT", "75", _float(0.1, 86400), "daemon: seconds an idle keep-alive client connection is kept"),
     Setting("ORCHAT_WORKERS", "1", parse_workers, "daemon: worker processes on one SO_REUSEPORT address (auto = usable CPUs); > 1 adds a supervisor"),
+    Setting(
+        "ORCHAT_SHARED_STATE", "", _optional(parse_state_url), "daemon: shared-state store, redis://[user:pass@]host:port/db or rediss:// (TLS, ORCHAT_CA_FILE)"
+    ),
     Setting("ORCHAT_DAEMON_MAX_CONNECTIONS", "4096", _int(1, 1000000), "daemon: open client connections (503 and close beyond)"),
 )
 SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
@@ -411,7 +416,8 @@ def load_settings(flags: dict[str, Any] | None = None, environ: dict[str, str] |
             settings.values[name] = SETTINGS_BY_NAME[name].parse(text)
         except ValueError as err:
             where = "" if source in ("env", "default") else f" in {source}"
-            raise ConfigError(f"invalid {name}={text!r}{where}: {err}") from None
+            shown = "" if name in SECRET_BEARING else f"={text!r}"  # a bad URL may still hold a password
+            raise ConfigError(f"invalid {name}{shown}{where}: {err}") from None
         settings.sources[name] = source
     for name, value in (flags or {}).items():
         if value is not None:
