@@ -259,7 +259,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ORCHAT_DAEMON_IDLE_TIMEOUT", "75", _float(0.1, 86400), "daemon: seconds an idle keep-alive client connection is kept"),
     Setting("ORCHAT_WORKERS", "1", parse_workers, "daemon: worker processes on one SO_REUSEPORT address (auto = usable CPUs); > 1 adds a supervisor"),
     Setting(
-        "ORCHAT_SHARED_STATE", "", _optional(parse_state_url), "daemon: shared-state store, redis://[user:pass@]host:port/db or rediss:// (TLS, ORCHAT_CA_FILE)"
+        "ORCHAT_SHARED_STATE",
+        "",
+        _optional(parse_state_url),
+        "shared-state store for daemons, redis://[user:pass@]host:port/db or rediss:// (TLS, ORCHAT_CA_FILE); today: health-check database",
     ),
     Setting("ORCHAT_DAEMON_MAX_CONNECTIONS", "4096", _int(1, 1000000), "daemon: open client connections (503 and close beyond)"),
 )

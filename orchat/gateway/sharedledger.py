@@ -6,7 +6,8 @@ INCRBYFLOAT, so two daemons cannot both see "under the limit" and both spend the
 (MULTI/WATCH would need a retry loop under contention; the script needs none.) A charge is let
 through while the spent total is below the limit and then added whole, so the total can pass the
 limit by at most one charge: the cost of a request is only known once it is answered.
-Called by the per-token ledger (orchat.gateway.ledger) when ORCHAT_SHARED_STATE is set.
+Meant for the per-token ledger (orchat.gateway.ledger) when ORCHAT_SHARED_STATE is set; the
+daemon does not call it yet.
 """
 
 from __future__ import annotations

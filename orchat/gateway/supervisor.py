@@ -32,7 +32,7 @@ from orchat.config import Settings, load_settings
 from orchat.errors import OrchatError
 from orchat.gateway import sdnotify
 from orchat.gateway.daemon import check_settings, run_daemon
-from orchat.gateway.hardening import forbid_core_dumps
+from orchat.gateway.hardening import forbid_core_dumps, stop_with_parent
 from orchat.gateway.workerstats import GROUP_STATE, WorkerGroup
 
 BACKOFF_FIRST_SECONDS = 0.5
@@ -138,15 +138,20 @@ class Supervisor:
             env["WATCHDOG_USEC"] = str(int(self.watchdog * 2_000_000))
         sys.stdout.flush()
         sys.stderr.flush()
+        parent = os.getpid()
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the child's coverage is not collected
-            self._run_child(worker.slot, env)
+            self._run_child(worker.slot, env, parent)
         worker.pid, worker.started, worker.ready, worker.reloading = pid, time.monotonic(), False, False
         worker.last_ping = worker.started
 
-    def _run_child(self, slot: int, env: dict[str, str]) -> None:
+    def _run_child(self, slot: int, env: dict[str, str], parent: int) -> None:
         code = 1
         try:
+            stop_with_parent(signal.SIGTERM)
+            if os.getppid() != parent:  # the supervisor died before the line above took effect
+                code = 0
+                return
             signal.set_wakeup_fd(-1)
             for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
                 signal.signal(signum, signal.SIG_DFL)

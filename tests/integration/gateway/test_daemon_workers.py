@@ -11,6 +11,8 @@ import struct
 import threading
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import run_orchat
 from tests.daemonproc import DaemonProc, free_port, request, stream_content, wait_for
 from tests.fakes.openrouter import FakeOpenRouter
@@ -230,3 +232,20 @@ def test_metrics_on_either_worker_count_the_whole_instance(daemons: list[DaemonP
     for body in bodies.values():
         assert metric_value(body, rejected) == bad
         assert metric_value(body, "orchat_daemon_worker_restarts_total") == 1
+
+
+def has_exited(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return True
+    return state in ("Z", "X")  # a zombie no one reaps (no init in a container) has exited too
+
+
+def test_workers_stop_when_their_supervisor_is_killed(daemons: list[DaemonProc], api_env: dict[str, str]) -> None:
+    daemon = start_group(daemons, api_env)
+    workers = children_of(daemon.pid)
+    os.kill(daemon.pid, signal.SIGKILL)
+    wait_for(lambda: all(has_exited(pid) for pid in workers), timeout=20)
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", daemon.port), timeout=2).close()
