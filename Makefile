@@ -128,12 +128,13 @@ rpm: dist ## build $(RPMDIR)/orchat-VERSION-N.noarch.rpm from the release tarbal
 	mv '$(BUILDDIR)'/rpm/orchat-*.noarch.rpm '$(RPMDIR)/'
 	rm -rf '$(BUILDDIR)/rpm'
 
-bench: venv ## run bench/ (start-up, one-shot, metrics, daemon) and write docs/benchmarks.md
+bench: venv ## run bench/ (start-up, one-shot, metrics, daemon, daemon workers) and write docs/benchmarks.md
 	$(VPY) bench/startup
 	$(VPY) bench/oneshot
 	$(VPY) bench/history_lookup
 	$(VPY) bench/metrics
 	@if [ -x bench/daemon ]; then $(VPY) bench/daemon; fi
+	@if [ -x bench/daemon ]; then $(VPY) bench/daemon --workers; fi
 
 bench-peers: venv ## install llm, shell-gpt, litellm[proxy] into .bench-peers/ and compare ORCHAT with them (docs/benchmarks.md)
 	$(VPY) bench/peers install

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from orchat import paths
 from orchat.errors import ConfigError
+from orchat.stateurl import parse_state_url
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
 DEFAULT_API_BASE = "https://openrouter.ai/api/v1"
 KEY_NAMES = ("ORCHAT_API_KEY", "OPENROUTER_API_KEY")
 CONFIG_MAX_BYTES = 1048576  # a larger "config" is a mistake (a log, /dev/zero): refused, never read whole
+SECRET_BEARING = frozenset({"ORCHAT_SHARED_STATE"})  # values never echoed in errors
 MAX_KEY_CHARS = 4096  # OpenRouter keys are 73 characters; a local server's JWT a few hundred
 
 
@@ -42,6 +44,17 @@ def _float(minimum: float, maximum: float) -> Callable[[str], float]:
         return value
 
     return parse
+
+
+def parse_workers(text: str) -> int:
+    """Given ORCHAT_WORKERS ("auto" or 1..1024), return the number of daemon worker processes.
+
+    "auto" is the CPUs this process may run on (sched_getaffinity: a cgroup cpuset or taskset
+    narrows it), not os.cpu_count(), which counts CPUs the daemon can never use.
+    """
+    if text.strip().lower() == "auto":
+        return max(1, len(os.sched_getaffinity(0)))
+    return _int(1, 1024)(text)
 
 
 def _optional(parse: Callable[[str], Any]) -> Callable[[str], Any]:
@@ -244,6 +257,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ORCHAT_DAEMON_HEADER_TIMEOUT", "10", _float(0.1, 3600), "daemon: seconds to send a request's headers (slowloris guard)"),
     Setting("ORCHAT_DAEMON_BODY_TIMEOUT", "30", _float(0.1, 3600), "daemon: seconds to send a request's body"),
     Setting("ORCHAT_DAEMON_IDLE_TIMEOUT", "75", _float(0.1, 86400), "daemon: seconds an idle keep-alive client connection is kept"),
+    Setting("ORCHAT_WORKERS", "1", parse_workers, "daemon: worker processes on one SO_REUSEPORT address (auto = usable CPUs); > 1 adds a supervisor"),
+    Setting(
+        "ORCHAT_SHARED_STATE",
+        "",
+        _optional(parse_state_url),
+        "shared-state store for daemons, redis://[user:pass@]host:port/db or rediss:// (TLS, ORCHAT_CA_FILE); today: health-check database",
+    ),
     Setting("ORCHAT_DAEMON_MAX_CONNECTIONS", "4096", _int(1, 1000000), "daemon: open client connections (503 and close beyond)"),
 )
 SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
@@ -399,7 +419,8 @@ def load_settings(flags: dict[str, Any] | None = None, environ: dict[str, str] |
             settings.values[name] = SETTINGS_BY_NAME[name].parse(text)
         except ValueError as err:
             where = "" if source in ("env", "default") else f" in {source}"
-            raise ConfigError(f"invalid {name}={text!r}{where}: {err}") from None
+            shown = "" if name in SECRET_BEARING else f"={text!r}"  # a bad URL may still hold a password
+            raise ConfigError(f"invalid {name}{shown}{where}: {err}") from None
         settings.sources[name] = source
     for name, value in (flags or {}).items():
         if value is not None:

@@ -68,6 +68,10 @@ class UpstreamUnavailable(OrchatError):
     exit_code = EX_UNAVAILABLE
 
 
+class SharedStateError(UpstreamUnavailable):
+    """The shared-state store (ORCHAT_SHARED_STATE, Redis) is unreachable, refused us, or answered garbage."""
+
+
 class TemporaryFailure(OrchatError):
     """429, 408 or an idle timeout: trying again later may work."""
 

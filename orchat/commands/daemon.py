@@ -22,6 +22,11 @@ def run(args: Any) -> int:
     if args.check:
         tokens = daemon.check_settings(settings)
         locked = " (nobody gets in: the tokens file holds no token)" if settings.daemon_tokens_file and not tokens else ""
-        print(f"ok: would listen on {settings.metrics_addr}:{settings.metrics_port} with {len(tokens)} client token(s){locked}, upstream {settings.api_base}")
+        where = f"{settings.metrics_addr}:{settings.metrics_port}" + (f" ({settings.workers} workers)" if settings.workers > 1 else "")
+        print(f"ok: would listen on {where} with {len(tokens)} client token(s){locked}, upstream {settings.api_base}")
         return 0
+    if settings.workers > 1:
+        from orchat.gateway import supervisor
+
+        return supervisor.run_supervisor(settings, flags)
     return daemon.run_daemon(settings, flags)

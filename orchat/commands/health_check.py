@@ -19,7 +19,7 @@ from orchat.health.runner import HealthContext, Status, overall_status, render_j
 
 def add_arguments(parser: Any) -> None:
     parser.add_argument(
-        "--component", action="append", metavar="NAME", help=f"run only this check (repeat or comma-separate): {', '.join(COMPONENTS)}; database = history"
+        "--component", action="append", metavar="NAME", help=f"run only this check (repeat or comma-separate): {', '.join(COMPONENTS)}; db = database"
     )
     parser.add_argument("--full", action="store_true", help="also custom checks, key validity and limits (GET /key), backup age, log directory size")
     parser.add_argument("--pre-upgrade", action="store_true", help="what an upgrade needs: a fresh backup, config, disk space, Python, writable install paths")

@@ -3,8 +3,10 @@
 daemon (lifecycle: signals, reload, drain, hooks for logs/metrics/audit), server (the listening
 socket), connection (one client socket: parsing, routing, answers), relay (one request forwarded
 upstream), upstream (the pool of upstream connections), state (what every connection shares),
-sdnotify (systemd readiness and watchdog), keymask (the key masked across reads), events (whole SSE
-events in linear time), modellist (the model list rewritten one model at a time). Inside the
-wing: upstream, keymask, events, modellist < state < relay < connection < server < daemon. May import: the foundation, wire, telemetry, health.
+sdnotify (systemd readiness and watchdog), supervisor (ORCHAT_WORKERS > 1: the workers' parent),
+workerstats (a worker's /metrics summed over the group), sharedledger (atomic spend in Redis), keymask (the key masked across reads),
+events (whole SSE events in linear time), modellist (the model list rewritten one model at a
+time). Inside the wing: upstream, keymask, events, modellist < state < relay < connection <
+server < daemon < supervisor; workerstats < daemon. May import: the foundation, wire, telemetry, health.
 Imported by: commands.
 """

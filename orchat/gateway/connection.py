@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from typing import Any
 
@@ -239,7 +240,8 @@ class ClientConnection(asyncio.Protocol):
             self.respond(200, b'{"status":"ok","instance":' + json.dumps(gw.instance).encode() + b"}")
         elif path == "/readyz":
             reason = gw.not_ready_reason()
-            body = {"status": "ready" if not reason else "not ready", "instance": gw.instance, "in_flight": gw.in_flight}
+            # pid: which worker answered when ORCHAT_WORKERS > 1 (each counts its own in_flight).
+            body = {"status": "ready" if not reason else "not ready", "instance": gw.instance, "in_flight": gw.in_flight, "pid": os.getpid()}
             if reason:
                 body["reason"] = reason
             self.respond(503 if reason else 200, json.dumps(body, separators=(",", ":")).encode())

@@ -23,7 +23,7 @@ import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from orchat.config import Settings, load_settings
 from orchat.errors import ConfigError, OrchatError
@@ -31,6 +31,9 @@ from orchat.gateway import sdnotify
 from orchat.gateway.hardening import forbid_core_dumps
 from orchat.gateway.server import serve
 from orchat.gateway.state import Gateway, is_loopback, load_tokens
+
+if TYPE_CHECKING:
+    from orchat.gateway.workerstats import WorkerGroup
 
 THREAD_STACK_BYTES = 512 * 1024
 EXECUTOR_THREADS = 2  # DNS look-ups and proxy CONNECTs only
@@ -87,6 +90,7 @@ class Hooks:
         self.audits: queue.Queue[tuple[str, str, str, str]] = queue.Queue(AUDIT_QUEUE_LIMIT)
         self.audit_on = bool(settings.values.get("ORCHAT_AUDIT_LOG"))
         self.gateway: Gateway | None = None
+        self.group: WorkerGroup | None = None  # set in a worker: /metrics then answers for the group
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._background, name="orchat-background", daemon=True)
         self.health_thread = threading.Thread(target=self._health_loop, name="orchat-health", daemon=True)
@@ -156,18 +160,26 @@ class Hooks:
         from orchat.telemetry import store as metricstore
         from orchat.telemetry.exposition import render_metrics
 
-        gw = self.gateway
-        if gw is not None:
-            self.in_flight.set(gw.in_flight)
-            self.connections.set(len(gw.clients))
-            self.ready.set(0 if gw.not_ready_reason() else 1)
+        self._update_gauges()
         try:
+            if self.group is not None:
+                from orchat.gateway import workerstats
+
+                families = workerstats.group_families(self.group, self.registry) + workerstats.group_process_families(os.getppid())
+                return render_metrics(families, models=metricstore.allowed_models(self.settings), include_process=False)
             return render_metrics(self.registry, models=metricstore.allowed_models(self.settings))
         except OrchatError as err:
             self._warn_once("metrics", f"metrics store unreadable: {err}")
             from orchat.telemetry.families import render_families
 
             return render_families(self.registry)
+
+    def _update_gauges(self) -> None:
+        gw = self.gateway
+        if gw is not None:
+            self.in_flight.set(gw.in_flight)
+            self.connections.set(len(gw.clients))
+            self.ready.set(0 if gw.not_ready_reason() else 1)
 
     # -- background thread -----------------------------------------------------------------------
     def _background(self) -> None:
@@ -223,6 +235,12 @@ class Hooks:
                 audit.record_event(self.settings, command, resource, status, user=identity)
             except (OrchatError, OSError) as err:
                 self._warn_once("audit-write", f"audit record not written: {err}")
+        if self.group is not None:
+            self._update_gauges()
+            try:
+                self.group.write_snapshot(self.registry)
+            except OSError as err:
+                self._warn_once("group", f"worker metrics not shared with the group: {err}")
 
     def _warn_once(self, key: str, text: str) -> None:
         if key not in self.warned:
@@ -238,14 +256,20 @@ class Hooks:
 class Daemon:
     """One gateway process: the loop, its server, signals, sd_notify and the drain."""
 
-    def __init__(self, settings: Settings, flags: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, settings: Settings, flags: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None, worker: WorkerGroup | None = None
+    ) -> None:
         self.flags = dict(flags or {})
+        self.worker = worker  # None: the only process; else its slot under orchat.gateway.supervisor
         self.environ = os.environ if environ is None else environ
         tokens = check_settings(settings)
         self.settings = settings
         self.hooks = Hooks(settings)
         self.gw = Gateway(settings, tokens=tokens, hooks=self.hooks)
         self.hooks.gateway = self.gw
+        if worker is not None:
+            worker.restore_counters(self.hooks.registry)
+            self.hooks.group = worker
         self.server: asyncio.AbstractServer | None = None
         self.stopping: asyncio.Event | None = None
         self.hurry: asyncio.Event | None = None  # set by a second signal: the grace period ends
@@ -267,7 +291,7 @@ class Daemon:
         self.stopping, self.hurry = asyncio.Event(), asyncio.Event()
         settings = self.settings
         try:
-            self.server = await serve(self.gw, settings.metrics_addr, settings.metrics_port)()
+            self.server = await serve(self.gw, settings.metrics_addr, settings.metrics_port, reuse_port=self.worker is not None)()
         except OSError as err:
             raise ConfigError(f"cannot listen on {settings.metrics_addr}:{settings.metrics_port}: {err.strerror or err}") from err
         sockets = self.server.sockets or []
@@ -292,7 +316,9 @@ class Daemon:
             f"stream buffer {settings.stream_buffer} B, models cache {settings.cache_size} MB)"
         )
         self._warn_if_locked_out()
-        self.notify(f"READY=1\nSTATUS={self.status_text()}\nMAINPID={os.getpid()}")
+        # A worker also tells its supervisor the port it got (port 0 picks one for the group).
+        port_line = f"\nX_ORCHAT_PORT={self.port}" if self.worker is not None else ""
+        self.notify(f"READY=1\nSTATUS={self.status_text()}\nMAINPID={os.getpid()}{port_line}")
         loop.call_later(SWEEP_SECONDS, self._sweep)
         if self.watchdog:
             loop.call_soon(self._watchdog_tick)
@@ -311,7 +337,8 @@ class Daemon:
         if not self.plain_stderr:
             return
         try:
-            os.write(2, f"orchat: daemon {self.gw.instance}: {text}\n".encode())
+            who = self.gw.instance if self.worker is None else f"{self.gw.instance} worker {self.worker.slot}"
+            os.write(2, f"orchat: daemon {who}: {text}\n".encode())
         except OSError:
             pass
 
@@ -430,10 +457,16 @@ def raise_fd_limit(wanted: int) -> None:
             pass
 
 
-def run_daemon(settings: Settings, flags: Mapping[str, Any] | None = None) -> int:
-    """Serve until SIGTERM; return 0 after a clean drain. Raise ConfigError (exit 78) on bad config."""
+def run_daemon(
+    settings: Settings, flags: Mapping[str, Any] | None = None, *, environ: Mapping[str, str] | None = None, worker: WorkerGroup | None = None
+) -> int:
+    """Serve until SIGTERM; return 0 after a clean drain. Raise ConfigError (exit 78) on bad config.
+
+    WORKER is the slot of a process started by orchat.gateway.supervisor: it listens with
+    SO_REUSEPORT beside its siblings and reports to the supervisor through ENVIRON's NOTIFY_SOCKET.
+    """
     forbid_core_dumps()  # first: a crash from here on would dump the key and the tokens
-    daemon = Daemon(settings, flags)
+    daemon = Daemon(settings, flags, environ, worker)
     # Small stacks: the few helper threads need little, and `ulimit -v` counts reserved stacks.
     threading.stack_size(THREAD_STACK_BYTES)
     raise_fd_limit(settings.daemon_max_connections * 2 + 256)

@@ -33,3 +33,23 @@ def forbid_core_dumps() -> bool:
         return libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) == 0
     except (OSError, AttributeError):
         return False
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def stop_with_parent(signum: int) -> bool:
+    """Ask Linux to send SIGNUM to this process when its parent dies; return True if it will.
+
+    A supervisor's worker must not serve on, unsupervised, after a kill -9 of the supervisor
+    outside systemd (under systemd the unit's cgroup is stopped anyway).
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_PDEATHSIG, signum, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False

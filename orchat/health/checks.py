@@ -22,9 +22,11 @@ from orchat.wire.credits import LOW_FRACTION as KEY_LOW_FRACTION  # one threshol
 
 API_SLOW_SECONDS = 5.0
 
-ALIASES = {"database": "history", "db": "history", "logsize": "log-size", "proxy": "network"}
+# "database" was an alias of "history" until the daemons gained a shared store (issue 18): the
+# guide's "Database: Connected / Connection failed (check credentials)" is about a server.
+ALIASES = {"db": "database", "redis": "database", "logsize": "log-size", "proxy": "network"}
 DEFAULT_COMPONENTS = ("config", "api", "network", "filesystem", "memory", "history", "logs", "daemon")
-FULL_COMPONENTS = (*DEFAULT_COMPONENTS, "key", "backup", "log-size", "custom")
+FULL_COMPONENTS = (*DEFAULT_COMPONENTS, "database", "key", "backup", "log-size", "custom")
 PRE_UPGRADE_COMPONENTS = ("backup", "config", "disk", "python", "install")
 
 
@@ -273,12 +275,38 @@ def check_daemon(ctx: HealthContext) -> CheckResult:
     return result("daemon", Status.CRITICAL, f"Unhealthy: HTTP {response.status} from {where}/healthz" + (f" ({detail})" if detail else ""), perf)
 
 
+def check_database(ctx: HealthContext) -> CheckResult:
+    """The shared-state store (ORCHAT_SHARED_STATE): reachable, authenticated, its round-trip time.
+
+    Not configured is OK: a single daemon keeps its state to itself.
+    """
+    from orchat.errors import SharedStateError
+    from orchat.wire.resp import RedisReplyError, RespClient
+
+    url = ctx.settings.values.get("ORCHAT_SHARED_STATE")
+    if url is None:
+        return result("database", Status.OK, "Not configured (ORCHAT_SHARED_STATE unset: no shared state)")
+    client = RespClient(url, ca_file=str(ctx.settings.values.get("ORCHAT_CA_FILE") or ""), environ=dict(os.environ), timeout=ctx.timeout_seconds)
+    try:
+        seconds = client.ping_seconds()
+    except RedisReplyError as err:  # NOAUTH: the store wants a password the URL does not give
+        return result("database", Status.CRITICAL, f"Connection failed (check credentials): {url}: {err}")
+    except SharedStateError as err:
+        credentials = " (check credentials)" if err.hint else ""
+        return result("database", Status.CRITICAL, f"Connection failed{credentials}: {err}")
+    finally:
+        client.close()
+    perf = [Perf("database_latency", round(seconds, 4), "s", minimum=0)]
+    return result("database", Status.OK, f"Connected to {url} (round trip: {ms(seconds)})", perf)
+
+
 # -- planning ------------------------------------------------------------------------------------
 BUILTIN: dict[str, Callable[[HealthContext], CheckResult]] = {
     "config": check_config,
     "api": check_api,
     "network": check_network,
     "daemon": check_daemon,
+    "database": check_database,
     "key": check_key,
     "filesystem": healthlocal.check_filesystem,
     "memory": healthlocal.check_memory,
@@ -294,11 +322,11 @@ COMPONENTS = (*BUILTIN, "custom")
 
 
 def normalize_component(name: str) -> str:
-    """Return the canonical component for NAME (aliases: database -> history); raise ValueError if unknown."""
+    """Return the canonical component for NAME (aliases: db -> database); raise ValueError if unknown."""
     key = name.strip().lower()
     key = ALIASES.get(key, key)
     if key not in COMPONENTS:
-        raise ValueError(f"unknown component {name!r} (choose from {', '.join(COMPONENTS)}, database)")
+        raise ValueError(f"unknown component {name!r} (choose from {', '.join(COMPONENTS)})")
     return key
 
 

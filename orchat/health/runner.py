@@ -240,6 +240,7 @@ LABELS = {
     "history": "History",
     "logs": "Logs",
     "daemon": "Daemon",
+    "database": "Database",
     "key": "Key",
     "backup": "Backup",
     "log-size": "Log size",

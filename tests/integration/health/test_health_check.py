@@ -51,7 +51,14 @@ def test_every_builtin_check_passes_against_the_fake_and_exits_0(env: dict[str, 
 
 
 def test_one_component_at_a_time(env: dict[str, str], home: Path) -> None:
-    for component, label in (("api", "API"), ("filesystem", "Filesystem"), ("network", "Network"), ("database", "History"), ("config", "Config")):
+    for component, label in (
+        ("api", "API"),
+        ("filesystem", "Filesystem"),
+        ("network", "Network"),
+        ("history", "History"),
+        ("database", "Database"),
+        ("config", "Config"),
+    ):
         proc = run_orchat("health-check", f"--component={component}", env=env)
         assert proc.returncode == 0 and len(lines(proc)) == 1 and lines(proc)[0].startswith(f"[OK] {label}: "), proc.stdout
     proc = run_orchat("health-check", "--component", "memory,logs", "--component=api", env=env)
@@ -266,6 +273,7 @@ def test_full_and_pre_upgrade_together_run_both_sets_once(env: dict[str, str], h
         "history",
         "logs",
         "daemon",
+        "database",
         "key",
         "backup",
         "log-size",

@@ -297,7 +297,9 @@ def test_daemon_on_port_zero_is_unknown_and_a_silent_port_is_critical(monkeypatc
 
 # -- planning ------------------------------------------------------------------------------------
 def test_components_and_aliases() -> None:
-    assert healthchecks.normalize_component(" Database ") == "history"
+    # database is the shared-state store since issue 18, no longer an alias of history
+    assert healthchecks.normalize_component(" Database ") == "database"
+    assert healthchecks.normalize_component("db") == "database"
     with pytest.raises(ValueError, match="unknown component 'nope'"):
         healthchecks.normalize_component("nope")
     assert set(healthchecks.COMPONENTS) == set(LABELS)
