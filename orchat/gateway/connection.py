@@ -14,7 +14,9 @@ import json
 import time
 from typing import Any
 
-from orchat.gateway.modelentry import ModelEntry, is_model_path
+from orchat.gateway.ledger import Refusal
+from orchat.gateway.modelentry import ModelEntry, is_model_path, model_not_found_body
+from orchat.gateway.modelfilter import AllowedModels
 from orchat.gateway.relay import ChatRelay, ModelsFetch
 from orchat.gateway.requestid import ClientHeaders, new_request_id, read_client_headers
 from orchat.gateway.state import Gateway
@@ -41,6 +43,7 @@ ROUTES = {
     "/readyz": ("GET", "HEAD"),
 }
 OPEN_ROUTES = frozenset({"/healthz", "/readyz"})  # load balancer checks carry no token
+ESTIMATED_BYTES_PER_TOKEN = 4  # tpm: a request's tokens guessed from its body before the upstream counts them
 
 
 class ClientConnection(asyncio.Protocol):
@@ -246,7 +249,15 @@ class ClientConnection(asyncio.Protocol):
         elif path == "/metrics":
             self.respond(200, gw.metrics_body(), content_type="text/plain; version=0.0.4; charset=utf-8")
         else:
-            waiter = self if path == "/v1/models" else ModelEntry(self, path)
+            waiter: Any = self if path == "/v1/models" else ModelEntry(self, path)
+            policy = gw.policies.get(self.identity) if gw.policies else None
+            if policy is not None and policy.models:
+                if isinstance(waiter, ModelEntry):
+                    if not policy.allows_model(waiter.model_id):  # as if it did not exist: the list omits it too
+                        self.respond(404, model_not_found_body(waiter.model_id))
+                        return
+                else:
+                    waiter = AllowedModels(self, policy)
             cached = gw.models_cache
             if cached is not None and cached[0] > time.monotonic():
                 waiter.respond(200, cached[1])
@@ -282,8 +293,25 @@ class ClientConnection(asyncio.Protocol):
                 headers=[("Retry-After", "1")],
             )
             return
+        policy = gw.policies.get(self.identity) if gw.policies else None
+        if policy is not None:
+            refusal = gw.ledger.check(policy, model, len(body) // ESTIMATED_BYTES_PER_TOKEN)
+            if refusal is not None:
+                self.refuse(policy.name, model, refusal)
+                return
         self.relay = ChatRelay(gw, self, body, model=model, stream=payload.get("stream") is True, identity=self.identity, headers=self.client_headers)
+        self.relay.policy = policy
         self.relay.start()
+
+    def refuse(self, name: str, model: str, refusal: Refusal) -> None:
+        """Answer a request its token's policy refuses; log (and audit) which limit and its values."""
+        gw = self.gw
+        gw.reject(refusal.limit)
+        request_id = self.client_headers.request_id if self.client_headers is not None else ""
+        gw.note(4, f"token {name} refused: {refusal.limit}", token=name, limit=refusal.limit, status=refusal.status, request_id=request_id, **refusal.values)
+        gw.audit(self.identity, "daemon:/v1/chat/completions", model[:200], "REFUSED:" + refusal.code)
+        headers = [("Retry-After", str(refusal.retry_after))] if refusal.retry_after else None
+        self.respond(refusal.status, error_json(refusal.status, refusal.message, error_type=refusal.error_type, code=refusal.code), headers=headers)
 
     # -- answers -------------------------------------------------------------------------------------
     def _request_id_header(self) -> bytes:

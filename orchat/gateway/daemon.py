@@ -29,8 +29,9 @@ from orchat.config import Settings, load_settings
 from orchat.errors import ConfigError, OrchatError
 from orchat.gateway import sdnotify
 from orchat.gateway.hardening import forbid_core_dumps
+from orchat.gateway.policy import TokenPolicy
 from orchat.gateway.server import serve
-from orchat.gateway.state import Gateway, is_loopback, load_tokens
+from orchat.gateway.state import Gateway, is_loopback, read_tokens_file
 
 THREAD_STACK_BYTES = 512 * 1024
 EXECUTOR_THREADS = 2  # DNS look-ups and proxy CONNECTs only
@@ -45,8 +46,13 @@ VERBOSE, INFO, NOTICE, WARNING, ERROR = 2, 3, 4, 5, 6
 
 def check_settings(settings: Settings) -> list[tuple[bytes, str]]:
     """Return the client tokens SETTINGS name; raise ConfigError when the daemon must not start."""
+    return check_config(settings)[0]
+
+
+def check_config(settings: Settings) -> tuple[list[tuple[bytes, str]], dict[str, TokenPolicy]]:
+    """Return (client tokens, policies by client name) of SETTINGS; raise ConfigError when the daemon must not start."""
     tokens_file = settings.daemon_tokens_file
-    tokens = load_tokens(tokens_file) if tokens_file else []
+    tokens, policies = read_tokens_file(tokens_file) if tokens_file else ([], {})
     # A tokens file with no token left (all revoked) is not "no tokens file": it lets nobody in.
     if not is_loopback(settings.metrics_addr) and not tokens_file:
         raise ConfigError(
@@ -55,7 +61,7 @@ def check_settings(settings: Settings) -> list[tuple[bytes, str]]:
         )
     if settings.is_openrouter and not settings.api_key:
         raise ConfigError("no API key for the upstream", hint="set OPENROUTER_API_KEY, /etc/orchat/config, or the orchat-api-key credential")
-    return tokens
+    return tokens, policies
 
 
 class Hooks:
@@ -77,7 +83,10 @@ class Hooks:
             "orchat_daemon_rejected_total",
             "Requests the daemon refused itself, by reason.",
             ["reason"],
-            series=[{"reason": r} for r in ("auth", "concurrency", "bad_request", "too_large", "timeout", "connections")],
+            series=[{"reason": r} for r in ("auth", "concurrency", "bad_request", "too_large", "timeout", "connections", "rpm", "tpm", "budget", "models")],
+        )
+        self.reload_failures = self.registry.counter(
+            "orchat_daemon_reload_failures_total", "SIGHUP reloads refused (bad config or tokens file); the old configuration stays."
         )
         self.check_status = self.registry.gauge("orchat_health_check_status", "Custom health check result: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.", ["check"])
         self.check_last_run = self.registry.gauge(
@@ -241,10 +250,10 @@ class Daemon:
     def __init__(self, settings: Settings, flags: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> None:
         self.flags = dict(flags or {})
         self.environ = os.environ if environ is None else environ
-        tokens = check_settings(settings)
+        tokens, policies = check_config(settings)
         self.settings = settings
         self.hooks = Hooks(settings)
-        self.gw = Gateway(settings, tokens=tokens, hooks=self.hooks)
+        self.gw = Gateway(settings, tokens=tokens, policies=policies, hooks=self.hooks)
         self.hooks.gateway = self.gw
         self.server: asyncio.AbstractServer | None = None
         self.stopping: asyncio.Event | None = None
@@ -372,8 +381,9 @@ class Daemon:
         self.notify(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}")
         try:
             settings = load_settings(self.flags)
-            tokens = check_settings(settings)
+            tokens, policies = check_config(settings)
         except OrchatError as err:
+            self.hooks.reload_failures.inc()
             self.hooks.log(ERROR, f"reload failed, keeping the running configuration: {err}")
             self._announce(f"reload failed: {err}")
             self.notify(f"READY=1\nSTATUS=reload failed: {err}; {self.status_text()}")
@@ -382,8 +392,8 @@ class Daemon:
             self.hooks.log(WARNING, "a new listen address takes effect only after a restart")
         self.settings = settings
         self.hooks.reopen(settings)
-        self.gw.apply(settings, tokens)
-        self.hooks.log(NOTICE, "configuration, key and tokens reloaded", tokens=len(tokens))
+        self.gw.apply(settings, tokens, policies)
+        self.hooks.log(NOTICE, "configuration, key and tokens reloaded", tokens=len(tokens), limited=sum(p.is_limited for p in policies.values()))
         self._warn_if_locked_out()
         self._announce("reloaded")
         self.notify(f"READY=1\nSTATUS={self.status_text()}")

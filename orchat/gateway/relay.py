@@ -20,6 +20,7 @@ from orchat.errors import UpstreamUnavailable
 from orchat.gateway.events import EventCutter
 from orchat.gateway.keymask import KeyMask
 from orchat.gateway.modellist import NoModelList, rewrite_model_list
+from orchat.gateway.policy import TokenPolicy
 from orchat.gateway.requestid import ClientHeaders
 from orchat.gateway.state import Gateway
 from orchat.gateway.upstream import UpstreamConnection
@@ -120,6 +121,7 @@ class ChatRelay:
         "body",
         "client",
         "conn",
+        "deltas",
         "error_body",
         "error_headers",
         "error_kind",
@@ -133,6 +135,7 @@ class ChatRelay:
         "mask",
         "model",
         "pending",
+        "policy",
         "sent_head",
         "sse",
         "started",
@@ -171,6 +174,8 @@ class ChatRelay:
         self.whole_head: tuple[int, list[tuple[str, str]]] = (0, [])
         self.whole_size = 0
         self.error_kind = "upstream"  # metrics error type when the request fails
+        self.policy: TokenPolicy | None = None  # the client's limits; charged when the request ends
+        self.deltas = 0  # content events relayed: the completion tokens of a stream cut before its usage
         gw.in_flight += 1
 
     def start(self) -> None:
@@ -247,6 +252,8 @@ class ChatRelay:
             self.usage = find_usage(data) or self.usage
         if self.first_token_seconds is None and _FIRST_TOKEN.search(data):
             self.first_token_seconds = time.monotonic() - self.started
+        if self.policy is not None:
+            self.deltas += data.count(b'"content"')
         # Relay whole events only, so an error event appended later never lands mid-line.
         events = self.pending.feed(data)
         if events:

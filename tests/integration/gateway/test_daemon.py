@@ -13,7 +13,6 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -24,14 +23,6 @@ from tests.fakes.openrouter import TEST_KEY, FakeOpenRouter
 TOKEN = "alice-token-" + "x" * 24
 CHAT = {"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
 STREAM = {**CHAT, "stream": True}
-
-
-@pytest.fixture
-def daemons(api_env: dict[str, str]) -> Iterator[list[DaemonProc]]:
-    started: list[DaemonProc] = []
-    yield started
-    for daemon in started:
-        daemon.stop()
 
 
 def start(daemons: list[DaemonProc], env: dict[str, str], **extra: str) -> DaemonProc:
