@@ -23,12 +23,14 @@ import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, Mapping
 
 from orchat.config import Settings, load_settings
 from orchat.errors import ConfigError, OrchatError
 from orchat.gateway import sdnotify
 from orchat.gateway.hardening import forbid_core_dumps
+from orchat.gateway.ledgerfile import instance_key, ledger_path, load_ledger, save_ledger
 from orchat.gateway.policy import TokenPolicy
 from orchat.gateway.server import serve
 from orchat.gateway.state import Gateway, is_loopback, read_tokens_file
@@ -101,6 +103,7 @@ class Hooks:
         self.health_thread = threading.Thread(target=self._health_loop, name="orchat-health", daemon=True)
         self.reload_checks = threading.Event()
         self.warned: set[str] = set()
+        self.ledger_pending: tuple[Path, bytes] | None = None  # the newest ledger to write; older ones are moot
 
     def start(self) -> None:
         self.thread.start()
@@ -223,6 +226,12 @@ class Hooks:
                 metricstore.record_events(batch, metricstore.allowed_models(self.settings))
             except (OrchatError, OSError) as err:
                 self._warn_once("store", f"metrics not recorded: {err}")
+        pending, self.ledger_pending = self.ledger_pending, None
+        if pending is not None:
+            try:
+                save_ledger(*pending)
+            except (OrchatError, OSError) as err:
+                self._warn_once("ledger", f"ledger not saved: {err}")
         while True:
             try:
                 identity, command, resource, status = self.audits.get_nowait()
@@ -260,6 +269,7 @@ class Daemon:
         self.hurry: asyncio.Event | None = None  # set by a second signal: the grace period ends
         self.grace = 0.0
         self.port = 0
+        self.ledger_file: Path | None = None
         self.last_status = 0.0
         self.watchdog = sdnotify.watchdog_interval_seconds(self.environ)
         from orchat.telemetry import journal
@@ -281,6 +291,9 @@ class Daemon:
             raise ConfigError(f"cannot listen on {settings.metrics_addr}:{settings.metrics_port}: {err.strerror or err}") from err
         sockets = self.server.sockets or []
         self.port = sockets[0].getsockname()[1] if sockets else settings.metrics_port
+        # Loaded before the loop runs again, so no request is checked against an empty ledger.
+        self.ledger_file = ledger_path(instance_key(settings.instance_name, self.port))
+        self.gw.ledger = load_ledger(self.ledger_file)
         loop.add_signal_handler(signal.SIGTERM, lambda: self.request_stop(self.settings.daemon_drain_grace))
         loop.add_signal_handler(signal.SIGINT, self.request_stop)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
@@ -331,12 +344,18 @@ class Daemon:
 
     def _sweep(self) -> None:
         self.gw.sweep()
+        self.save_ledger()
         now = time.monotonic()
         if now - self.last_status >= STATUS_SECONDS:
             self.last_status = now
             self.notify(f"STATUS={self.status_text()}")
         # Also while draining: slow clients and silent upstreams still time out.
         asyncio.get_running_loop().call_later(SWEEP_SECONDS, self._sweep)
+
+    def save_ledger(self) -> None:
+        """Hand a changed ledger to the background thread: the event loop never waits on a disk."""
+        if self.gw.ledger.dirty and self.ledger_file is not None:
+            self.hooks.ledger_pending = (self.ledger_file, self.gw.ledger.dump())
 
     def _watchdog_tick(self) -> None:
         assert self.watchdog is not None
@@ -426,6 +445,7 @@ class Daemon:
             gw.pool.close()
         self.hooks.log(NOTICE if not left else WARNING, "stopped", cut_short=left)
         self._announce("stopped" + (f" ({left} requests cut short by ORCHAT_DRAIN_TIMEOUT)" if left else ""))
+        self.save_ledger()
         self.hooks.close()
 
 

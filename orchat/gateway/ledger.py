@@ -206,7 +206,8 @@ class Ledger:
         self.accounts = accounts
 
     def report(self, policies: dict[str, TokenPolicy], now: float | None = None) -> list[dict[str, Any]]:
-        """Return one row per client name of POLICIES: limits, spend in window, remaining, last use."""
+        """Return one row per client name of POLICIES: limits, spend in window, remaining, last use
+        (names without limits are not counted: their spend and last use are None)."""
         now = time.time() if now is None else now
         rows = []
         for name, policy in policies.items():
@@ -224,7 +225,7 @@ class Ledger:
                     "rpm": policy.rpm,
                     "tpm": policy.tpm,
                     "models": list(policy.models),
-                    "spend": round(spend, 9),
+                    "spend": round(spend, 9) if policy.is_limited else None,  # unlimited names are not counted
                     "remaining": None if policy.budget is None else round(max(0.0, policy.budget - spend), 9),
                     "resets": _utc(acct.window_end) if policy.budget is not None else None,
                     "requests_last_minute": len(acct.requests),

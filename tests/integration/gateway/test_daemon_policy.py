@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -159,3 +160,68 @@ def test_sighup_with_a_malformed_line_keeps_the_old_policy_logs_and_counts_the_f
     daemon.signal(signal.SIGHUP)
     daemon.wait_for_stderr("reloaded")
     wait_for(lambda: request(daemon.port, "POST", "/v1/chat/completions", other, headers=auth)[0] == 200)
+
+
+def chat(port: int, name: str, **extra: Any) -> int:
+    return request(port, "POST", "/v1/chat/completions", {"model": MODEL, "messages": MESSAGES, **extra}, headers={"Authorization": f"Bearer {TOKENS[name]}"})[
+        0
+    ]
+
+
+def test_spend_survives_sighup_and_restart_and_daemon_tokens_lists_it_without_tokens(
+    daemons: list[DaemonProc], api_env: dict[str, str], tmp_path: Path
+) -> None:
+    env = {**api_env, "ORCHAT_INSTANCE_NAME": "gw-a"}
+    daemon = start_with_policies(daemons, env, tmp_path)
+    assert chat(daemon.port, "rich") == 200 and chat(daemon.port, "rich") == 402
+    daemon.signal(signal.SIGHUP)
+    daemon.wait_for_stderr("reloaded")
+    assert chat(daemon.port, "rich") == 402
+    assert daemon.stop() == 0
+    again = start_with_policies(daemons, env, tmp_path)
+    assert chat(again.port, "rich", stream=True) == 402 and chat(again.port, "fast") == 200
+    assert again.stop() == 0
+
+    listed = run_orchat("daemon", "tokens", "--json", env={**env, "ORCHAT_DAEMON_TOKENS_FILE": str(tmp_path / "tokens")})
+    assert listed.returncode == 0, listed.stderr
+    rows = {row["name"]: row for row in json.loads(listed.stdout)}
+    assert list(rows) == ["fast", "rich", "picky", "wordy", "free"]
+    assert rows["rich"]["spend"] > 0.000001 and rows["rich"]["remaining"] == 0 and rows["rich"]["limits"] == "budget=1e-06/day"
+    assert rows["rich"]["last_used"].endswith("Z") and rows["rich"]["resets"].endswith("T00:00:00Z")
+    assert rows["fast"]["requests_last_minute"] == 1 and rows["free"]["spend"] is None
+    table = run_orchat("daemon", "tokens", env={**env, "ORCHAT_DAEMON_TOKENS_FILE": str(tmp_path / "tokens")})
+    assert table.returncode == 0 and table.stdout.splitlines()[0].split()[:4] == ["NAME", "LIMITS", "SPEND", "REMAINING"]
+    assert not any(token in listed.stdout + table.stdout for token in TOKENS.values())
+    other = run_orchat("daemon", "tokens", "--json", "--instance-name", "gw-b", env={**env, "ORCHAT_DAEMON_TOKENS_FILE": str(tmp_path / "tokens")})
+    assert json.loads(other.stdout)[1]["spend"] == 0  # another instance, another ledger
+
+
+def test_a_stream_whose_client_hangs_up_is_charged_an_estimate(
+    daemons: list[DaemonProc], api_env: dict[str, str], tmp_path: Path, fake_openrouter: Any
+) -> None:
+    log_file = tmp_path / "daemon.log"
+    lines = [f"metered:{TOKENS['rich']} budget=5/month"]
+    daemon = DaemonProc(
+        {**api_env, "ORCHAT_DAEMON_TOKENS_FILE": str(write_tokens(tmp_path / "tokens", lines)), "ORCHAT_LOG_FILE": str(log_file), "ORCHAT_LOG_LEVEL": "VERBOSE"}
+    )
+    daemons.append(daemon)
+    assert chat(daemon.port, "rich") == 200  # learns the price per token
+    fake_openrouter.chunk_delay = 0.3
+    sock = socket.create_connection(("127.0.0.1", daemon.port), timeout=10)
+    body = json.dumps({"model": MODEL, "messages": MESSAGES, "stream": True}).encode()
+    head = f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKENS['rich']}\r\n"
+    head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    sock.sendall(head.encode() + body)
+    received = b""
+    while b'"content"' not in received:
+        piece = sock.recv(4096)
+        assert piece, received
+        received += piece
+    sock.close()
+
+    def charged() -> list[dict[str, Any]]:
+        return [json.loads(line) for line in log_file.read_text().splitlines() if '"token metered charged"' in line]
+
+    wait_for(lambda: len(charged()) == 2)
+    cut = charged()[1]
+    assert cut["estimated"] is True and cut["tokens"] > 0 and cut["cost"] > 0

@@ -9,6 +9,7 @@ import pytest
 
 from orchat.errors import ConfigError
 from orchat.gateway.ledger import Ledger
+from orchat.gateway.ledgerfile import instance_key, load_ledger, save_ledger
 from orchat.gateway.policy import TokenPolicy, parse_policy, window_bounds
 from orchat.gateway.state import load_tokens, read_tokens_file
 
@@ -146,3 +147,23 @@ def test_dump_and_restore_keep_spend_windows_and_the_last_minute() -> None:
     assert (row["name"], row["spend"], row["remaining"], row["tokens_last_minute"]) == ("alice", 0.25, 0.75, 40)
     with pytest.raises(ValueError):
         copy.restore(b'{"version": 99}')
+
+
+def test_instance_key_is_the_file_safe_name_or_the_port() -> None:
+    assert instance_key("gw-1", 9091) == "gw-1"
+    assert instance_key("../eu 1", 9091) == "_eu_1"
+    assert instance_key("", 9091) == "port-9091"
+
+
+def test_the_ledger_file_round_trips_and_a_corrupt_one_is_a_config_error(tmp_path: Path) -> None:
+    ledger, policy = Ledger(), TokenPolicy("alice", budget=1.0)
+    ledger.check(policy, "m", 1)
+    ledger.charge(policy, 10, 0.5)
+    path = tmp_path / "daemon" / "gw-1" / "ledger.json"
+    save_ledger(path, ledger.dump())
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert load_ledger(path).remaining(policy) == pytest.approx(0.5)
+    assert load_ledger(tmp_path / "missing.json").accounts == {}
+    path.write_text("{not json")
+    with pytest.raises(ConfigError, match="is not an orchat ledger"):
+        load_ledger(path)
