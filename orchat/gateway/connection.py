@@ -72,6 +72,7 @@ class ClientConnection(asyncio.Protocol):
         self.body_size = 0
         self.paused = False
         self.corked: list[bytes] | None = None
+        self.status = 0  # of the last answer begun: per-token metrics count it
 
     # -- asyncio.Protocol ------------------------------------------------------------------------
     def connection_made(self, transport: Any) -> None:
@@ -307,6 +308,7 @@ class ClientConnection(asyncio.Protocol):
         """Answer a request its token's policy refuses; log (and audit) which limit and its values."""
         gw = self.gw
         gw.reject(refusal.limit)
+        gw.count_refusal(self.identity, refusal.status)
         request_id = self.client_headers.request_id if self.client_headers is not None else ""
         gw.note(4, f"token {name} refused: {refusal.limit}", token=name, limit=refusal.limit, status=refusal.status, request_id=request_id, **refusal.values)
         gw.audit(self.identity, "daemon:/v1/chat/completions", model[:200], "REFUSED:" + refusal.code)
@@ -330,6 +332,7 @@ class ClientConnection(asyncio.Protocol):
         transport = self.transport
         if self.state == CLOSED or transport is None or transport.is_closing():
             return
+        self.status = status
         extra = "".join(f"{k}: {v}\r\n" for k, v in headers).encode("latin-1") if headers else b""
         head = b"%bContent-Type: %b\r\nContent-Length: %d\r\n%b%b%b%b\r\n" % (
             status_line(status),
@@ -347,6 +350,7 @@ class ClientConnection(asyncio.Protocol):
         """Write the head of an answer whose body follows in pieces (chunked, or until close for HTTP/1.0)."""
         if self.state == CLOSED:
             return
+        self.status = status
         if self.http10:
             self.keep_alive = False
         self.chunked = not self.http10

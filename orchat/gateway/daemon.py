@@ -30,10 +30,11 @@ from orchat.config import Settings, load_settings
 from orchat.errors import ConfigError, OrchatError
 from orchat.gateway import sdnotify
 from orchat.gateway.hardening import forbid_core_dumps
-from orchat.gateway.ledgerfile import instance_key, ledger_path, load_ledger, save_ledger
+from orchat.gateway.ledgerfile import instance_dir, instance_key, ledger_path, load_ledger, save_ledger
 from orchat.gateway.policy import TokenPolicy
 from orchat.gateway.server import serve
 from orchat.gateway.state import Gateway, is_loopback, read_tokens_file
+from orchat.gateway.tokenmetrics import TokenMetrics
 
 THREAD_STACK_BYTES = 512 * 1024
 EXECUTOR_THREADS = 2  # DNS look-ups and proxy CONNECTs only
@@ -104,6 +105,10 @@ class Hooks:
         self.reload_checks = threading.Event()
         self.warned: set[str] = set()
         self.ledger_pending: tuple[Path, bytes] | None = None  # the newest ledger to write; older ones are moot
+        # This instance's own metrics store (set once it listens): a host-wide one counted every
+        # request once per instance behind a balancer. None: the host store (CLI runs, tests of hooks).
+        self.store_path: Path | None = None
+        self.tokens = TokenMetrics(self.registry)
 
     def start(self) -> None:
         self.thread.start()
@@ -125,6 +130,10 @@ class Hooks:
 
     def chat_done(self, relay: Any, outcome: str) -> None:
         elapsed = time.monotonic() - relay.started
+        gw = self.gateway
+        label = gw.token_labels.get(relay.identity) if gw is not None else None
+        if label is not None:
+            self.tokens.count_chat(label, relay, outcome)
         status = "ok" if outcome == "ok" else ("interrupted" if outcome == "cancelled" else "error")
         kind = relay.error_kind if status == "error" else ""
         self.events.append(
@@ -173,8 +182,9 @@ class Hooks:
             self.in_flight.set(gw.in_flight)
             self.connections.set(len(gw.clients))
             self.ready.set(0 if gw.not_ready_reason() else 1)
+            self.tokens.update_remaining(gw)
         try:
-            return render_metrics(self.registry, models=metricstore.allowed_models(self.settings))
+            return render_metrics(self.registry, models=metricstore.allowed_models(self.settings), store_path=self.store_path)
         except OrchatError as err:
             self._warn_once("metrics", f"metrics store unreadable: {err}")
             from orchat.telemetry.families import render_families
@@ -223,7 +233,7 @@ class Hooks:
             batch.append(self.events.popleft())
         if batch and self.settings.values.get("ORCHAT_METRICS", True):
             try:
-                metricstore.record_events(batch, metricstore.allowed_models(self.settings))
+                metricstore.record_events(batch, metricstore.allowed_models(self.settings), path=self.store_path)
             except (OrchatError, OSError) as err:
                 self._warn_once("store", f"metrics not recorded: {err}")
         pending, self.ledger_pending = self.ledger_pending, None
@@ -292,8 +302,10 @@ class Daemon:
         sockets = self.server.sockets or []
         self.port = sockets[0].getsockname()[1] if sockets else settings.metrics_port
         # Loaded before the loop runs again, so no request is checked against an empty ledger.
-        self.ledger_file = ledger_path(instance_key(settings.instance_name, self.port))
+        key = instance_key(settings.instance_name, self.port)
+        self.ledger_file = ledger_path(key)
         self.gw.ledger = load_ledger(self.ledger_file)
+        self.hooks.store_path = instance_dir(key) / "metrics.json"
         loop.add_signal_handler(signal.SIGTERM, lambda: self.request_stop(self.settings.daemon_drain_grace))
         loop.add_signal_handler(signal.SIGINT, self.request_stop)
         loop.add_signal_handler(signal.SIGHUP, self.reload)

@@ -1,4 +1,4 @@
-"""Where a daemon instance keeps its ledger: STATE_DIRECTORY/daemon/<instance>/ledger.json.
+"""Where a daemon instance keeps its ledger (and metrics store): STATE_DIRECTORY/daemon/<instance>/.
 
 The instance is ORCHAT_INSTANCE_NAME, or `port-N` when unnamed, so several daemons on one host
 (the guide's four behind haproxy) keep separate ledgers and a restart finds its own again. The
@@ -25,9 +25,14 @@ def instance_key(instance_name: str, port: int) -> str:
     return key or f"port-{port}"
 
 
+def instance_dir(key: str) -> Path:
+    """Return the state directory of daemon instance KEY (its ledger and its metrics store)."""
+    return paths.state_dir() / "daemon" / key
+
+
 def ledger_path(key: str) -> Path:
     """Return the ledger file of instance KEY under the state directory."""
-    return paths.state_dir() / "daemon" / key / "ledger.json"
+    return instance_dir(key) / "ledger.json"
 
 
 def load_ledger(path: Path) -> Ledger:

@@ -29,6 +29,8 @@ from orchat.gateway.policy import PolicyError, TokenPolicy, parse_policy, split_
 from orchat.gateway.upstream import UpstreamPool
 
 MIN_TOKEN_CHARS = 16
+MAX_TOKEN_LABELS = 50  # token names with their own metric series (like MAX_MODEL_LABELS for models)
+OTHER_NAME_LABEL = "other"
 MAX_TOKENS_FILE_BYTES = 1024 * 1024  # ~20,000 tokens; anything larger is not a tokens file
 MODELS_CACHE_SECONDS = 60.0
 BYTES_PER_MEGABYTE = 1024 * 1024
@@ -134,6 +136,9 @@ class Gateway:
         self.tokens = tokens
         # Only names with a limit are looked up per request: an unlimited token costs nothing more.
         self.policies = {name: policy for name, policy in (policies or {}).items() if policy.is_limited}
+        # Metric labels stay bounded: the file's first MAX_TOKEN_LABELS names, every later one "other".
+        names = list(dict.fromkeys(name for _, name in tokens))
+        self.token_labels = {name: name if index < MAX_TOKEN_LABELS else OTHER_NAME_LABEL for index, name in enumerate(names)}
         # The upstream key as bytes, to mask it wherever an upstream echoes it back (never relayed).
         self.key_bytes = settings.api_key.encode() if len(settings.api_key) >= 8 else b""
         self.masked_key_bytes = mask_key(settings.api_key).encode()
@@ -245,6 +250,11 @@ class Gateway:
     def reject(self, reason: str) -> None:
         if self.hooks is not None:
             self.hooks.reject(reason)
+
+    def count_refusal(self, identity: str, status: int) -> None:
+        label = self.token_labels.get(identity)
+        if label is not None and self.hooks is not None:
+            self.hooks.tokens.count_request(label, str(status))
 
     def metrics_body(self) -> bytes:
         if self.hooks is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
 import socket
 from pathlib import Path
@@ -225,3 +226,23 @@ def test_a_stream_whose_client_hangs_up_is_charged_an_estimate(
     wait_for(lambda: len(charged()) == 2)
     cut = charged()[1]
     assert cut["estimated"] is True and cut["tokens"] > 0 and cut["cost"] > 0
+
+
+def test_metrics_count_requests_by_code_tokens_cost_and_remaining_budget_per_token_name(
+    daemons: list[DaemonProc], api_env: dict[str, str], tmp_path: Path
+) -> None:
+    daemon = start_with_policies(daemons, api_env, tmp_path)
+    assert chat(daemon.port, "fast") == 200 and chat(daemon.port, "fast") == 429
+    assert chat(daemon.port, "picky", model="anthropic/claude-sonnet-4") == 403
+    assert chat(daemon.port, "free") == 200
+    text = request(daemon.port, "GET", "/metrics", headers={"Authorization": f"Bearer {TOKENS['free']}"})[2].decode()
+    series = dict(re.findall(r"^(orchat_daemon_token_\w+\{[^}]*\}) (\S+)$", text, re.MULTILINE))
+    assert series['orchat_daemon_token_requests_total{code="200",token="fast"}'] == "1.0"
+    assert series['orchat_daemon_token_requests_total{code="429",token="fast"}'] == "1.0"
+    assert series['orchat_daemon_token_requests_total{code="403",token="picky"}'] == "1.0"
+    assert series['orchat_daemon_token_requests_total{code="200",token="free"}'] == "1.0"
+    assert float(series['orchat_daemon_token_tokens_total{kind="prompt",token="fast"}']) > 0
+    assert float(series['orchat_daemon_token_tokens_total{kind="completion",token="fast"}']) > 0
+    assert float(series['orchat_daemon_token_cost_total{token="fast"}']) > 0
+    assert series['orchat_daemon_token_budget_remaining{token="rich"}'] == "1e-06"
+    assert not any(token in text for token in TOKENS.values())

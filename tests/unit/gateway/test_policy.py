@@ -167,3 +167,14 @@ def test_the_ledger_file_round_trips_and_a_corrupt_one_is_a_config_error(tmp_pat
     path.write_text("{not json")
     with pytest.raises(ConfigError, match="is not an orchat ledger"):
         load_ledger(path)
+
+
+def test_token_metric_labels_are_the_first_names_of_the_file_then_other(home: Path) -> None:
+    from orchat.config import load_settings
+    from orchat.gateway.state import MAX_TOKEN_LABELS, Gateway
+
+    names = [f"user{i}" for i in range(MAX_TOKEN_LABELS + 5)]
+    gw = Gateway(load_settings(environ={"ORCHAT_API_BASE": "http://127.0.0.1:9/v1"}), tokens=[(b"t" * 20, name) for name in names])
+    assert gw.token_labels["user0"] == "user0" and gw.token_labels[names[MAX_TOKEN_LABELS - 1]] == names[MAX_TOKEN_LABELS - 1]
+    assert {gw.token_labels[name] for name in names[MAX_TOKEN_LABELS:]} == {"other"}
+    assert len(set(gw.token_labels.values())) == MAX_TOKEN_LABELS + 1
