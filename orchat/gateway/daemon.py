@@ -35,6 +35,7 @@ from orchat.gateway.policy import TokenPolicy
 from orchat.gateway.server import serve
 from orchat.gateway.state import Gateway, is_loopback, read_tokens_file
 from orchat.gateway.tokenmetrics import TokenMetrics
+from orchat.upstreams import upstream_keys
 
 THREAD_STACK_BYTES = 512 * 1024
 EXECUTOR_THREADS = 2  # DNS look-ups and proxy CONNECTs only
@@ -64,6 +65,7 @@ def check_config(settings: Settings) -> tuple[list[tuple[bytes, str]], dict[str,
         )
     if settings.is_openrouter and not settings.api_key:
         raise ConfigError("no API key for the upstream", hint="set OPENROUTER_API_KEY, /etc/orchat/config, or the orchat-api-key credential")
+    upstream_keys(settings)  # a per-upstream key that is unreadable or implausible: refused here, not per request
     return tokens, policies
 
 
@@ -109,6 +111,7 @@ class Hooks:
         # request once per instance behind a balancer. None: the host store (CLI runs, tests of hooks).
         self.store_path: Path | None = None
         self.tokens = TokenMetrics(self.registry)
+        self.upstream_up = self.registry.gauge("orchat_daemon_upstream_up", "1 while an upstream takes requests, 0 while it is ejected.", ["upstream"])
 
     def start(self) -> None:
         self.thread.start()
@@ -183,6 +186,8 @@ class Hooks:
             self.connections.set(len(gw.clients))
             self.ready.set(0 if gw.not_ready_reason() else 1)
             self.tokens.update_remaining(gw)
+            for health in gw.upstreams.health if gw.upstreams is not None else ():
+                self.upstream_up.set(1 if health.up else 0, upstream=health.label)
         try:
             return render_metrics(self.registry, models=metricstore.allowed_models(self.settings), store_path=self.store_path)
         except OrchatError as err:
@@ -453,8 +458,8 @@ class Daemon:
         left = gw.in_flight
         for client in list(gw.clients):
             client.abort()
-        if gw.pool is not None:
-            gw.pool.close()
+        for pool in gw.upstreams.pools if gw.upstreams is not None else ():
+            pool.close()
         self.hooks.log(NOTICE if not left else WARNING, "stopped", cut_short=left)
         self._announce("stopped" + (f" ({left} requests cut short by ORCHAT_DRAIN_TIMEOUT)" if left else ""))
         self.save_ledger()

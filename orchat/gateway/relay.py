@@ -136,10 +136,13 @@ class ChatRelay:
         "model",
         "pending",
         "policy",
+        "pool",
         "sent_head",
         "sse",
         "started",
         "stream",
+        "tried",
+        "upstream",
         "usage",
         "whole",
         "whole_head",
@@ -176,32 +179,67 @@ class ChatRelay:
         self.error_kind = "upstream"  # metrics error type when the request fails
         self.policy: TokenPolicy | None = None  # the client's limits; charged when the request ends
         self.deltas = 0  # content events relayed: the completion tokens of a stream cut before its usage
+        self.tried: tuple[int, ...] = ()  # upstreams that failed this request (orchat.gateway.failover)
+        upstreams = gw.upstreams
+        self.upstream = upstreams.pick() or 0 if upstreams is not None else 0
+        self.pool = upstreams.pools[self.upstream] if upstreams is not None else gw.pool
         gw.in_flight += 1
 
     def start(self) -> None:
-        conn = self.gw.pool.take_idle()
+        conn = self.pool.take_idle()
         if conn is not None:
             self._send(conn)
         else:
             self.gw.spawn(self._connect())
 
     async def _connect(self) -> None:
+        pool = self.pool
         try:
-            conn = await self.gw.pool.connect()
+            conn = await pool.connect()
         except UpstreamUnavailable as err:
-            if not self.finished:
+            if not self.finished and not self._fail_over(str(err)):
                 self.error_kind = err.error_type or "network"
                 self._answer_error(504 if err.error_type == "timeout" else 502, str(err), "upstream_unavailable")
                 self._finish("error")
             return
         if self.finished:  # the client left while we connected
-            self.gw.pool.release(conn)
+            pool.release(conn)
             return
         self._send(conn)
 
     def _send(self, conn: UpstreamConnection) -> None:
         self.conn = conn
-        conn.send(self.gw.pool.chat_request(self.body, self.headers.upstream, attribution=not self.headers.attributed), self)
+        conn.send(self.pool.chat_request(self.body, self.headers.upstream, attribution=not self.headers.attributed), self)
+
+    def _fail_over(self, reason: str) -> bool:
+        """Count a failure of this request's upstream; return True when the request went on to the next
+        (only while no byte reached the client), False when there is none left to try."""
+        upstreams = self.gw.upstreams
+        if upstreams is None or self.sent_head:
+            return False
+        upstreams.failed(self.upstream, reason)
+        self.tried += (self.upstream,)
+        following = upstreams.pick(self.tried)
+        if following is None:
+            return False
+        self.gw.note(
+            5, "upstream failed, trying the next", upstream=upstreams.health[self.upstream].label, reason=reason[:200], request_id=self.headers.request_id
+        )
+        self.upstream, self.pool = following, upstreams.pools[following]
+        self.error_status, self.error_headers, self.error_body, self.error_size = 0, [], [], 0
+        self.whole, self.whole_size, self.attempts, self.conn = None, 0, 0, None
+        self.start()
+        return True
+
+    def _is_failover_status(self) -> bool:
+        """5xx, or a 429 without a Retry-After under a second, is the upstream's fault: try the next."""
+        status = self.error_status
+        if status >= 500:
+            return True
+        if status != 429:
+            return False
+        wait = next((value for name, value in self.error_headers if name == "retry-after"), "")
+        return not (wait.strip() in ("0", "0.0") or wait.strip().startswith("0."))
 
     # -- upstream callbacks ----------------------------------------------------------------
     def cork(self) -> None:
@@ -265,6 +303,8 @@ class ChatRelay:
         if self.finished:
             return True
         if self.error_status:
+            if self._is_failover_status() and self._fail_over(f"HTTP {self.error_status}"):
+                return True
             self._answer_upstream_error()
             self._finish("error")
             return True
@@ -273,6 +313,9 @@ class ChatRelay:
     def on_end(self) -> None:
         if self._settled():
             return
+        upstreams = self.gw.upstreams
+        if upstreams is not None and upstreams.health[self.upstream].fails:
+            upstreams.succeeded(self.upstream)
         if self.whole is not None:
             self._answer_whole()
             return
@@ -288,6 +331,8 @@ class ChatRelay:
         if retryable and not self.sent_head and self.attempts < MAX_STALE_RETRIES:
             self.attempts += 1
             self.start()
+            return
+        if self._fail_over(reason):
             return
         timed_out = "sent nothing" in reason
         self.error_kind = "timeout" if timed_out else "protocol" if self.sent_head or self.whole is not None else "network"
@@ -363,11 +408,13 @@ class ModelsFetch:
 
     async def run(self) -> None:
         try:
-            conn = self.gw.pool.take_idle() or await self.gw.pool.connect()
+            upstreams = self.gw.upstreams
+            pool = upstreams.pools[upstreams.pick() or 0] if upstreams is not None else self.gw.pool  # the first upstream up
+            conn = pool.take_idle() or await pool.connect()
         except UpstreamUnavailable as err:
             self._reply(502, error_json(502, str(err), error_type="upstream_unavailable"))
             return
-        conn.send(self.gw.pool.models_request(), self)
+        conn.send(pool.models_request(), self)
 
     def cork(self) -> None:
         pass

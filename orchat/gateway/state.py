@@ -23,10 +23,12 @@ from typing import Any, Awaitable, Protocol
 from orchat.config import Settings, mask_key
 from orchat.errors import ConfigError, PermissionFailure
 from orchat.fsutil import read_regular_file
+from orchat.gateway.failover import Upstreams
 from orchat.gateway.ledger import Ledger
 from orchat.gateway.modellist import MODEL_LIST_COPIES
 from orchat.gateway.policy import PolicyError, TokenPolicy, parse_policy, split_fields
 from orchat.gateway.upstream import UpstreamPool
+from orchat.upstreams import api_bases, is_openrouter_host, upstream_keys
 
 MIN_TOKEN_CHARS = 16
 MAX_TOKEN_LABELS = 50  # token names with their own metric series (like MAX_MODEL_LABELS for models)
@@ -124,14 +126,17 @@ class Gateway:
         self.tasks: set[asyncio.Task[Any]] = set()
         self.requests_served = 0
         self.hooks = hooks  # orchat.gateway.daemon.Hooks: logs, metrics, audit; None in tests of the wire alone
-        self.pool: UpstreamPool | None = None
+        self.pool: UpstreamPool | None = None  # the primary upstream's
+        self.upstreams: Upstreams | None = None
         self.old_pools: list[UpstreamPool] = []
         self.ledger = Ledger()  # survives SIGHUP: a reload changes limits, never what was spent
         self.apply(settings, tokens or [], policies)
 
     def apply(self, settings: Settings, tokens: list[tuple[bytes, str]], policies: dict[str, TokenPolicy] | None = None) -> None:
-        """Adopt new settings, tokens and their policies (start-up and SIGHUP); the old pool drains on its own."""
-        old = self.pool
+        """Adopt new settings, tokens and their policies (start-up and SIGHUP); the old pools drain on their own.
+
+        Raise ConfigError when a per-upstream key is unreadable (orchat.upstreams).
+        """
         self.settings = settings
         self.tokens = tokens
         # Only names with a limit are looked up per request: an unlimited token costs nothing more.
@@ -154,17 +159,25 @@ class Gateway:
         # The model list is held up to MODEL_LIST_COPIES times while rewritten: together within ORCHAT_CACHE_SIZE.
         self.models_limit_bytes = settings.cache_size * BYTES_PER_MEGABYTE // MODEL_LIST_COPIES
         self.models_cache = None
-        self.pool = UpstreamPool(
-            settings.api_base,
-            api_key=settings.api_key,
-            referer=settings.http_referer if settings.is_openrouter else "",
-            title=settings.title if settings.is_openrouter else "",
-            connect_timeout=settings.connect_timeout,
-            idle_timeout=settings.request_timeout,
-            keepalive=settings.tcp_keepalive,
-            ca_file=settings.ca_file,
-        )
-        if old is not None:
+        pools = []
+        for index, (base, key) in enumerate(zip(api_bases(settings), upstream_keys(settings))):
+            attributed = settings.is_openrouter if index == 0 else is_openrouter_host(base)
+            pools.append(
+                UpstreamPool(
+                    base,
+                    api_key=key,
+                    referer=settings.http_referer if attributed else "",
+                    title=settings.title if attributed else "",
+                    connect_timeout=settings.connect_timeout,
+                    idle_timeout=settings.request_timeout,
+                    keepalive=settings.tcp_keepalive,
+                    ca_file=settings.ca_file,
+                )
+            )
+        old_pools = self.upstreams.pools if self.upstreams is not None else []
+        self.upstreams = Upstreams(pools, self.note)
+        self.pool = pools[0]
+        for old in old_pools:
             old.close()
             self.old_pools.append(old)  # its busy connections still need their timeouts
         # A control character from ORCHAT_INSTANCE_NAME or --instance-name would split every answer's head.
@@ -178,6 +191,9 @@ class Gateway:
             return "draining"
         if self.settings.is_openrouter and not self.settings.api_key:
             return "no API key loaded"
+        upstreams = self.upstreams
+        if upstreams is not None and len(upstreams.pools) > 1 and not upstreams.any_up():
+            return "no upstream up"  # with one upstream, readiness never depended on it: every instance shares it
         return ""
 
     # -- auth ------------------------------------------------------------------------------------
@@ -267,8 +283,10 @@ class Gateway:
         now = time.monotonic()
         for client in [c for c in self.clients if c.deadline and now > c.deadline]:
             client.expire()
-        if self.pool is not None:
-            self.pool.sweep(now)
+        if self.upstreams is not None:
+            for pool in self.upstreams.pools:
+                pool.sweep(now)
+            self.upstreams.sweep(now, self.spawn)
         for pool in self.old_pools:
             pool.sweep(now)
         self.old_pools = [pool for pool in self.old_pools if pool.active]

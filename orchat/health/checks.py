@@ -123,9 +123,10 @@ def check_network(ctx: HealthContext) -> CheckResult:
         return _unchecked("network")
     from urllib.parse import urlsplit
 
+    from orchat.upstreams import api_bases
     from orchat.wire.transport import Endpoint, Transport, proxy_for
 
-    endpoint = Endpoint.from_url(ctx.settings.api_base)
+    endpoint = Endpoint.from_url(api_bases(ctx.settings)[0])
     proxy = proxy_for(endpoint, ctx.environ)
     host, port, via = endpoint.host, endpoint.port, ""
     if proxy:
@@ -150,7 +151,7 @@ def check_network(ctx: HealthContext) -> CheckResult:
     if endpoint.scheme == "https":
         quick = ctx.quick_settings()
         transport = Transport(
-            quick.api_base,
+            api_bases(quick)[0],
             connect_timeout=quick.connect_timeout,
             idle_timeout=quick.request_timeout,
             ca_file=quick.ca_file,
