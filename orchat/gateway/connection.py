@@ -240,7 +240,13 @@ class ClientConnection(asyncio.Protocol):
         path = self.path
         self.deadline = 0.0
         if path == "/healthz":
-            self.respond(200, b'{"status":"ok","instance":' + json.dumps(gw.instance).encode() + b"}")
+            body = b'{"status":"ok","instance":' + json.dumps(gw.instance).encode()
+            upstreams = gw.upstreams
+            if upstreams is not None and len(upstreams.health) > 1:
+                # Positions in ORCHAT_API_BASE, not URLs: this route is open to anyone who can connect.
+                down = [index for index, health in enumerate(upstreams.health, 1) if not health.up]
+                body += b',"upstreams":%d,"upstreams_down":%b' % (len(upstreams.health), json.dumps(down).encode())
+            self.respond(200, body + b"}")
         elif path == "/readyz":
             reason = gw.not_ready_reason()
             body = {"status": "ready" if not reason else "not ready", "instance": gw.instance, "in_flight": gw.in_flight}

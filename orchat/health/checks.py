@@ -267,11 +267,30 @@ def check_daemon(ctx: HealthContext) -> CheckResult:
     seconds = time.monotonic() - started
     perf = [Perf("daemon_latency", round(seconds, 4), "s", minimum=0)]
     if response.status == 200:
+        down, total = upstreams_down(body)
+        if down:
+            state = Status.CRITICAL if len(down) == total else Status.WARNING
+            listed = ", ".join(str(index) for index in down)
+            return result("daemon", state, f"Answering on {where}, but upstream {listed} of {total} (ORCHAT_API_BASE) ejected (latency: {ms(seconds)})", perf)
         return result("daemon", Status.OK, f"Answering on {where} (latency: {ms(seconds)})", perf)
     detail = " ".join(body.split())[:120]
     if response.status == 404 and not expected:
         return result("daemon", Status.WARNING, f"{where} answers HTTP 404 for /healthz: not an ORCHAT daemon (port clash?)", perf)
     return result("daemon", Status.CRITICAL, f"Unhealthy: HTTP {response.status} from {where}/healthz" + (f" ({detail})" if detail else ""), perf)
+
+
+def upstreams_down(body: str) -> tuple[list[int], int]:
+    """Given a daemon's /healthz BODY, return (positions of ejected upstreams, how many there are)."""
+    import json
+
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return [], 0
+    down = data.get("upstreams_down") if isinstance(data, dict) else None
+    if not isinstance(down, list):
+        return [], 0
+    return [i for i in down if isinstance(i, int)], int(data.get("upstreams") or 0)
 
 
 # -- planning ------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import re
 import threading
 from pathlib import Path
 
+from tests.conftest import run_orchat
 from tests.daemonproc import DaemonProc, request, stream_content, wait_for
 from tests.fakes.openrouter import FakeOpenRouter
 
@@ -52,12 +53,16 @@ def test_a_killed_primary_fails_over_without_client_errors_is_ejected_and_return
     assert upstream_up(daemon.port) == {primary.url: 0.0, backup.url: 1.0}
     status, _, body = request(daemon.port, "GET", "/readyz")
     assert status == 200, body  # ready while one upstream is
+    checked = run_orchat("health-check", "--component=daemon", env={**api_env, "ORCHAT_METRICS_PORT": str(daemon.port)})
+    assert checked.returncode == 1 and "upstream 1 of 2 (ORCHAT_API_BASE) ejected" in checked.stdout, checked.stdout + checked.stderr
 
     revived = FakeOpenRouter().start(port=primary.port)  # the primary recovers on its address
     try:
         wait_for(lambda: upstream_up(daemon.port)[primary.url] == 1.0, timeout=60)
         assert ask(daemon.port, 1) == (200, answer)
         assert len(revived.chat_requests()) == 1  # back as primary
+        healthy = run_orchat("health-check", "--component=daemon", env={**api_env, "ORCHAT_METRICS_PORT": str(daemon.port)})
+        assert healthy.returncode == 0 and "Answering on" in healthy.stdout
     finally:
         revived.stop()
 
