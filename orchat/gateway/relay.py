@@ -15,7 +15,7 @@ import re
 import time
 from typing import Any, Protocol
 
-from orchat.config import scrub_secret
+from orchat.config import mask_key, scrub_secret
 from orchat.errors import UpstreamUnavailable
 from orchat.gateway.events import EventCutter
 from orchat.gateway.keymask import KeyMask
@@ -132,7 +132,10 @@ class ChatRelay:
         "gw",
         "headers",
         "identity",
+        "key",
+        "key_bytes",
         "mask",
+        "masked_key_bytes",
         "model",
         "pending",
         "policy",
@@ -168,7 +171,9 @@ class ChatRelay:
         self.error_headers: list[tuple[str, str]] = []
         self.error_body: list[bytes] = []
         self.error_size = 0
-        self.mask = KeyMask(gw.key_bytes, gw.masked_key_bytes)  # the key never reaches a client, even cut in two
+        # The key of the upstream asked (the primary's until a failover) never reaches a client, even cut in two.
+        self.key, self.key_bytes, self.masked_key_bytes = gw.settings.api_key, gw.key_bytes, gw.masked_key_bytes
+        self.mask = KeyMask(gw.key_bytes, gw.masked_key_bytes)
         self.finished = False
         self.attempts = 0
         self.usage: dict[str, Any] | None = None
@@ -226,6 +231,11 @@ class ChatRelay:
             5, "upstream failed, trying the next", upstream=upstreams.health[self.upstream].label, reason=reason[:200], request_id=self.headers.request_id
         )
         self.upstream, self.pool = following, upstreams.pools[following]
+        if self.pool.api_key != self.key:
+            self.key = self.pool.api_key
+            self.key_bytes = self.key.encode() if len(self.key) >= 8 else b""
+            self.masked_key_bytes = mask_key(self.key).encode()
+            self.mask = KeyMask(self.key_bytes, self.masked_key_bytes)
         self.error_status, self.error_headers, self.error_body, self.error_size = 0, [], [], 0
         self.whole, self.whole_size, self.attempts, self.conn = None, 0, 0, None
         self.start()
@@ -363,7 +373,7 @@ class ChatRelay:
         if self.error_status == 401:
             message = "the upstream API refused the gateway's key: " + message
             kind = "upstream_auth_error"
-        message = scrub_secret(message, self.gw.settings.api_key)  # an upstream may echo the key
+        message = scrub_secret(message, self.key)  # an upstream may echo the key
         self.gw.note(
             5 if status < 500 else 6, "upstream error", upstream_status=self.error_status, status=status, model=self.model, request_id=self.headers.request_id
         )
@@ -374,15 +384,15 @@ class ChatRelay:
         self.whole = None
         if _USAGE_MARK in body:
             self.usage = find_usage(body)
-        key = self.gw.key_bytes
+        key = self.key_bytes
         if key and key in body:
-            body = body.replace(key, self.gw.masked_key_bytes)
+            body = body.replace(key, self.masked_key_bytes)
         status, extra = self.whole_head
         self.client.respond(status, body, content_type=extra[0][1], headers=extra[1:])
         self._finish("ok")
 
     def _scrub(self, value: str) -> str:
-        return scrub_secret(value, self.gw.settings.api_key)
+        return scrub_secret(value, self.key)
 
     def _answer_error(self, status: int, message: str, kind: str) -> None:
         self.client.respond(status, error_json(status, message, error_type=kind))
@@ -402,6 +412,7 @@ class ModelsFetch:
     def __init__(self, gw: Gateway) -> None:
         self.gw = gw
         self.waiters: list[ClientConnection] = []
+        self.key = gw.settings.api_key  # of the upstream asked: masked if it echoes it
         self.status = 0
         self.parts: list[bytes] = []
         self.size = 0
@@ -409,7 +420,10 @@ class ModelsFetch:
     async def run(self) -> None:
         try:
             upstreams = self.gw.upstreams
-            pool = upstreams.pools[upstreams.pick() or 0] if upstreams is not None else self.gw.pool  # the first upstream up
+            pool = self.gw.pool
+            if upstreams is not None:
+                pool = upstreams.pools[upstreams.pick() or 0]  # the first upstream up
+                self.key = pool.api_key
             conn = pool.take_idle() or await pool.connect()
         except UpstreamUnavailable as err:
             self._reply(502, error_json(502, str(err), error_type="upstream_unavailable"))
@@ -449,9 +463,9 @@ class ModelsFetch:
             self._reply(502, error_json(502, "the upstream model list is not JSON", error_type="upstream_error"))
             return
         del body
-        key = self.gw.key_bytes
+        key = self.key.encode() if len(self.key) >= 8 else b""
         if key and key in payload:  # an upstream that echoes the key in its model list
-            payload = payload.replace(key, self.gw.masked_key_bytes)
+            payload = payload.replace(key, mask_key(self.key).encode())
         self.gw.cache_models(payload)
         self._reply(200, payload)
 

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from orchat.gateway.failover import FAILS_TO_EJECT, Upstreams, upstream_label
+from tests.daemonproc import free_port
+from tests.fakes.raw_upstream import RawUpstream
+from tests.unit.gateway.test_server import CHAT, Harness
 
 
 class StubPool:
@@ -60,3 +65,18 @@ def test_the_sweep_probes_only_ejected_upstreams_whose_back_off_passed() -> None
 
 def test_upstream_labels_drop_credentials_from_the_url() -> None:
     assert upstream_label("https://user:secret@llm.example:8443/v1") == "https://llm.example:8443/v1"
+
+
+def test_the_second_upstreams_own_key_is_masked_when_it_echoes_it_after_a_failover(api_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    second_key = "sk-second-" + "s" * 30
+    body = b'{"id":"x","object":"chat.completion","echo":"' + second_key.encode() + b'","choices":[]}'
+    raw = RawUpstream([b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%b" % (len(body), body)])
+    monkeypatch.setenv("ORCHAT_API_KEY_2", second_key)
+    h = Harness({"ORCHAT_API_BASE": f"http://127.0.0.1:{free_port()}/api/v1,{raw.url}", "ORCHAT_RETRY_ATTEMPTS": "0"})
+    try:
+        status, _, answer = h.request("POST", "/v1/chat/completions", CHAT)
+    finally:
+        h.close()
+        raw.close()
+    assert status == 200 and second_key.encode() not in answer and b'"echo":"sk-...ssss"' in answer
+    assert b"Authorization: Bearer " + second_key.encode() in raw.requests[0]  # its own key, not the primary's
