@@ -105,6 +105,14 @@ def describe_bad_key(key: str) -> str:
     return ""
 
 
+def _base_urls(text: str) -> str:
+    """ORCHAT_API_BASE: one URL, or several comma-separated (primary first; orchat.upstreams)."""
+    urls = [_base_url(part) for part in text.split(",") if part.strip()]
+    if not urls:
+        raise ValueError("names no URL")
+    return ",".join(urls)
+
+
 def _base_url(text: str) -> str:
     from urllib.parse import urlsplit
 
@@ -195,7 +203,12 @@ class Setting:
 
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("ORCHAT_API_BASE", DEFAULT_API_BASE, _base_url, "OpenAI-compatible endpoint (OpenRouter, llama.cpp, vLLM, Ollama, an ORCHAT daemon)"),
+    Setting(
+        "ORCHAT_API_BASE",
+        DEFAULT_API_BASE,
+        _base_urls,
+        "OpenAI-compatible endpoint(s), comma-separated, tried in order (OpenRouter, llama.cpp, an ORCHAT daemon...)",
+    ),
     Setting(
         "ORCHAT_API_FLAVOR", "", _optional(_choice("openrouter", "openai")), "openrouter or openai; empty: OpenRouter when the base URL's host is openrouter.ai"
     ),
@@ -301,7 +314,7 @@ class Settings:
             return bool(flavor == "openrouter")
         from urllib.parse import urlsplit
 
-        host = urlsplit(self.values.get("ORCHAT_API_BASE", DEFAULT_API_BASE)).hostname or ""
+        host = urlsplit(self.values.get("ORCHAT_API_BASE", DEFAULT_API_BASE).split(",")[0]).hostname or ""  # the primary decides
         return host == "openrouter.ai" or host.endswith(".openrouter.ai")
 
 

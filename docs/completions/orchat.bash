@@ -81,7 +81,7 @@ _orchat() {
             'config') opts='-h --help -p --profile' ;;
             'history') opts='-h --help --format --older-than --json -n --limit' ;;
             'health-check') opts='-h --help --component --full --pre-upgrade --prefix --timeout --json --nagios --plain' ;;
-            'daemon') opts='-h --help --addr --port --instance-name --check' ;;
+            'daemon') opts='-h --help --addr --port --instance-name --check --json' ;;
             'backup') opts='-h --help' ;;
             'backup create') opts='-h --help --full --output' ;;
             'backup list') opts='-h --help' ;;
@@ -106,6 +106,7 @@ _orchat() {
         '|0') ((COMP_CWORD == 1)) && words='models config history health-check daemon backup audit key completion man metrics roles' ;;
         'config|0') words='show path' ;;
         'history|0') words='list show export search rm prune clear' ;;
+        'daemon|0') words='tokens' ;;
         'backup|0') words='create list verify prune restore' ;;
         'audit|0') words='verify path' ;;
         'key|0') words='set rotate status forget-previous' ;;

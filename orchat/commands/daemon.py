@@ -1,22 +1,33 @@
-"""`orchat daemon` (`orchat --daemon`, bin/orchatd): serve the OpenAI-compatible gateway."""
+"""`orchat daemon` (`orchat --daemon`, bin/orchatd): serve the OpenAI-compatible gateway.
+
+orchat daemon tokens [--json]   each client name of the tokens file (never the token), its limits,
+                                spend in the window, remaining budget and last use, from this
+                                instance's ledger (ORCHAT_INSTANCE_NAME, or the port when unnamed)
+"""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from orchat.config import load_settings, port_argument
+from orchat.config import Settings, load_settings, port_argument
+from orchat.errors import ConfigError
 
 
 def add_arguments(parser: Any) -> None:
+    parser.add_argument("action", nargs="?", choices=["tokens"], help="tokens: list client names, limits, spend and remaining budget, then exit")
     parser.add_argument("--addr", help="listen address (default ORCHAT_METRICS_ADDR, 127.0.0.1)")
     parser.add_argument("--port", type=port_argument, help="listen port (default ORCHAT_METRICS_PORT, 9090)")
     parser.add_argument("--instance-name", help="name in logs, metrics and the X-Orchat-Instance header (ORCHAT_INSTANCE_NAME)")
     parser.add_argument("--check", action="store_true", help="check the configuration (key, tokens, listen address) and exit")
+    parser.add_argument("--json", action="store_true", help="with tokens: one JSON array instead of a table")
 
 
 def run(args: Any) -> int:
     flags = {"ORCHAT_METRICS_ADDR": args.addr, "ORCHAT_METRICS_PORT": args.port, "ORCHAT_INSTANCE_NAME": args.instance_name}
     settings = load_settings(flags)
+    if args.action == "tokens":
+        return print_tokens(settings, as_json=args.json)
     from orchat.gateway import daemon
 
     if args.check:
@@ -30,3 +41,36 @@ def run(args: Any) -> int:
 
         return supervisor.run_supervisor(settings, flags)
     return daemon.run_daemon(settings, flags)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    text = f"{value:.6f}" if isinstance(value, float) else str(value)
+    return "".join(ch if ch.isprintable() else "?" for ch in text)  # a name from the file never drives the terminal
+
+
+def print_tokens(settings: Settings, *, as_json: bool) -> int:
+    """Print each client name of ORCHAT_DAEMON_TOKENS_FILE with its limits and this instance's ledger
+    (its workers' ledgers added up).
+
+    Raise ConfigError without a tokens file, or when it or the ledger cannot be read.
+    """
+    from orchat.gateway.ledger import Ledger
+    from orchat.gateway.ledgerfile import combine_reports, instance_key, ledger_paths, load_ledger
+    from orchat.gateway.state import read_tokens_file
+
+    if not settings.daemon_tokens_file:
+        raise ConfigError("no ORCHAT_DAEMON_TOKENS_FILE: the daemon has no client tokens to list")
+    _, policies = read_tokens_file(settings.daemon_tokens_file)
+    files = ledger_paths(instance_key(settings.instance_name, settings.metrics_port))  # one per worker under ORCHAT_WORKERS
+    rows = combine_reports([load_ledger(path).report(policies) for path in files] or [Ledger().report(policies)])
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    columns = ("name", "limits", "spend", "remaining", "resets", "requests_last_minute", "tokens_last_minute", "last_used")
+    table = [[c.upper() for c in columns]] + [[_cell(row[c]) for c in columns] for row in rows]
+    widths = [max(len(line[i]) for line in table) for i in range(len(columns))]
+    for line in table:
+        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip())
+    return 0

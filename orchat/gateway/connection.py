@@ -15,7 +15,9 @@ import os
 import time
 from typing import Any
 
-from orchat.gateway.modelentry import ModelEntry, is_model_path
+from orchat.gateway.ledger import Refusal
+from orchat.gateway.modelentry import ModelEntry, is_model_path, model_not_found_body
+from orchat.gateway.modelfilter import AllowedModels
 from orchat.gateway.relay import ChatRelay, ModelsFetch
 from orchat.gateway.requestid import ClientHeaders, new_request_id, read_client_headers
 from orchat.gateway.state import Gateway
@@ -42,6 +44,7 @@ ROUTES = {
     "/readyz": ("GET", "HEAD"),
 }
 OPEN_ROUTES = frozenset({"/healthz", "/readyz"})  # load balancer checks carry no token
+ESTIMATED_BYTES_PER_TOKEN = 4  # tpm: a request's tokens guessed from its body before the upstream counts them
 
 
 class ClientConnection(asyncio.Protocol):
@@ -70,6 +73,7 @@ class ClientConnection(asyncio.Protocol):
         self.body_size = 0
         self.paused = False
         self.corked: list[bytes] | None = None
+        self.status = 0  # of the last answer begun: per-token metrics count it
 
     # -- asyncio.Protocol ------------------------------------------------------------------------
     def connection_made(self, transport: Any) -> None:
@@ -237,7 +241,13 @@ class ClientConnection(asyncio.Protocol):
         path = self.path
         self.deadline = 0.0
         if path == "/healthz":
-            self.respond(200, b'{"status":"ok","instance":' + json.dumps(gw.instance).encode() + b"}")
+            body = b'{"status":"ok","instance":' + json.dumps(gw.instance).encode()
+            upstreams = gw.upstreams
+            if upstreams is not None and len(upstreams.health) > 1:
+                # Positions in ORCHAT_API_BASE, not URLs: this route is open to anyone who can connect.
+                down = [index for index, health in enumerate(upstreams.health, 1) if not health.up]
+                body += b',"upstreams":%d,"upstreams_down":%b' % (len(upstreams.health), json.dumps(down).encode())
+            self.respond(200, body + b"}")
         elif path == "/readyz":
             reason = gw.not_ready_reason()
             # pid: which worker answered when ORCHAT_WORKERS > 1 (each counts its own in_flight).
@@ -248,7 +258,15 @@ class ClientConnection(asyncio.Protocol):
         elif path == "/metrics":
             self.respond(200, gw.metrics_body(), content_type="text/plain; version=0.0.4; charset=utf-8")
         else:
-            waiter = self if path == "/v1/models" else ModelEntry(self, path)
+            waiter: Any = self if path == "/v1/models" else ModelEntry(self, path)
+            policy = gw.policies.get(self.identity) if gw.policies else None
+            if policy is not None and policy.models:
+                if isinstance(waiter, ModelEntry):
+                    if not policy.allows_model(waiter.model_id):  # as if it did not exist: the list omits it too
+                        self.respond(404, model_not_found_body(waiter.model_id))
+                        return
+                else:
+                    waiter = AllowedModels(self, policy)
             cached = gw.models_cache
             if cached is not None and cached[0] > time.monotonic():
                 waiter.respond(200, cached[1])
@@ -284,8 +302,26 @@ class ClientConnection(asyncio.Protocol):
                 headers=[("Retry-After", "1")],
             )
             return
+        policy = gw.policies.get(self.identity) if gw.policies else None
+        if policy is not None:
+            refusal = gw.ledger.check(policy, model, len(body) // ESTIMATED_BYTES_PER_TOKEN)
+            if refusal is not None:
+                self.refuse(policy.name, model, refusal)
+                return
         self.relay = ChatRelay(gw, self, body, model=model, stream=payload.get("stream") is True, identity=self.identity, headers=self.client_headers)
+        self.relay.policy = policy
         self.relay.start()
+
+    def refuse(self, name: str, model: str, refusal: Refusal) -> None:
+        """Answer a request its token's policy refuses; log (and audit) which limit and its values."""
+        gw = self.gw
+        gw.reject(refusal.limit)
+        gw.count_refusal(self.identity, refusal.status)
+        request_id = self.client_headers.request_id if self.client_headers is not None else ""
+        gw.note(4, f"token {name} refused: {refusal.limit}", token=name, limit=refusal.limit, status=refusal.status, request_id=request_id, **refusal.values)
+        gw.audit(self.identity, "daemon:/v1/chat/completions", model[:200], "REFUSED:" + refusal.code)
+        headers = [("Retry-After", str(refusal.retry_after))] if refusal.retry_after else None
+        self.respond(refusal.status, error_json(refusal.status, refusal.message, error_type=refusal.error_type, code=refusal.code), headers=headers)
 
     # -- answers -------------------------------------------------------------------------------------
     def _request_id_header(self) -> bytes:
@@ -304,6 +340,7 @@ class ClientConnection(asyncio.Protocol):
         transport = self.transport
         if self.state == CLOSED or transport is None or transport.is_closing():
             return
+        self.status = status
         extra = "".join(f"{k}: {v}\r\n" for k, v in headers).encode("latin-1") if headers else b""
         head = b"%bContent-Type: %b\r\nContent-Length: %d\r\n%b%b%b%b\r\n" % (
             status_line(status),
@@ -321,6 +358,7 @@ class ClientConnection(asyncio.Protocol):
         """Write the head of an answer whose body follows in pieces (chunked, or until close for HTTP/1.0)."""
         if self.state == CLOSED:
             return
+        self.status = status
         if self.http10:
             self.keep_alive = False
         self.chunked = not self.http10

@@ -23,14 +23,19 @@ import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 from orchat.config import Settings, load_settings
 from orchat.errors import ConfigError, OrchatError
 from orchat.gateway import sdnotify
 from orchat.gateway.hardening import forbid_core_dumps
+from orchat.gateway.ledgerfile import instance_dir, instance_key, ledger_path, load_ledger, save_ledger
+from orchat.gateway.policy import TokenPolicy
 from orchat.gateway.server import serve
-from orchat.gateway.state import Gateway, is_loopback, load_tokens
+from orchat.gateway.state import Gateway, is_loopback, read_tokens_file
+from orchat.gateway.tokenmetrics import TokenMetrics
+from orchat.upstreams import upstream_keys
 
 if TYPE_CHECKING:
     from orchat.gateway.workerstats import WorkerGroup
@@ -48,8 +53,13 @@ VERBOSE, INFO, NOTICE, WARNING, ERROR = 2, 3, 4, 5, 6
 
 def check_settings(settings: Settings) -> list[tuple[bytes, str]]:
     """Return the client tokens SETTINGS name; raise ConfigError when the daemon must not start."""
+    return check_config(settings)[0]
+
+
+def check_config(settings: Settings) -> tuple[list[tuple[bytes, str]], dict[str, TokenPolicy]]:
+    """Return (client tokens, policies by client name) of SETTINGS; raise ConfigError when the daemon must not start."""
     tokens_file = settings.daemon_tokens_file
-    tokens = load_tokens(tokens_file) if tokens_file else []
+    tokens, policies = read_tokens_file(tokens_file) if tokens_file else ([], {})
     # A tokens file with no token left (all revoked) is not "no tokens file": it lets nobody in.
     if not is_loopback(settings.metrics_addr) and not tokens_file:
         raise ConfigError(
@@ -58,7 +68,8 @@ def check_settings(settings: Settings) -> list[tuple[bytes, str]]:
         )
     if settings.is_openrouter and not settings.api_key:
         raise ConfigError("no API key for the upstream", hint="set OPENROUTER_API_KEY, /etc/orchat/config, or the orchat-api-key credential")
-    return tokens
+    upstream_keys(settings)  # a per-upstream key that is unreadable or implausible: refused here, not per request
+    return tokens, policies
 
 
 class Hooks:
@@ -80,7 +91,10 @@ class Hooks:
             "orchat_daemon_rejected_total",
             "Requests the daemon refused itself, by reason.",
             ["reason"],
-            series=[{"reason": r} for r in ("auth", "concurrency", "bad_request", "too_large", "timeout", "connections")],
+            series=[{"reason": r} for r in ("auth", "concurrency", "bad_request", "too_large", "timeout", "connections", "rpm", "tpm", "budget", "models")],
+        )
+        self.reload_failures = self.registry.counter(
+            "orchat_daemon_reload_failures_total", "SIGHUP reloads refused (bad config or tokens file); the old configuration stays."
         )
         self.check_status = self.registry.gauge("orchat_health_check_status", "Custom health check result: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.", ["check"])
         self.check_last_run = self.registry.gauge(
@@ -96,6 +110,12 @@ class Hooks:
         self.health_thread = threading.Thread(target=self._health_loop, name="orchat-health", daemon=True)
         self.reload_checks = threading.Event()
         self.warned: set[str] = set()
+        self.ledger_pending: tuple[Path, bytes] | None = None  # the newest ledger to write; older ones are moot
+        # This instance's own metrics store (set once it listens): a host-wide one counted every
+        # request once per instance behind a balancer. None: the host store (CLI runs, tests of hooks).
+        self.store_path: Path | None = None
+        self.tokens = TokenMetrics(self.registry)
+        self.upstream_up = self.registry.gauge("orchat_daemon_upstream_up", "1 while an upstream takes requests, 0 while it is ejected.", ["upstream"])
 
     def start(self) -> None:
         self.thread.start()
@@ -117,6 +137,10 @@ class Hooks:
 
     def chat_done(self, relay: Any, outcome: str) -> None:
         elapsed = time.monotonic() - relay.started
+        gw = self.gateway
+        label = gw.token_labels.get(relay.identity) if gw is not None else None
+        if label is not None:
+            self.tokens.count_chat(label, relay, outcome)
         status = "ok" if outcome == "ok" else ("interrupted" if outcome == "cancelled" else "error")
         kind = relay.error_kind if status == "error" else ""
         self.events.append(
@@ -166,8 +190,8 @@ class Hooks:
                 from orchat.gateway import workerstats
 
                 families = workerstats.group_families(self.group, self.registry) + workerstats.group_process_families(os.getppid())
-                return render_metrics(families, models=metricstore.allowed_models(self.settings), include_process=False)
-            return render_metrics(self.registry, models=metricstore.allowed_models(self.settings))
+                return render_metrics(families, models=metricstore.allowed_models(self.settings), include_process=False, store_path=self.store_path)
+            return render_metrics(self.registry, models=metricstore.allowed_models(self.settings), store_path=self.store_path)
         except OrchatError as err:
             self._warn_once("metrics", f"metrics store unreadable: {err}")
             from orchat.telemetry.families import render_families
@@ -180,6 +204,9 @@ class Hooks:
             self.in_flight.set(gw.in_flight)
             self.connections.set(len(gw.clients))
             self.ready.set(0 if gw.not_ready_reason() else 1)
+            self.tokens.update_remaining(gw)
+            for health in gw.upstreams.health if gw.upstreams is not None else ():
+                self.upstream_up.set(1 if health.up else 0, upstream=health.label)
 
     # -- background thread -----------------------------------------------------------------------
     def _background(self) -> None:
@@ -223,9 +250,15 @@ class Hooks:
             batch.append(self.events.popleft())
         if batch and self.settings.values.get("ORCHAT_METRICS", True):
             try:
-                metricstore.record_events(batch, metricstore.allowed_models(self.settings))
+                metricstore.record_events(batch, metricstore.allowed_models(self.settings), path=self.store_path)
             except (OrchatError, OSError) as err:
                 self._warn_once("store", f"metrics not recorded: {err}")
+        pending, self.ledger_pending = self.ledger_pending, None
+        if pending is not None:
+            try:
+                save_ledger(*pending)
+            except (OrchatError, OSError) as err:
+                self._warn_once("ledger", f"ledger not saved: {err}")
         while True:
             try:
                 identity, command, resource, status = self.audits.get_nowait()
@@ -262,10 +295,10 @@ class Daemon:
         self.flags = dict(flags or {})
         self.worker = worker  # None: the only process; else its slot under orchat.gateway.supervisor
         self.environ = os.environ if environ is None else environ
-        tokens = check_settings(settings)
+        tokens, policies = check_config(settings)
         self.settings = settings
         self.hooks = Hooks(settings)
-        self.gw = Gateway(settings, tokens=tokens, hooks=self.hooks)
+        self.gw = Gateway(settings, tokens=tokens, policies=policies, hooks=self.hooks)
         self.hooks.gateway = self.gw
         if worker is not None:
             worker.restore_counters(self.hooks.registry)
@@ -275,6 +308,7 @@ class Daemon:
         self.hurry: asyncio.Event | None = None  # set by a second signal: the grace period ends
         self.grace = 0.0
         self.port = 0
+        self.ledger_file: Path | None = None
         self.last_status = 0.0
         self.watchdog = sdnotify.watchdog_interval_seconds(self.environ)
         from orchat.telemetry import journal
@@ -296,6 +330,12 @@ class Daemon:
             raise ConfigError(f"cannot listen on {settings.metrics_addr}:{settings.metrics_port}: {err.strerror or err}") from err
         sockets = self.server.sockets or []
         self.port = sockets[0].getsockname()[1] if sockets else settings.metrics_port
+        # Loaded before the loop runs again, so no request is checked against an empty ledger.
+        key = instance_key(settings.instance_name, self.port)
+        # Each worker keeps a ledger of its own (one file per slot): see README "Workers" for what that means for limits.
+        self.ledger_file = ledger_path(key, None if self.worker is None else self.worker.slot)
+        self.gw.ledger = load_ledger(self.ledger_file)
+        self.hooks.store_path = instance_dir(key) / "metrics.json"
         loop.add_signal_handler(signal.SIGTERM, lambda: self.request_stop(self.settings.daemon_drain_grace))
         loop.add_signal_handler(signal.SIGINT, self.request_stop)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
@@ -349,12 +389,18 @@ class Daemon:
 
     def _sweep(self) -> None:
         self.gw.sweep()
+        self.save_ledger()
         now = time.monotonic()
         if now - self.last_status >= STATUS_SECONDS:
             self.last_status = now
             self.notify(f"STATUS={self.status_text()}")
         # Also while draining: slow clients and silent upstreams still time out.
         asyncio.get_running_loop().call_later(SWEEP_SECONDS, self._sweep)
+
+    def save_ledger(self) -> None:
+        """Hand a changed ledger to the background thread: the event loop never waits on a disk."""
+        if self.gw.ledger.dirty and self.ledger_file is not None:
+            self.hooks.ledger_pending = (self.ledger_file, self.gw.ledger.dump())
 
     def _watchdog_tick(self) -> None:
         assert self.watchdog is not None
@@ -399,8 +445,9 @@ class Daemon:
         self.notify(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}")
         try:
             settings = load_settings(self.flags)
-            tokens = check_settings(settings)
+            tokens, policies = check_config(settings)
         except OrchatError as err:
+            self.hooks.reload_failures.inc()
             self.hooks.log(ERROR, f"reload failed, keeping the running configuration: {err}")
             self._announce(f"reload failed: {err}")
             self.notify(f"READY=1\nSTATUS=reload failed: {err}; {self.status_text()}")
@@ -409,8 +456,8 @@ class Daemon:
             self.hooks.log(WARNING, "a new listen address takes effect only after a restart")
         self.settings = settings
         self.hooks.reopen(settings)
-        self.gw.apply(settings, tokens)
-        self.hooks.log(NOTICE, "configuration, key and tokens reloaded", tokens=len(tokens))
+        self.gw.apply(settings, tokens, policies)
+        self.hooks.log(NOTICE, "configuration, key and tokens reloaded", tokens=len(tokens), limited=sum(p.is_limited for p in policies.values()))
         self._warn_if_locked_out()
         self._announce("reloaded")
         self.notify(f"READY=1\nSTATUS={self.status_text()}")
@@ -439,10 +486,11 @@ class Daemon:
         left = gw.in_flight
         for client in list(gw.clients):
             client.abort()
-        if gw.pool is not None:
-            gw.pool.close()
+        for pool in gw.upstreams.pools if gw.upstreams is not None else ():
+            pool.close()
         self.hooks.log(NOTICE if not left else WARNING, "stopped", cut_short=left)
         self._announce("stopped" + (f" ({left} requests cut short by ORCHAT_DRAIN_TIMEOUT)" if left else ""))
+        self.save_ledger()
         self.hooks.close()
 
 

@@ -53,7 +53,11 @@ class ModelEntry:
             return
         entry = find_model(body, self.model_id)
         if entry is None:
-            message = f"The model '{self.model_id}' does not exist"
-            self.client.respond(404, error_json(404, message, error_type="invalid_request_error", code="model_not_found"))
+            self.client.respond(404, model_not_found_body(self.model_id))
             return
         self.client.respond(200, entry)
+
+
+def model_not_found_body(model_id: str) -> bytes:
+    """Return OpenAI's 404 body for MODEL_ID (the openai SDK raises NotFoundError with code model_not_found)."""
+    return error_json(404, f"The model '{model_id}' does not exist", error_type="invalid_request_error", code="model_not_found")

@@ -15,11 +15,12 @@ import re
 import time
 from typing import Any, Protocol
 
-from orchat.config import scrub_secret
+from orchat.config import mask_key, scrub_secret
 from orchat.errors import UpstreamUnavailable
 from orchat.gateway.events import EventCutter
 from orchat.gateway.keymask import KeyMask
 from orchat.gateway.modellist import NoModelList, rewrite_model_list
+from orchat.gateway.policy import TokenPolicy
 from orchat.gateway.requestid import ClientHeaders
 from orchat.gateway.state import Gateway
 from orchat.gateway.upstream import UpstreamConnection
@@ -120,6 +121,7 @@ class ChatRelay:
         "body",
         "client",
         "conn",
+        "deltas",
         "error_body",
         "error_headers",
         "error_kind",
@@ -130,13 +132,20 @@ class ChatRelay:
         "gw",
         "headers",
         "identity",
+        "key",
+        "key_bytes",
         "mask",
+        "masked_key_bytes",
         "model",
         "pending",
+        "policy",
+        "pool",
         "sent_head",
         "sse",
         "started",
         "stream",
+        "tried",
+        "upstream",
         "usage",
         "whole",
         "whole_head",
@@ -162,7 +171,9 @@ class ChatRelay:
         self.error_headers: list[tuple[str, str]] = []
         self.error_body: list[bytes] = []
         self.error_size = 0
-        self.mask = KeyMask(gw.key_bytes, gw.masked_key_bytes)  # the key never reaches a client, even cut in two
+        # The key of the upstream asked (the primary's until a failover) never reaches a client, even cut in two.
+        self.key, self.key_bytes, self.masked_key_bytes = gw.settings.api_key, gw.key_bytes, gw.masked_key_bytes
+        self.mask = KeyMask(gw.key_bytes, gw.masked_key_bytes)
         self.finished = False
         self.attempts = 0
         self.usage: dict[str, Any] | None = None
@@ -171,32 +182,74 @@ class ChatRelay:
         self.whole_head: tuple[int, list[tuple[str, str]]] = (0, [])
         self.whole_size = 0
         self.error_kind = "upstream"  # metrics error type when the request fails
+        self.policy: TokenPolicy | None = None  # the client's limits; charged when the request ends
+        self.deltas = 0  # content events relayed: the completion tokens of a stream cut before its usage
+        self.tried: tuple[int, ...] = ()  # upstreams that failed this request (orchat.gateway.failover)
+        upstreams = gw.upstreams
+        self.upstream = upstreams.pick() or 0 if upstreams is not None else 0
+        self.pool = upstreams.pools[self.upstream] if upstreams is not None else gw.pool
         gw.in_flight += 1
 
     def start(self) -> None:
-        conn = self.gw.pool.take_idle()
+        conn = self.pool.take_idle()
         if conn is not None:
             self._send(conn)
         else:
             self.gw.spawn(self._connect())
 
     async def _connect(self) -> None:
+        pool = self.pool
         try:
-            conn = await self.gw.pool.connect()
+            conn = await pool.connect()
         except UpstreamUnavailable as err:
-            if not self.finished:
+            if not self.finished and not self._fail_over(str(err)):
                 self.error_kind = err.error_type or "network"
                 self._answer_error(504 if err.error_type == "timeout" else 502, str(err), "upstream_unavailable")
                 self._finish("error")
             return
         if self.finished:  # the client left while we connected
-            self.gw.pool.release(conn)
+            pool.release(conn)
             return
         self._send(conn)
 
     def _send(self, conn: UpstreamConnection) -> None:
         self.conn = conn
-        conn.send(self.gw.pool.chat_request(self.body, self.headers.upstream, attribution=not self.headers.attributed), self)
+        conn.send(self.pool.chat_request(self.body, self.headers.upstream, attribution=not self.headers.attributed), self)
+
+    def _fail_over(self, reason: str) -> bool:
+        """Count a failure of this request's upstream; return True when the request went on to the next
+        (only while no byte reached the client), False when there is none left to try."""
+        upstreams = self.gw.upstreams
+        if upstreams is None or self.sent_head:
+            return False
+        upstreams.failed(self.upstream, reason)
+        self.tried += (self.upstream,)
+        following = upstreams.pick(self.tried)
+        if following is None:
+            return False
+        self.gw.note(
+            5, "upstream failed, trying the next", upstream=upstreams.health[self.upstream].label, reason=reason[:200], request_id=self.headers.request_id
+        )
+        self.upstream, self.pool = following, upstreams.pools[following]
+        if self.pool.api_key != self.key:
+            self.key = self.pool.api_key
+            self.key_bytes = self.key.encode() if len(self.key) >= 8 else b""
+            self.masked_key_bytes = mask_key(self.key).encode()
+            self.mask = KeyMask(self.key_bytes, self.masked_key_bytes)
+        self.error_status, self.error_headers, self.error_body, self.error_size = 0, [], [], 0
+        self.whole, self.whole_size, self.attempts, self.conn = None, 0, 0, None
+        self.start()
+        return True
+
+    def _is_failover_status(self) -> bool:
+        """5xx, or a 429 without a Retry-After under a second, is the upstream's fault: try the next."""
+        status = self.error_status
+        if status >= 500:
+            return True
+        if status != 429:
+            return False
+        wait = next((value for name, value in self.error_headers if name == "retry-after"), "")
+        return not (wait.strip() in ("0", "0.0") or wait.strip().startswith("0."))
 
     # -- upstream callbacks ----------------------------------------------------------------
     def cork(self) -> None:
@@ -247,6 +300,8 @@ class ChatRelay:
             self.usage = find_usage(data) or self.usage
         if self.first_token_seconds is None and _FIRST_TOKEN.search(data):
             self.first_token_seconds = time.monotonic() - self.started
+        if self.policy is not None:
+            self.deltas += data.count(b'"content"')
         # Relay whole events only, so an error event appended later never lands mid-line.
         events = self.pending.feed(data)
         if events:
@@ -258,6 +313,8 @@ class ChatRelay:
         if self.finished:
             return True
         if self.error_status:
+            if self._is_failover_status() and self._fail_over(f"HTTP {self.error_status}"):
+                return True
             self._answer_upstream_error()
             self._finish("error")
             return True
@@ -266,6 +323,9 @@ class ChatRelay:
     def on_end(self) -> None:
         if self._settled():
             return
+        upstreams = self.gw.upstreams
+        if upstreams is not None and upstreams.health[self.upstream].fails:
+            upstreams.succeeded(self.upstream)
         if self.whole is not None:
             self._answer_whole()
             return
@@ -281,6 +341,8 @@ class ChatRelay:
         if retryable and not self.sent_head and self.attempts < MAX_STALE_RETRIES:
             self.attempts += 1
             self.start()
+            return
+        if self._fail_over(reason):
             return
         timed_out = "sent nothing" in reason
         self.error_kind = "timeout" if timed_out else "protocol" if self.sent_head or self.whole is not None else "network"
@@ -311,7 +373,7 @@ class ChatRelay:
         if self.error_status == 401:
             message = "the upstream API refused the gateway's key: " + message
             kind = "upstream_auth_error"
-        message = scrub_secret(message, self.gw.settings.api_key)  # an upstream may echo the key
+        message = scrub_secret(message, self.key)  # an upstream may echo the key
         self.gw.note(
             5 if status < 500 else 6, "upstream error", upstream_status=self.error_status, status=status, model=self.model, request_id=self.headers.request_id
         )
@@ -322,15 +384,15 @@ class ChatRelay:
         self.whole = None
         if _USAGE_MARK in body:
             self.usage = find_usage(body)
-        key = self.gw.key_bytes
+        key = self.key_bytes
         if key and key in body:
-            body = body.replace(key, self.gw.masked_key_bytes)
+            body = body.replace(key, self.masked_key_bytes)
         status, extra = self.whole_head
         self.client.respond(status, body, content_type=extra[0][1], headers=extra[1:])
         self._finish("ok")
 
     def _scrub(self, value: str) -> str:
-        return scrub_secret(value, self.gw.settings.api_key)
+        return scrub_secret(value, self.key)
 
     def _answer_error(self, status: int, message: str, kind: str) -> None:
         self.client.respond(status, error_json(status, message, error_type=kind))
@@ -350,17 +412,23 @@ class ModelsFetch:
     def __init__(self, gw: Gateway) -> None:
         self.gw = gw
         self.waiters: list[ClientConnection] = []
+        self.key = gw.settings.api_key  # of the upstream asked: masked if it echoes it
         self.status = 0
         self.parts: list[bytes] = []
         self.size = 0
 
     async def run(self) -> None:
         try:
-            conn = self.gw.pool.take_idle() or await self.gw.pool.connect()
+            upstreams = self.gw.upstreams
+            pool = self.gw.pool
+            if upstreams is not None:
+                pool = upstreams.pools[upstreams.pick() or 0]  # the first upstream up
+                self.key = pool.api_key
+            conn = pool.take_idle() or await pool.connect()
         except UpstreamUnavailable as err:
             self._reply(502, error_json(502, str(err), error_type="upstream_unavailable"))
             return
-        conn.send(self.gw.pool.models_request(), self)
+        conn.send(pool.models_request(), self)
 
     def cork(self) -> None:
         pass
@@ -395,9 +463,9 @@ class ModelsFetch:
             self._reply(502, error_json(502, "the upstream model list is not JSON", error_type="upstream_error"))
             return
         del body
-        key = self.gw.key_bytes
+        key = self.key.encode() if len(self.key) >= 8 else b""
         if key and key in payload:  # an upstream that echoes the key in its model list
-            payload = payload.replace(key, self.gw.masked_key_bytes)
+            payload = payload.replace(key, mask_key(self.key).encode())
         self.gw.cache_models(payload)
         self._reply(200, payload)
 

@@ -23,10 +23,16 @@ from typing import Any, Awaitable, Protocol
 from orchat.config import Settings, mask_key
 from orchat.errors import ConfigError, PermissionFailure
 from orchat.fsutil import read_regular_file
+from orchat.gateway.failover import Upstreams
+from orchat.gateway.ledger import Ledger
 from orchat.gateway.modellist import MODEL_LIST_COPIES
+from orchat.gateway.policy import PolicyError, TokenPolicy, parse_policy, split_fields
 from orchat.gateway.upstream import UpstreamPool
+from orchat.upstreams import api_bases, is_openrouter_host, upstream_keys
 
 MIN_TOKEN_CHARS = 16
+MAX_TOKEN_LABELS = 50  # token names with their own metric series (like MAX_MODEL_LABELS for models)
+OTHER_NAME_LABEL = "other"
 MAX_TOKENS_FILE_BYTES = 1024 * 1024  # ~20,000 tokens; anything larger is not a tokens file
 MODELS_CACHE_SECONDS = 60.0
 BYTES_PER_MEGABYTE = 1024 * 1024
@@ -43,13 +49,20 @@ def is_loopback(address: str) -> bool:
 
 
 def load_tokens(path_text: str) -> list[tuple[bytes, str]]:
-    """Read ORCHAT_DAEMON_TOKENS_FILE: `token` or `name:token` per line, `#` comments.
+    """Return the [(token bytes, client name)] of ORCHAT_DAEMON_TOKENS_FILE (see read_tokens_file)."""
+    return read_tokens_file(path_text)[0]
 
-    Return [(token bytes, client name)]; unnamed tokens are called token1, token2... by line.
-    An empty list (every token commented out) means nobody gets in, never everybody. Raise
-    ConfigError for a file that is unreadable, not a regular file (a FIFO would block the event
-    loop, /dev/zero exhaust memory), larger than MAX_TOKENS_FILE_BYTES, or has a token shorter
-    than 16 characters; PermissionFailure when other users may read the file.
+
+def read_tokens_file(path_text: str) -> tuple[list[tuple[bytes, str]], dict[str, TokenPolicy]]:
+    """Read ORCHAT_DAEMON_TOKENS_FILE: `token` or `name:token` per line, optional policy fields, `#` comments.
+
+    Return ([(token bytes, client name)], {client name: TokenPolicy}); unnamed tokens are called
+    token1, token2... by line. An empty list (every token commented out) means nobody gets in,
+    never everybody. Raise ConfigError naming file:line for a malformed line (policy fields per
+    orchat.gateway.policy, or one name given two different policies), and for a file that is
+    unreadable, not a regular file (a FIFO would block the event loop, /dev/zero exhaust memory),
+    larger than MAX_TOKENS_FILE_BYTES, or has a token shorter than 16 characters;
+    PermissionFailure when other users may read the file.
     """
     path = Path(os.path.expanduser(path_text))
     try:
@@ -61,19 +74,29 @@ def load_tokens(path_text: str) -> list[tuple[bytes, str]]:
     if mode & stat.S_IROTH:
         raise PermissionFailure(f"{path} is readable by every user; run: chmod 640 {path}")
     tokens: list[tuple[bytes, str]] = []
+    policies: dict[str, TokenPolicy] = {}
     for number, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
-        name, colon, token = line.rpartition(":")
+        credential, fields = split_fields(line)
+        name, colon, token = credential.rpartition(":")
         if not colon:
             name = f"token{number}"
         token = token.strip()
         name = name.strip()
         if len(token) < MIN_TOKEN_CHARS or any(ch.isspace() for ch in token) or (colon and not name):
             raise ConfigError(f"{path}:{number}: expected `token` or `name:token` with a token of at least {MIN_TOKEN_CHARS} characters")
+        try:
+            policy = parse_policy(name, fields)
+        except PolicyError as err:
+            raise ConfigError(f"{path}:{number}: {err}") from None
+        if name in policies and policies[name] != policy:
+            # Two tokens of one name (a rotation) share one ledger: they must share one policy.
+            raise ConfigError(f"{path}:{number}: {name!r} appears earlier with other limits; one name, one policy")
+        policies[name] = policy
         tokens.append((token.encode("utf-8"), name))
-    return tokens
+    return tokens, policies
 
 
 class Client(Protocol):
@@ -91,7 +114,9 @@ class Client(Protocol):
 class Gateway:
     """State shared by every connection: settings, upstream pool, tokens, counters, drain flag."""
 
-    def __init__(self, settings: Settings, *, tokens: list[tuple[bytes, str]] | None = None, hooks: Any = None) -> None:
+    def __init__(
+        self, settings: Settings, *, tokens: list[tuple[bytes, str]] | None = None, policies: dict[str, TokenPolicy] | None = None, hooks: Any = None
+    ) -> None:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.clients: set[Client] = set()
         self.in_flight = 0
@@ -101,15 +126,24 @@ class Gateway:
         self.tasks: set[asyncio.Task[Any]] = set()
         self.requests_served = 0
         self.hooks = hooks  # orchat.gateway.daemon.Hooks: logs, metrics, audit; None in tests of the wire alone
-        self.pool: UpstreamPool | None = None
+        self.pool: UpstreamPool | None = None  # the primary upstream's
+        self.upstreams: Upstreams | None = None
         self.old_pools: list[UpstreamPool] = []
-        self.apply(settings, tokens or [])
+        self.ledger = Ledger()  # survives SIGHUP: a reload changes limits, never what was spent
+        self.apply(settings, tokens or [], policies)
 
-    def apply(self, settings: Settings, tokens: list[tuple[bytes, str]]) -> None:
-        """Adopt new settings and tokens (start-up and SIGHUP); the old pool drains on its own."""
-        old = self.pool
+    def apply(self, settings: Settings, tokens: list[tuple[bytes, str]], policies: dict[str, TokenPolicy] | None = None) -> None:
+        """Adopt new settings, tokens and their policies (start-up and SIGHUP); the old pools drain on their own.
+
+        Raise ConfigError when a per-upstream key is unreadable (orchat.upstreams).
+        """
         self.settings = settings
         self.tokens = tokens
+        # Only names with a limit are looked up per request: an unlimited token costs nothing more.
+        self.policies = {name: policy for name, policy in (policies or {}).items() if policy.is_limited}
+        # Metric labels stay bounded: the file's first MAX_TOKEN_LABELS names, every later one "other".
+        names = list(dict.fromkeys(name for _, name in tokens))
+        self.token_labels = {name: name if index < MAX_TOKEN_LABELS else OTHER_NAME_LABEL for index, name in enumerate(names)}
         # The upstream key as bytes, to mask it wherever an upstream echoes it back (never relayed).
         self.key_bytes = settings.api_key.encode() if len(settings.api_key) >= 8 else b""
         self.masked_key_bytes = mask_key(settings.api_key).encode()
@@ -125,17 +159,25 @@ class Gateway:
         # The model list is held up to MODEL_LIST_COPIES times while rewritten: together within ORCHAT_CACHE_SIZE.
         self.models_limit_bytes = settings.cache_size * BYTES_PER_MEGABYTE // MODEL_LIST_COPIES
         self.models_cache = None
-        self.pool = UpstreamPool(
-            settings.api_base,
-            api_key=settings.api_key,
-            referer=settings.http_referer if settings.is_openrouter else "",
-            title=settings.title if settings.is_openrouter else "",
-            connect_timeout=settings.connect_timeout,
-            idle_timeout=settings.request_timeout,
-            keepalive=settings.tcp_keepalive,
-            ca_file=settings.ca_file,
-        )
-        if old is not None:
+        pools = []
+        for index, (base, key) in enumerate(zip(api_bases(settings), upstream_keys(settings))):
+            attributed = settings.is_openrouter if index == 0 else is_openrouter_host(base)
+            pools.append(
+                UpstreamPool(
+                    base,
+                    api_key=key,
+                    referer=settings.http_referer if attributed else "",
+                    title=settings.title if attributed else "",
+                    connect_timeout=settings.connect_timeout,
+                    idle_timeout=settings.request_timeout,
+                    keepalive=settings.tcp_keepalive,
+                    ca_file=settings.ca_file,
+                )
+            )
+        old_pools = self.upstreams.pools if self.upstreams is not None else []
+        self.upstreams = Upstreams(pools, self.note)
+        self.pool = pools[0]
+        for old in old_pools:
             old.close()
             self.old_pools.append(old)  # its busy connections still need their timeouts
         # A control character from ORCHAT_INSTANCE_NAME or --instance-name would split every answer's head.
@@ -149,6 +191,9 @@ class Gateway:
             return "draining"
         if self.settings.is_openrouter and not self.settings.api_key:
             return "no API key loaded"
+        upstreams = self.upstreams
+        if upstreams is not None and len(upstreams.pools) > 1 and not upstreams.any_up():
+            return "no upstream up"  # with one upstream, readiness never depended on it: every instance shares it
         return ""
 
     # -- auth ------------------------------------------------------------------------------------
@@ -184,8 +229,31 @@ class Gateway:
 
     def observe_chat(self, relay: Any, outcome: str) -> None:
         self.requests_served += 1
+        if relay.policy is not None:
+            self.charge_chat(relay, outcome)
         if self.hooks is not None:
             self.hooks.chat_done(relay, outcome)
+
+    def charge_chat(self, relay: Any, outcome: str) -> None:
+        """Book RELAY's tokens and cost to its client's name: the upstream's usage, or for a stream
+        cut before its usage (the client hung up) an estimate from the body and the deltas relayed."""
+        usage = relay.usage
+        cost: float | None = 0.0
+        if isinstance(usage, dict):
+            total = usage.get("total_tokens")
+            tokens = total if isinstance(total, int) and total >= 0 else 0
+            value = usage.get("cost")
+            # A local llama.cpp reports no cost: its requests count against rpm/tpm only.
+            cost = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0 else None
+        elif outcome == "cancelled" or relay.sent_head:
+            tokens, cost = len(relay.body) // 4 + relay.deltas, None
+        else:
+            tokens = 0  # refused or failed before the upstream answered: nothing was generated
+        policy = relay.policy
+        booked = self.ledger.charge(policy, tokens, cost)
+        self.note(
+            2, f"token {policy.name} charged", token=policy.name, tokens=tokens, cost=booked, estimated=cost is None, remaining=self.ledger.remaining(policy)
+        )
 
     def note(self, level: int, message: str, **fields: Any) -> None:
         if self.hooks is not None:
@@ -199,6 +267,11 @@ class Gateway:
         if self.hooks is not None:
             self.hooks.reject(reason)
 
+    def count_refusal(self, identity: str, status: int) -> None:
+        label = self.token_labels.get(identity)
+        if label is not None and self.hooks is not None:
+            self.hooks.tokens.count_request(label, str(status))
+
     def metrics_body(self) -> bytes:
         if self.hooks is not None:
             return self.hooks.render_metrics()
@@ -210,8 +283,10 @@ class Gateway:
         now = time.monotonic()
         for client in [c for c in self.clients if c.deadline and now > c.deadline]:
             client.expire()
-        if self.pool is not None:
-            self.pool.sweep(now)
+        if self.upstreams is not None:
+            for pool in self.upstreams.pools:
+                pool.sweep(now)
+            self.upstreams.sweep(now, self.spawn)
         for pool in self.old_pools:
             pool.sweep(now)
         self.old_pools = [pool for pool in self.old_pools if pool.active]

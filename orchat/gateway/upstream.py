@@ -210,6 +210,7 @@ class UpstreamPool:
     ) -> None:
         self.endpoint = Endpoint.from_url(base_url)
         self.base_url = base_url
+        self.api_key = api_key  # masked in whatever this upstream answers (orchat.gateway.relay)
         self.connect_timeout = connect_timeout
         self.idle_timeout = idle_timeout
         self.keepalive = keepalive

@@ -22,7 +22,16 @@ from orchat.telemetry.families import Counter, Family, Gauge
 
 # Series that are a sum over the workers; the rest (ready, info, health checks) are the same in
 # every worker, or the answering worker's own.
-SUMMED = frozenset({"orchat_in_flight_requests", "orchat_daemon_connections", "orchat_daemon_rejected_total"})
+SUMMED = frozenset(
+    {
+        "orchat_in_flight_requests",
+        "orchat_daemon_connections",
+        "orchat_daemon_rejected_total",
+        "orchat_daemon_token_requests_total",
+        "orchat_daemon_token_tokens_total",
+        "orchat_daemon_token_cost_total",
+    }
+)
 LIVE_ONLY = frozenset({"orchat_in_flight_requests", "orchat_daemon_connections"})  # a dead worker has none
 SNAPSHOT_MAX_BYTES = 1048576
 GROUP_STATE = "supervisor.json"  # the supervisor's figures: {"workers": N, "restarts": R}

@@ -125,9 +125,10 @@ def check_network(ctx: HealthContext) -> CheckResult:
         return _unchecked("network")
     from urllib.parse import urlsplit
 
+    from orchat.upstreams import api_bases
     from orchat.wire.transport import Endpoint, Transport, proxy_for
 
-    endpoint = Endpoint.from_url(ctx.settings.api_base)
+    endpoint = Endpoint.from_url(api_bases(ctx.settings)[0])
     proxy = proxy_for(endpoint, ctx.environ)
     host, port, via = endpoint.host, endpoint.port, ""
     if proxy:
@@ -152,7 +153,7 @@ def check_network(ctx: HealthContext) -> CheckResult:
     if endpoint.scheme == "https":
         quick = ctx.quick_settings()
         transport = Transport(
-            quick.api_base,
+            api_bases(quick)[0],
             connect_timeout=quick.connect_timeout,
             idle_timeout=quick.request_timeout,
             ca_file=quick.ca_file,
@@ -268,6 +269,11 @@ def check_daemon(ctx: HealthContext) -> CheckResult:
     seconds = time.monotonic() - started
     perf = [Perf("daemon_latency", round(seconds, 4), "s", minimum=0)]
     if response.status == 200:
+        down, total = upstreams_down(body)
+        if down:
+            state = Status.CRITICAL if len(down) == total else Status.WARNING
+            listed = ", ".join(str(index) for index in down)
+            return result("daemon", state, f"Answering on {where}, but upstream {listed} of {total} (ORCHAT_API_BASE) ejected (latency: {ms(seconds)})", perf)
         return result("daemon", Status.OK, f"Answering on {where} (latency: {ms(seconds)})", perf)
     detail = " ".join(body.split())[:120]
     if response.status == 404 and not expected:
@@ -298,6 +304,20 @@ def check_database(ctx: HealthContext) -> CheckResult:
         client.close()
     perf = [Perf("database_latency", round(seconds, 4), "s", minimum=0)]
     return result("database", Status.OK, f"Connected to {url} (round trip: {ms(seconds)})", perf)
+
+
+def upstreams_down(body: str) -> tuple[list[int], int]:
+    """Given a daemon's /healthz BODY, return (positions of ejected upstreams, how many there are)."""
+    import json
+
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return [], 0
+    down = data.get("upstreams_down") if isinstance(data, dict) else None
+    if not isinstance(down, list):
+        return [], 0
+    return [i for i in down if isinstance(i, int)], int(data.get("upstreams") or 0)
 
 
 # -- planning ------------------------------------------------------------------------------------

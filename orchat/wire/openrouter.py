@@ -20,6 +20,7 @@ from orchat.errors import (
     UpstreamUnavailable,
     api_error_for_status,
 )
+from orchat.upstreams import api_bases, upstream_keys
 from orchat.wire import routing
 from orchat.wire.framing import WireError, parse_digits
 from orchat.wire.sse import LineTooLong, SSEParser
@@ -218,26 +219,36 @@ class Client:
         on_trace: Callable[[str, dict[str, Any]], None] | None = None,
     ) -> None:
         self.settings = settings
-        self.transport = Transport(
-            settings.api_base,
-            connect_timeout=settings.connect_timeout,
-            idle_timeout=settings.request_timeout,
-            keepalive=settings.tcp_keepalive,
-            ca_file=settings.ca_file,
-            retry_attempts=settings.retry_attempts,
-            on_retry=on_retry,
-            on_trace=on_trace,
-        )
+        # ORCHAT_API_BASE may list several upstreams: a chat goes to the next one when the one
+        # before fails before any output (orchat.upstreams; the primary serves everything else).
+        self.upstreams = [
+            (
+                Transport(
+                    base,
+                    connect_timeout=settings.connect_timeout,
+                    idle_timeout=settings.request_timeout,
+                    keepalive=settings.tcp_keepalive,
+                    ca_file=settings.ca_file,
+                    retry_attempts=settings.retry_attempts,
+                    on_retry=on_retry,
+                    on_trace=on_trace,
+                ),
+                key,
+            )
+            for base, key in zip(api_bases(settings), upstream_keys(settings))
+        ]
+        self.transport = self.upstreams[0][0]
         self.on_event = on_event  # receives each raw SSE event (QUANTUM wire tracing)
 
-    def _headers(self, json_body: bool = False) -> dict[str, str]:
+    def _headers(self, json_body: bool = False, key: str | None = None) -> dict[str, str]:
         headers = {
             "HTTP-Referer": self.settings.http_referer,
             "X-Title": self.settings.title,
             "X-OpenRouter-Title": self.settings.title,
         }
-        if self.settings.api_key:
-            headers["Authorization"] = f"Bearer {self.settings.api_key}"
+        key = self.settings.api_key if key is None else key
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
         if json_body:
             headers["Content-Type"] = "application/json"
         return headers
@@ -340,9 +351,7 @@ class Client:
         OrchatError on any failure; the connection is closed on every exit path.
         """
         started = time.monotonic()
-        conn, response = self.transport.request(
-            "POST", "/chat/completions", body=json.dumps(body).encode("utf-8"), headers=self._headers(json_body=True), is_retryable_answer=retry_verdict
-        )
+        conn, response = self._send_chat(json.dumps(body).encode("utf-8"))
         result.retries = self.transport.retries_done
         try:
             self._raise_for_status(response)
@@ -354,6 +363,27 @@ class Client:
             raise self._scrubbed(err) from None
         finally:
             conn.close()
+
+    def _send_chat(self, data: bytes) -> tuple[Any, Any]:
+        """POST DATA to the first upstream that answers: on a connect failure, a 5xx or a 429 without
+        a Retry-After under a second, try the next (nothing was shown yet). Return (conn, response)."""
+        last = len(self.upstreams) - 1
+        for index, (transport, key) in enumerate(self.upstreams):
+            self.transport = transport
+            try:
+                conn, response = transport.request(
+                    "POST", "/chat/completions", body=data, headers=self._headers(json_body=True, key=key), is_retryable_answer=retry_verdict
+                )
+            except UpstreamUnavailable:
+                if index == last:
+                    raise
+                continue
+            wait = (response.getheader("Retry-After") or "").strip()
+            failed = response.status >= 500 or (response.status == 429 and not wait.startswith("0"))
+            if not failed or index == last:
+                return conn, response
+            conn.close()
+        raise AssertionError("unreachable: the last upstream always returns or raises")
 
     def _scrubbed(self, err: OrchatError) -> OrchatError:
         # A server that echoes the key in an error message must not put it on stderr or in history.

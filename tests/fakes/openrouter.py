@@ -143,15 +143,15 @@ class FakeOpenRouter:
         self.scheme = "http"
 
     # -- control -------------------------------------------------------------------------
-    def start(self, tls_context: Any = None) -> FakeOpenRouter:
-        """Serve in a thread; with TLS_CONTEXT (an ssl.SSLContext) serve HTTPS."""
+    def start(self, tls_context: Any = None, port: int = 0) -> FakeOpenRouter:
+        """Serve in a thread on PORT (0: a free one); with TLS_CONTEXT (an ssl.SSLContext) serve HTTPS."""
         fake = self
 
         class Handler(_Handler):
             owner = fake
 
         _QuietServer.request_queue_size = 1024  # 200 simultaneous connects must not stall in the backlog
-        self.server = _QuietServer(("127.0.0.1", 0), Handler)
+        self.server = _QuietServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         self.scheme = "http"
         if tls_context is not None:
@@ -167,6 +167,18 @@ class FakeOpenRouter:
         if self.server is not None:
             self.server.shutdown()
             self.server.server_close()
+
+    def kill(self) -> None:
+        """Stop as a killed process would: stop accepting and reset every open connection."""
+        import socket
+
+        server = self.server
+        self.stop()
+        for sock in list(getattr(server, "open_sockets", ())):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     @property
     def port(self) -> int:
@@ -236,6 +248,17 @@ def _command_answer(scenario: str, command: str, messages: list[Any]) -> str:
 
 
 class _QuietServer(ThreadingHTTPServer):
+    open_sockets: set[Any]
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        # Remembered so kill() can drop them as a dying process would (shutdown() only stops accepting).
+        self.__dict__.setdefault("open_sockets", set()).add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        self.__dict__.setdefault("open_sockets", set()).discard(request)
+        super().shutdown_request(request)
+
     def handle_error(self, request: Any, client_address: Any) -> None:
         # Clients that close a finished keep-alive connection are normal, not worth a traceback.
         import sys

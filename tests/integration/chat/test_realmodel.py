@@ -333,3 +333,27 @@ def test_exec_print_gets_one_command_line_from_the_real_model_and_runs_nothing(l
     lines = proc.stdout.splitlines()
     assert len(lines) == 1 and lines[0].strip() and "```" not in lines[0], proc.stdout
     assert proc.stdout.endswith("\n")
+
+
+def test_in_front_of_llama_cpp_a_budget_never_applies_but_rpm_and_models_do(local_env: dict[str, str], tmp_path: Path) -> None:
+    from tests.daemonproc import DaemonProc, request
+
+    token = "llama-policy-token-1234"
+    tokens_file = tmp_path / "tokens"
+    tokens_file.write_text(f"local:{token} budget=0.000001/day rpm=2 models={llama_server.MODEL_ALIAS}\n")
+    tokens_file.chmod(0o600)
+    env = dict(local_env, ORCHAT_DAEMON_TOKENS_FILE=str(tokens_file), ORCHAT_INSTANCE_NAME="llama")
+    daemon = DaemonProc(env)
+    auth = {"Authorization": f"Bearer {token}"}
+    body = {"model": llama_server.MODEL_ALIAS, "messages": [{"role": "user", "content": QUESTION}], "max_tokens": int(ANSWER_TOKENS), "temperature": 0}
+    try:
+        assert request(daemon.port, "POST", "/v1/chat/completions", {**body, "model": "other-model"}, headers=auth, timeout=120)[0] == 403
+        # llama.cpp reports no cost: a budget far below one request's price never refuses anything.
+        assert [request(daemon.port, "POST", "/v1/chat/completions", body, headers=auth, timeout=120)[0] for _ in range(2)] == [200, 200]
+        status, headers, _ = request(daemon.port, "POST", "/v1/chat/completions", body, headers=auth, timeout=120)
+        assert status == 429 and int(headers["retry-after"]) >= 1
+    finally:
+        assert daemon.stop() == 0
+    listed = run_orchat("daemon", "tokens", "--json", env=env)
+    row = json.loads(listed.stdout)[0]
+    assert (row["name"], row["spend"], row["requests_last_minute"]) == ("local", 0.0, 2)

@@ -8,9 +8,9 @@ from typing import Iterator
 
 import pytest
 
-from tests.conftest import require_tool
 from tests.daemonproc import DaemonProc, request
 from tests.fakes.openrouter import FakeOpenRouter
+from tests.integration.gateway.conftest import scraped_by_prometheus
 from tests.integration.telemetry.test_metrics_prometheus import Prometheus
 
 pytestmark = pytest.mark.component
@@ -19,16 +19,8 @@ STREAM = {"model": "openai/gpt-4o-mini", "stream": True, "messages": [{"role": "
 
 @pytest.fixture
 def scraped_daemon(api_env: dict[str, str], fake_openrouter: FakeOpenRouter, tmp_path: Path) -> Iterator[tuple[DaemonProc, Prometheus]]:
-    binary = require_tool("prometheus")
-    daemon = DaemonProc(api_env)
-    try:
-        prometheus = Prometheus(binary, tmp_path, f"127.0.0.1:{daemon.port}")
-        try:
-            yield daemon, prometheus
-        finally:
-            prometheus.stop()
-    finally:
-        daemon.stop()
+    with scraped_by_prometheus(api_env, tmp_path) as scraped:
+        yield scraped
 
 
 def test_the_time_to_first_token_rule_gets_data_from_a_daemons_streams(scraped_daemon: tuple[DaemonProc, Prometheus]) -> None:

@@ -36,13 +36,14 @@ def free_port() -> int:
 class Prometheus:
     """A Prometheus server on 127.0.0.1 with its own storage under TMP, scraping TARGET every second."""
 
-    def __init__(self, binary: str, tmp: Path, target: str) -> None:
+    def __init__(self, binary: str, tmp: Path, target: str, *, bearer_file: Path | None = None) -> None:
         self.port = free_port()
         config = tmp / "prometheus.yml"
+        auth = f"    authorization:\n      credentials_file: {bearer_file}\n" if bearer_file is not None else ""
         config.write_text(
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
             f"rule_files:\n  - {RULES}\n"
-            f"scrape_configs:\n  - job_name: orchat\n    static_configs:\n      - targets: ['{target}']\n"
+            f"scrape_configs:\n  - job_name: orchat\n{auth}    static_configs:\n      - targets: ['{target}']\n"
         )
         self.log = tmp / "prometheus.log"
         with self.log.open("wb") as log:

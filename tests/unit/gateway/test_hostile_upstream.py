@@ -11,11 +11,13 @@ import pytest
 
 from orchat.gateway import relay as relay_module
 from tests.fakes.openrouter import TEST_KEY
-from tests.fakes.raw_upstream import Piece, RawUpstream
+from tests.fakes.raw_upstream import WAIT_SECONDS, Piece, RawUpstream
 from tests.unit.gateway.test_server import CHAT, Harness
 
 MASKED = b"sk-or-...7e57"
-READ_SECONDS = 10.0
+# Longer than RawUpstream's WAIT_SECONDS: a whole answer is held until complete, so a test waiting
+# for part of one sees nothing until the upstream stops waiting; equal timeouts made it a coin toss.
+READ_SECONDS = WAIT_SECONDS + 10.0
 
 
 @pytest.fixture(name="hostile")

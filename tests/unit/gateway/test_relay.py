@@ -73,6 +73,7 @@ class StubPool:
 class StubGateway:
     def __init__(self, pool: StubPool) -> None:
         self.pool = pool
+        self.upstreams = None  # one upstream, no failover (orchat.gateway.failover)
         self.in_flight = 0
         self.event_limit = 64
         self.models_limit_bytes = 10_000

@@ -1,0 +1,87 @@
+"""Upstream failover: ORCHAT_API_BASE with two fake upstreams, one killed mid-run and brought back."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from pathlib import Path
+
+from tests.conftest import run_orchat
+from tests.daemonproc import DaemonProc, request, stream_content, wait_for
+from tests.fakes.openrouter import FakeOpenRouter
+
+CHAT = {"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+RUN = 40
+
+
+def upstream_up(port: int) -> dict[str, float]:
+    text = request(port, "GET", "/metrics")[2].decode()
+    return {url: float(value) for url, value in re.findall(r'^orchat_daemon_upstream_up\{upstream="([^"]+)"\} (\S+)$', text, re.MULTILINE)}
+
+
+def ask(port: int, index: int) -> tuple[int, str]:
+    body = {**CHAT, "stream": index % 2 == 0}
+    status, _, data = request(port, "POST", "/v1/chat/completions", body)
+    if status != 200:
+        return status, data.decode(errors="replace")[:200]
+    return status, stream_content(data) if body["stream"] else json.loads(data)["choices"][0]["message"]["content"]
+
+
+def test_a_killed_primary_fails_over_without_client_errors_is_ejected_and_returns_after_it_recovers(
+    daemons: list[DaemonProc], api_env: dict[str, str], fake_openrouter: FakeOpenRouter, second_fake: FakeOpenRouter, tmp_path: Path
+) -> None:
+    primary, backup = fake_openrouter, second_fake
+    daemon = DaemonProc({**api_env, "ORCHAT_API_BASE": f"{primary.url},{backup.url}"})
+    daemons.append(daemon)
+    answer = primary.answer
+    results: list[tuple[int, str]] = []
+    killed = threading.Event()
+
+    def run() -> None:
+        for index in range(RUN):
+            if index == RUN // 4:
+                primary.kill()  # killed mid-run, between two requests
+                killed.set()
+            results.append(ask(daemon.port, index))
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(120)
+    assert killed.is_set() and results == [(200, answer)] * RUN  # no client error for requests not yet started
+    assert len(primary.chat_requests()) == RUN // 4 and len(backup.chat_requests()) == RUN - RUN // 4
+    assert upstream_up(daemon.port) == {primary.url: 0.0, backup.url: 1.0}
+    status, _, body = request(daemon.port, "GET", "/readyz")
+    assert status == 200, body  # ready while one upstream is
+    checked = run_orchat("health-check", "--component=daemon", env={**api_env, "ORCHAT_METRICS_PORT": str(daemon.port)})
+    assert checked.returncode == 1 and "upstream 1 of 2 (ORCHAT_API_BASE) ejected" in checked.stdout, checked.stdout + checked.stderr
+
+    revived = FakeOpenRouter().start(port=primary.port)  # the primary recovers on its address
+    try:
+        wait_for(lambda: upstream_up(daemon.port)[primary.url] == 1.0, timeout=60)
+        assert ask(daemon.port, 1) == (200, answer)
+        assert len(revived.chat_requests()) == 1  # back as primary
+        healthy = run_orchat("health-check", "--component=daemon", env={**api_env, "ORCHAT_METRICS_PORT": str(daemon.port)})
+        assert healthy.returncode == 0 and "Answering on" in healthy.stdout
+    finally:
+        revived.stop()
+
+
+def test_a_5xx_goes_to_the_next_upstream_and_with_every_upstream_down_readyz_is_503(
+    daemons: list[DaemonProc], api_env: dict[str, str], fake_openrouter: FakeOpenRouter, second_fake: FakeOpenRouter
+) -> None:
+    primary, backup = fake_openrouter, second_fake
+    daemon = DaemonProc({**api_env, "ORCHAT_API_BASE": f"{primary.url},{backup.url}", "ORCHAT_RETRY_ATTEMPTS": "0"})
+    daemons.append(daemon)
+    primary.fail_next(500)
+    assert ask(daemon.port, 1) == (200, primary.answer) and len(backup.chat_requests()) == 1
+    primary.fail_next(429)  # no Retry-After: the next upstream
+    assert ask(daemon.port, 1)[0] == 200 and len(backup.chat_requests()) == 2
+    primary.fail_next(429, headers={"Retry-After": "0"})  # the same upstream is ready in under a second: passed on
+    assert ask(daemon.port, 1)[0] == 429 and len(backup.chat_requests()) == 2
+    primary.kill()
+    backup.kill()
+    for _ in range(3):  # each upstream fails three times in a row: both ejected
+        assert ask(daemon.port, 1)[0] == 502
+    status, _, body = request(daemon.port, "GET", "/readyz")
+    assert status == 503 and json.loads(body)["reason"] == "no upstream up"

@@ -1,0 +1,197 @@
+"""Per-token policy: the tokens-file grammar, UTC windows, and the ledger's check/charge."""
+
+from __future__ import annotations
+
+import calendar
+from pathlib import Path
+
+import pytest
+
+from orchat.errors import ConfigError
+from orchat.gateway.ledger import Ledger
+from orchat.gateway.ledgerfile import combine_reports, instance_key, ledger_path, ledger_paths, load_ledger, save_ledger
+from orchat.gateway.policy import TokenPolicy, parse_policy, window_bounds
+from orchat.gateway.state import load_tokens, read_tokens_file
+
+TOKEN = "tok-" + "a" * 28
+NOON = float(calendar.timegm((2026, 12, 3, 12, 0, 0)))  # a Thursday
+
+
+def tokens_file(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "tokens"
+    path.write_text(text)
+    path.chmod(0o600)
+    return path
+
+
+def test_read_tokens_file_keeps_plain_lines_and_reads_every_field(tmp_path: Path) -> None:
+    path = tokens_file(
+        tmp_path,
+        f"plain:{TOKEN}\nalice:{'b' * 20} budget=5.00/day rpm=60 tpm=200000 models=openai/*,anthropic/claude-*\n{'c' * 20}== rpm=2\n",
+    )
+    tokens, policies = read_tokens_file(str(path))
+    assert tokens == [(TOKEN.encode(), "plain"), (b"b" * 20, "alice"), (b"c" * 20 + b"==", "token3")]
+    assert not policies["plain"].is_limited
+    alice = policies["alice"]
+    assert (alice.budget, alice.period, alice.rpm, alice.tpm, alice.models) == (5.0, "day", 60, 200000, ("openai/*", "anthropic/claude-*"))
+    assert policies["token3"].rpm == 2
+    assert load_tokens(str(path)) == tokens
+
+
+@pytest.mark.parametrize(
+    ("field", "says"),
+    [
+        ("budget=5", "budget=5"),
+        ("budget=5/year", "budget=5/year"),
+        ("budget=-1/day", "budget=-1/day"),
+        ("rpm=0", "rpm=0"),
+        ("tpm=lots", "tpm=lots"),
+        ("models=", "models="),
+        ("models=a,,b", "models=a,,b"),
+        ("colour=red", "unknown field 'colour'"),
+        ("rpm=1 rpm=2", "given twice"),
+    ],
+)
+def test_a_malformed_field_is_a_config_error_naming_file_and_line(tmp_path: Path, field: str, says: str) -> None:
+    path = tokens_file(tmp_path, f"# team\nalice:{TOKEN} {field}\n")
+    with pytest.raises(ConfigError) as err:
+        read_tokens_file(str(path))
+    assert f"{path}:2: " in str(err.value) and says in str(err.value) and TOKEN not in str(err.value)
+
+
+def test_one_name_with_two_different_policies_is_refused(tmp_path: Path) -> None:
+    path = tokens_file(tmp_path, f"alice:{TOKEN} rpm=1\nalice:{'d' * 20} rpm=2\n")
+    with pytest.raises(ConfigError, match=r"tokens:2: 'alice' appears earlier"):
+        read_tokens_file(str(path))
+
+
+def test_window_bounds_are_utc_days_iso_weeks_and_calendar_months() -> None:
+    day = calendar.timegm((2026, 12, 3, 0, 0, 0))
+    assert window_bounds("day", NOON) == (day, day + 86400)
+    monday = calendar.timegm((2026, 11, 30, 0, 0, 0))
+    assert window_bounds("week", NOON) == (monday, monday + 7 * 86400)
+    assert window_bounds("month", NOON) == (calendar.timegm((2026, 12, 1, 0, 0, 0)), calendar.timegm((2027, 1, 1, 0, 0, 0)))
+
+
+def test_models_globs_are_shell_style_and_case_sensitive() -> None:
+    policy = parse_policy("alice", ["models=openai/*,anthropic/claude-*"])
+    assert policy.allows_model("openai/gpt-4o-mini") and policy.allows_model("anthropic/claude-3.5-sonnet")
+    assert not policy.allows_model("anthropic/opus") and not policy.allows_model("OPENAI/gpt-4o")
+    assert TokenPolicy("bob").allows_model("anything")
+
+
+def test_rpm_refuses_the_request_over_the_limit_with_a_retry_after_until_the_oldest_leaves_the_minute() -> None:
+    ledger, policy = Ledger(), TokenPolicy("alice", rpm=2)
+    assert ledger.check(policy, "m", 1, now=NOON) is None
+    ledger.charge(policy, 5, 0.0, now=NOON)
+    assert ledger.check(policy, "m", 1, now=NOON + 10) is None
+    refusal = ledger.check(policy, "m", 1, now=NOON + 20)
+    assert refusal is not None and (refusal.status, refusal.code, refusal.limit, refusal.retry_after) == (429, "rate_limit_exceeded", "rpm", 40)
+    assert "alice" in refusal.message and "2 requests per minute" in refusal.message
+    assert ledger.check(policy, "m", 1, now=NOON + 60.5) is None
+
+
+def test_tpm_counts_charged_tokens_and_the_estimate_of_the_next_request() -> None:
+    ledger, policy = Ledger(), TokenPolicy("alice", tpm=100)
+    assert ledger.check(policy, "m", 500, now=NOON) is None  # alone in its minute: one request may overshoot
+    ledger.charge(policy, 90, 0.0, now=NOON)
+    refusal = ledger.check(policy, "m", 20, now=NOON + 1)
+    assert refusal is not None and (refusal.status, refusal.limit, refusal.retry_after) == (429, "tpm", 59)
+    assert ledger.check(policy, "m", 10, now=NOON + 1) is None
+
+
+def test_budget_refuses_with_402_naming_spend_limit_and_reset_then_resets_next_window() -> None:
+    ledger, policy = Ledger(), TokenPolicy("alice", budget=0.01, period="day")
+    assert ledger.check(policy, "m", 1, now=NOON) is None
+    ledger.charge(policy, 10, 0.012, now=NOON)
+    refusal = ledger.check(policy, "m", 1, now=NOON + 5)
+    assert refusal is not None and (refusal.status, refusal.code, refusal.limit) == (402, "budget_exceeded", "budget")
+    assert "$0.012000" in refusal.message and "$0.01/day" in refusal.message and "2026-12-04T00:00:00Z" in refusal.message
+    assert ledger.check(policy, "m", 1, now=NOON + 86400) is None
+    assert ledger.remaining(policy, now=NOON + 86400) == pytest.approx(0.01)
+
+
+def test_near_the_budget_a_name_gets_one_request_at_a_time_so_overshoot_stays_within_one_request() -> None:
+    ledger, policy = Ledger(), TokenPolicy("alice", budget=0.05, period="day")
+    assert ledger.check(policy, "m", 1, now=NOON) is None
+    ledger.charge(policy, 10, 0.02, now=NOON)  # the dearest request so far: 0.02
+    assert ledger.check(policy, "m", 1, now=NOON) is None  # spend 0.02, one in flight
+    refusal = ledger.check(policy, "m", 1, now=NOON)  # 0.02 + 2 * 0.02 > 0.05
+    assert refusal is not None and (refusal.status, refusal.limit, refusal.retry_after) == (429, "budget", 1)
+
+
+def test_a_charge_without_cost_is_estimated_from_the_last_known_price_per_token() -> None:
+    ledger, policy = Ledger(), TokenPolicy("alice", budget=1.0)
+    ledger.check(policy, "m", 1, now=NOON)
+    ledger.charge(policy, 100, 0.001, now=NOON)
+    ledger.check(policy, "m", 1, now=NOON)
+    assert ledger.charge(policy, 50, None, now=NOON) == pytest.approx(0.0005)
+    assert ledger.remaining(policy, now=NOON) == pytest.approx(1.0 - 0.0015)
+
+
+def test_a_model_outside_the_globs_is_refused_with_403() -> None:
+    refusal = Ledger().check(TokenPolicy("alice", models=("openai/*",)), "anthropic/claude-3", 1, now=NOON)
+    assert refusal is not None and (refusal.status, refusal.code, refusal.limit) == (403, "model_not_allowed", "models")
+
+
+def test_dump_and_restore_keep_spend_windows_and_the_last_minute() -> None:
+    ledger, policy = Ledger(), TokenPolicy("alice", budget=1.0, rpm=1, tpm=1000)
+    ledger.check(policy, "m", 1, now=NOON)
+    ledger.charge(policy, 40, 0.25, now=NOON)
+    copy = Ledger()
+    copy.restore(ledger.dump())
+    assert copy.remaining(policy, now=NOON + 1) == pytest.approx(0.75)
+    refusal = copy.check(policy, "m", 1, now=NOON + 1)
+    assert refusal is not None and refusal.limit == "rpm"
+    row = copy.report({"alice": policy}, now=NOON + 1)[0]
+    assert (row["name"], row["spend"], row["remaining"], row["tokens_last_minute"]) == ("alice", 0.25, 0.75, 40)
+    with pytest.raises(ValueError):
+        copy.restore(b'{"version": 99}')
+
+
+def test_instance_key_is_the_file_safe_name_or_the_port() -> None:
+    assert instance_key("gw-1", 9091) == "gw-1"
+    assert instance_key("../eu 1", 9091) == "_eu_1"
+    assert instance_key("", 9091) == "port-9091"
+
+
+def test_the_ledger_file_round_trips_and_a_corrupt_one_is_a_config_error(tmp_path: Path) -> None:
+    ledger, policy = Ledger(), TokenPolicy("alice", budget=1.0)
+    ledger.check(policy, "m", 1)
+    ledger.charge(policy, 10, 0.5)
+    path = tmp_path / "daemon" / "gw-1" / "ledger.json"
+    save_ledger(path, ledger.dump())
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert load_ledger(path).remaining(policy) == pytest.approx(0.5)
+    assert load_ledger(tmp_path / "missing.json").accounts == {}
+    path.write_text("{not json")
+    with pytest.raises(ConfigError, match="is not an orchat ledger"):
+        load_ledger(path)
+
+
+def test_token_metric_labels_are_the_first_names_of_the_file_then_other(home: Path) -> None:
+    from orchat.config import load_settings
+    from orchat.gateway.state import MAX_TOKEN_LABELS, Gateway
+
+    names = [f"user{i}" for i in range(MAX_TOKEN_LABELS + 5)]
+    gw = Gateway(load_settings(environ={"ORCHAT_API_BASE": "http://127.0.0.1:9/v1"}), tokens=[(b"t" * 20, name) for name in names])
+    assert gw.token_labels["user0"] == "user0" and gw.token_labels[names[MAX_TOKEN_LABELS - 1]] == names[MAX_TOKEN_LABELS - 1]
+    assert {gw.token_labels[name] for name in names[MAX_TOKEN_LABELS:]} == {"other"}
+    assert len(set(gw.token_labels.values())) == MAX_TOKEN_LABELS + 1
+
+
+def test_each_worker_slot_keeps_its_own_ledger_file_and_the_report_adds_them_up(home: Path) -> None:
+    key = instance_key("", 8081)
+    assert ledger_path(key) != ledger_path(key, 0) != ledger_path(key, 1)
+    policies = {"alice": TokenPolicy("alice", budget=1.0, period="day", rpm=100, tpm=10000), "bob": TokenPolicy("bob")}
+    for slot, cost in ((0, 0.25), (1, 0.5)):
+        ledger = Ledger()
+        ledger.check(policies["alice"], "m", 1, now=NOON + slot)
+        ledger.charge(policies["alice"], 100, cost, now=NOON + slot)
+        save_ledger(ledger_path(key, slot), ledger.dump())
+    files = ledger_paths(key)
+    assert [p.name for p in files] == ["ledger-worker-0.json", "ledger-worker-1.json"]
+    [alice, bob] = combine_reports([load_ledger(path).report(policies, now=NOON + 5) for path in files])
+    assert (alice["spend"], alice["remaining"], alice["requests_last_minute"], alice["tokens_last_minute"]) == (0.75, 0.25, 2, 200)
+    assert alice["last_used"] == "2026-12-03T12:00:01Z"
+    assert (bob["spend"], bob["remaining"]) == (None, None)
