@@ -289,7 +289,7 @@ class ClientConnection(asyncio.Protocol):
             gw.reject("bad_request")
             self.respond(400, error_json(400, "the request body must be a JSON object", code="invalid_json"))
             return
-        if apply_site_routing(payload, gw.settings):  # the site's provider routing and privacy (/etc/orchat/config)
+        if apply_site_routing(payload, gw.site_routing):  # the site's provider routing and privacy (/etc/orchat/config)
             body = json.dumps(payload).encode("utf-8")
         model = payload.get("model")
         model = model if isinstance(model, str) else ""

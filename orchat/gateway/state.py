@@ -29,6 +29,7 @@ from orchat.gateway.modellist import MODEL_LIST_COPIES
 from orchat.gateway.policy import PolicyError, TokenPolicy, parse_policy, split_fields
 from orchat.gateway.upstream import UpstreamPool
 from orchat.upstreams import api_bases, is_openrouter_host, upstream_keys
+from orchat.wire.routing import site_routing
 
 MIN_TOKEN_CHARS = 16
 MAX_TOKEN_LABELS = 50  # token names with their own metric series (like MAX_MODEL_LABELS for models)
@@ -138,6 +139,7 @@ class Gateway:
         Raise ConfigError when a per-upstream key is unreadable (orchat.upstreams).
         """
         self.settings = settings
+        self.site_routing = site_routing(settings)  # laid into each relayed request: computed once here
         self.tokens = tokens
         # Only names with a limit are looked up per request: an unlimited token costs nothing more.
         self.policies = {name: policy for name, policy in (policies or {}).items() if policy.is_limited}

@@ -114,13 +114,20 @@ def answer_fields(settings: Settings, reasoning: dict[str, Any] | None, response
 ENFORCED_KEYS = ("data_collection", "zdr")  # privacy: the site's word beats a client's
 
 
-def apply_site_routing(payload: dict[str, Any], settings: Settings) -> bool:
-    """Lay SETTINGS' provider preferences into a relayed request PAYLOAD (the gateway); return True if changed.
+def site_routing(settings: Settings) -> dict[str, Any]:
+    """Return the provider preferences a gateway lays into every request SETTINGS relays ({} unless OpenRouter).
+
+    Worked out once per configuration (start-up, SIGHUP), not per request.
+    """
+    return provider_preferences(settings) if settings.is_openrouter else {}
+
+
+def apply_site_routing(payload: dict[str, Any], prefs: dict[str, Any]) -> bool:
+    """Lay the site's provider PREFS (site_routing()) into a relayed request PAYLOAD; return True if changed.
 
     A client's own choices win, except data_collection and zdr: a site that set
     ORCHAT_DATA_COLLECTION=deny or ORCHAT_ZDR=1 keeps them for every client. Only for OpenRouter.
     """
-    prefs = provider_preferences(settings) if settings.is_openrouter else {}
     if not prefs:
         return False
     client = payload.get("provider") if isinstance(payload.get("provider"), dict) else {}
