@@ -275,8 +275,9 @@ SETTINGS: tuple[Setting, ...] = (
         "ORCHAT_SHARED_STATE",
         "",
         _optional(parse_state_url),
-        "shared-state store for daemons, redis://[user:pass@]host:port/db or rediss:// (TLS, ORCHAT_CA_FILE); today: health-check database",
+        "daemons' shared per-token limits and spend, redis://[user:pass@]host:port/db or rediss:// (TLS, ORCHAT_CA_FILE)",
     ),
+    Setting("ORCHAT_SHARED_STATE_REQUIRED", "0", _bool, "daemon: 503 for limited tokens while ORCHAT_SHARED_STATE is unreachable (default: host-local limits)"),
     Setting("ORCHAT_DAEMON_MAX_CONNECTIONS", "4096", _int(1, 1000000), "daemon: open client connections (503 and close beyond)"),
 )
 SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}

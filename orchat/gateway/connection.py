@@ -15,11 +15,13 @@ import os
 import time
 from typing import Any
 
-from orchat.gateway.ledger import Refusal
 from orchat.gateway.modelentry import ModelEntry, is_model_path, model_not_found_body
 from orchat.gateway.modelfilter import AllowedModels
+from orchat.gateway.policy import TokenPolicy
+from orchat.gateway.refusal import Refusal
 from orchat.gateway.relay import ChatRelay, ModelsFetch
 from orchat.gateway.requestid import ClientHeaders, new_request_id, read_client_headers
+from orchat.gateway.sharedstate import SharedState, counts_shared
 from orchat.gateway.state import Gateway
 from orchat.wire.framing import (
     LAST_CHUNK,
@@ -247,6 +249,8 @@ class ClientConnection(asyncio.Protocol):
                 # Positions in ORCHAT_API_BASE, not URLs: this route is open to anyone who can connect.
                 down = [index for index, health in enumerate(upstreams.health, 1) if not health.up]
                 body += b',"upstreams":%d,"upstreams_down":%b' % (len(upstreams.health), json.dumps(down).encode())
+            if gw.shared is not None:  # up or down only: the store's address stays off this open route
+                body += b',"shared_state":"up"' if gw.shared.up else b',"shared_state":"down"'
             self.respond(200, body + b"}")
         elif path == "/readyz":
             reason = gw.not_ready_reason()
@@ -303,13 +307,36 @@ class ClientConnection(asyncio.Protocol):
             )
             return
         policy = gw.policies.get(self.identity) if gw.policies else None
+        stream = payload.get("stream") is True
         if policy is not None:
-            refusal = gw.ledger.check(policy, model, len(body) // ESTIMATED_BYTES_PER_TOKEN)
+            estimate = len(body) // ESTIMATED_BYTES_PER_TOKEN
+            shared = gw.shared
+            if shared is not None and counts_shared(policy):
+                # The team's limits live in Redis: the request waits for its verdict, the loop does not.
+                shared.admit(gw.ledger, policy, model, estimate, lambda found, ticket: self.admitted(shared, body, model, stream, policy, found, ticket))
+                return
+            refusal = gw.ledger.check(policy, model, estimate)
             if refusal is not None:
                 self.refuse(policy.name, model, refusal)
                 return
-        self.relay = ChatRelay(gw, self, body, model=model, stream=payload.get("stream") is True, identity=self.identity, headers=self.client_headers)
+        self.start_chat(body, model, stream, policy)
+
+    def admitted(self, shared: SharedState, body: bytes, model: str, stream: bool, policy: TokenPolicy, found: Refusal | None, ticket: str | None) -> None:
+        """Go on with a request once the shared store decided (the client may have hung up meanwhile)."""
+        transport = self.transport
+        if self.state == CLOSED or transport is None or transport.is_closing():
+            if ticket is not None:
+                shared.book(self.gw.ledger, policy, 0, 0.0, ticket)  # nothing went upstream: give its place back
+            return
+        if found is not None:
+            self.refuse(policy.name, model, found)
+            return
+        self.start_chat(body, model, stream, policy, ticket)
+
+    def start_chat(self, body: bytes, model: str, stream: bool, policy: TokenPolicy | None, ticket: str | None = None) -> None:
+        self.relay = ChatRelay(self.gw, self, body, model=model, stream=stream, identity=self.identity, headers=self.client_headers)
         self.relay.policy = policy
+        self.relay.ticket = ticket
         self.relay.start()
 
     def refuse(self, name: str, model: str, refusal: Refusal) -> None:

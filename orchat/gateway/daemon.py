@@ -33,6 +33,7 @@ from orchat.gateway.hardening import forbid_core_dumps
 from orchat.gateway.ledgerfile import instance_dir, instance_key, ledger_path, load_ledger, save_ledger
 from orchat.gateway.policy import TokenPolicy
 from orchat.gateway.server import serve
+from orchat.gateway.sharedstate import SharedState
 from orchat.gateway.state import Gateway, is_loopback, read_tokens_file
 from orchat.gateway.tokenmetrics import TokenMetrics
 from orchat.upstreams import upstream_keys
@@ -116,6 +117,10 @@ class Hooks:
         self.store_path: Path | None = None
         self.tokens = TokenMetrics(self.registry)
         self.upstream_up = self.registry.gauge("orchat_daemon_upstream_up", "1 while an upstream takes requests, 0 while it is ejected.", ["upstream"])
+        self.shared_up = self.registry.gauge(
+            "orchat_daemon_shared_state_up", "1 while ORCHAT_SHARED_STATE answers, 0 while limits are host-local (only with a shared store)."
+        )
+        self.shared_outages = self.registry.counter("orchat_daemon_shared_state_outages_total", "Times the shared state store became unreachable.")
 
     def start(self) -> None:
         self.thread.start()
@@ -207,6 +212,8 @@ class Hooks:
             self.tokens.update_remaining(gw)
             for health in gw.upstreams.health if gw.upstreams is not None else ():
                 self.upstream_up.set(1 if health.up else 0, upstream=health.label)
+            if gw.shared is not None:
+                self.shared_up.set(1 if gw.shared.up else 0)
 
     # -- background thread -----------------------------------------------------------------------
     def _background(self) -> None:
@@ -335,6 +342,7 @@ class Daemon:
         # Each worker keeps a ledger of its own (one file per slot): see README "Workers" for what that means for limits.
         self.ledger_file = ledger_path(key, None if self.worker is None else self.worker.slot)
         self.gw.ledger = load_ledger(self.ledger_file)
+        await self.link_shared_state(settings)
         self.hooks.store_path = instance_dir(key) / "metrics.json"
         loop.add_signal_handler(signal.SIGTERM, lambda: self.request_stop(self.settings.daemon_drain_grace))
         loop.add_signal_handler(signal.SIGINT, self.request_stop)
@@ -365,6 +373,32 @@ class Daemon:
         await self.stopping.wait()
         await self.drain()
         return 0
+
+    async def link_shared_state(self, settings: Settings) -> None:
+        """Connect to ORCHAT_SHARED_STATE (a failure is an outage, logged; serving goes on) or drop an old link."""
+        url = settings.values.get("ORCHAT_SHARED_STATE")
+        required = bool(settings.values.get("ORCHAT_SHARED_STATE_REQUIRED"))
+        old = self.gw.shared
+        if old is not None and old.url == url:
+            old.required = required
+            return
+        if old is not None:
+            old.close()
+            self.gw.shared = None
+        if url is None:
+            return
+        context = None
+        if url.is_tls:
+            from orchat.wire.transport import make_ssl_context
+
+            context = make_ssl_context(settings.ca_file, dict(self.environ))
+        self.gw.shared = SharedState(url, note=self._note_shared, on_outage=self.hooks.shared_outages.inc, required=required, ssl_context=context)
+        await self.gw.shared.connect()
+
+    def _note_shared(self, level: int, message: str, **fields: Any) -> None:
+        self.hooks.log(level, message, **fields)
+        if level >= WARNING:  # an outage also reaches a terminal or the journal as one plain line
+            self._announce(message)
 
     def _warn_if_locked_out(self) -> None:
         if self.settings.daemon_tokens_file and not self.gw.tokens:
@@ -457,6 +491,7 @@ class Daemon:
         self.settings = settings
         self.hooks.reopen(settings)
         self.gw.apply(settings, tokens, policies)
+        self.gw.spawn(self.link_shared_state(settings))
         self.hooks.log(NOTICE, "configuration, key and tokens reloaded", tokens=len(tokens), limited=sum(p.is_limited for p in policies.values()))
         self._warn_if_locked_out()
         self._announce("reloaded")
@@ -491,6 +526,8 @@ class Daemon:
         self.hooks.log(NOTICE if not left else WARNING, "stopped", cut_short=left)
         self._announce("stopped" + (f" ({left} requests cut short by ORCHAT_DRAIN_TIMEOUT)" if left else ""))
         self.save_ledger()
+        if gw.shared is not None:
+            gw.shared.close()
         self.hooks.close()
 
 

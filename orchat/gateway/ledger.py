@@ -16,28 +16,14 @@ from __future__ import annotations
 
 import collections
 import json
-import math
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
+from orchat.gateway import refusal
 from orchat.gateway.policy import TokenPolicy, window_bounds
+from orchat.gateway.refusal import WINDOW_SECONDS, Refusal, utc
 
-WINDOW_SECONDS = 60.0  # rpm and tpm: a sliding minute
 LEDGER_VERSION = 1
-
-
-@dataclass
-class Refusal:
-    """Why a request is refused: HTTP status, OpenAI error code and type, a one-line message."""
-
-    status: int
-    code: str
-    error_type: str
-    limit: str  # rpm, tpm, budget, models
-    message: str
-    retry_after: int = 0
-    values: dict[str, Any] = field(default_factory=dict)
 
 
 class Account:
@@ -76,14 +62,6 @@ class Account:
             self.tokens_sum -= tokens.popleft()[1]
 
 
-def _retry_after(oldest: float, now: float) -> int:
-    return max(1, math.ceil(oldest + WINDOW_SECONDS - now))
-
-
-def _utc(moment: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(moment))
-
-
 class Ledger:
     """Every client name's Account, checked and charged on the event loop thread."""
 
@@ -100,34 +78,22 @@ class Ledger:
     def check(self, policy: TokenPolicy, model: str, est: int, now: float | None = None) -> Refusal | None:
         """Given POLICY, the MODEL asked for and an estimate EST of its tokens, admit the request
         (count it, return None) or return the Refusal naming the limit it hits."""
-        name = policy.name
         if not policy.allows_model(model):
-            shown = "".join(ch if ch.isprintable() else "?" for ch in model[:200])
-            message = f"token {name} may not use model {shown!r} (allowed: {','.join(policy.models)})"
-            return Refusal(403, "model_not_allowed", "invalid_request_error", "models", message, values={"model": shown})
+            return refusal.model_refused(policy, model)
         now = time.time() if now is None else now
-        acct = self.account(name)
+        acct = self.account(policy.name)
         if policy.budget is not None:
             acct.roll(policy.period, now)
-            budget = policy.budget
-            values = {"spend": round(acct.spend, 9), "budget": budget, "period": policy.period, "resets": _utc(acct.window_end)}
-            if acct.spend >= budget:
-                message = f"token {name} spent ${acct.spend:.6f} of its ${budget:g}/{policy.period} budget; it resets at {values['resets']}"
-                return Refusal(402, "budget_exceeded", "insufficient_quota", "budget", message, values=values)
-            if acct.in_flight and acct.spend + (acct.in_flight + 1) * acct.max_cost > budget:
-                message = f"token {name} has ${budget - acct.spend:.6f} of its ${budget:g}/{policy.period} budget left: one request at a time"
-                return Refusal(429, "rate_limit_exceeded", "requests", "budget", message, 1, values={**values, "in_flight": acct.in_flight})
+            if acct.spend >= policy.budget:
+                return refusal.budget_spent(policy, acct.spend, acct.window_end)
+            if acct.in_flight and acct.spend + (acct.in_flight + 1) * acct.max_cost > policy.budget:
+                return refusal.budget_busy(policy, acct.spend, acct.window_end, acct.in_flight)
         if policy.rpm is not None or policy.tpm is not None:
             acct.expire(now)
             if policy.rpm is not None and len(acct.requests) >= policy.rpm:
-                wait = _retry_after(acct.requests[0], now)
-                message = f"token {name} reached its limit of {policy.rpm} requests per minute; retry in {wait}s"
-                return Refusal(429, "rate_limit_exceeded", "requests", "rpm", message, wait, values={"requests": len(acct.requests), "rpm": policy.rpm})
-            tpm = policy.tpm
-            if tpm is not None and acct.tokens_sum and acct.tokens_sum + est > tpm:
-                wait = _retry_after(acct.tokens[0][0], now)
-                message = f"token {name} used {acct.tokens_sum} of its {tpm} tokens per minute (this request ~{est}); retry in {wait}s"
-                return Refusal(429, "rate_limit_exceeded", "tokens", "tpm", message, wait, values={"tokens": acct.tokens_sum, "estimate": est, "tpm": tpm})
+                return refusal.rpm_reached(policy, len(acct.requests), acct.requests[0], now)
+            if policy.tpm is not None and acct.tokens_sum and acct.tokens_sum + est > policy.tpm:
+                return refusal.tpm_reached(policy, acct.tokens_sum, est, acct.tokens[0][0], now)
             if policy.rpm is not None:
                 acct.requests.append(now)
         acct.last_used = now
@@ -154,6 +120,16 @@ class Ledger:
             acct.tokens_sum += tokens
         self.dirty = True
         return cost
+
+    def sync_spend(self, policy: TokenPolicy, spend: float, now: float | None = None) -> None:
+        """Set the spend of POLICY's name in its current budget window to SPEND (a shared store's
+        total for the whole team of daemons); no-op without a budget."""
+        if policy.budget is None:
+            return
+        acct = self.account(policy.name)
+        acct.roll(policy.period, time.time() if now is None else now)
+        acct.spend = spend
+        self.dirty = True
 
     def remaining(self, policy: TokenPolicy, now: float | None = None) -> float | None:
         """Return what is left of POLICY's budget in the current window (None without a budget)."""
@@ -227,10 +203,10 @@ class Ledger:
                     "models": list(policy.models),
                     "spend": round(spend, 9) if policy.is_limited else None,  # unlimited names are not counted
                     "remaining": None if policy.budget is None else round(max(0.0, policy.budget - spend), 9),
-                    "resets": _utc(acct.window_end) if policy.budget is not None else None,
+                    "resets": utc(acct.window_end) if policy.budget is not None else None,
                     "requests_last_minute": len(acct.requests),
                     "tokens_last_minute": acct.tokens_sum,
-                    "last_used": _utc(acct.last_used) if acct.last_used else None,
+                    "last_used": utc(acct.last_used) if acct.last_used else None,
                 }
             )
         return rows

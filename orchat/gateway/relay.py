@@ -144,6 +144,7 @@ class ChatRelay:
         "sse",
         "started",
         "stream",
+        "ticket",
         "tried",
         "upstream",
         "usage",
@@ -183,6 +184,7 @@ class ChatRelay:
         self.whole_size = 0
         self.error_kind = "upstream"  # metrics error type when the request fails
         self.policy: TokenPolicy | None = None  # the client's limits; charged when the request ends
+        self.ticket: str | None = None  # its place among the team's requests in flight (ORCHAT_SHARED_STATE)
         self.deltas = 0  # content events relayed: the completion tokens of a stream cut before its usage
         self.tried: tuple[int, ...] = ()  # upstreams that failed this request (orchat.gateway.failover)
         upstreams = gw.upstreams

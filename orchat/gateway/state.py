@@ -27,6 +27,7 @@ from orchat.gateway.failover import Upstreams
 from orchat.gateway.ledger import Ledger
 from orchat.gateway.modellist import MODEL_LIST_COPIES
 from orchat.gateway.policy import PolicyError, TokenPolicy, parse_policy, split_fields
+from orchat.gateway.sharedstate import SharedState, counts_shared
 from orchat.gateway.upstream import UpstreamPool
 from orchat.upstreams import api_bases, is_openrouter_host, upstream_keys
 from orchat.wire.routing import site_routing
@@ -131,6 +132,7 @@ class Gateway:
         self.upstreams: Upstreams | None = None
         self.old_pools: list[UpstreamPool] = []
         self.ledger = Ledger()  # survives SIGHUP: a reload changes limits, never what was spent
+        self.shared: SharedState | None = None  # ORCHAT_SHARED_STATE's link, set by the daemon
         self.apply(settings, tokens or [], policies)
 
     def apply(self, settings: Settings, tokens: list[tuple[bytes, str]], policies: dict[str, TokenPolicy] | None = None) -> None:
@@ -196,6 +198,9 @@ class Gateway:
         upstreams = self.upstreams
         if upstreams is not None and len(upstreams.pools) > 1 and not upstreams.any_up():
             return "no upstream up"  # with one upstream, readiness never depended on it: every instance shares it
+        shared = self.shared
+        if shared is not None and shared.required and not shared.up:
+            return "shared state unreachable"  # ORCHAT_SHARED_STATE_REQUIRED=1: limited tokens would get 503
         return ""
 
     # -- auth ------------------------------------------------------------------------------------
@@ -253,6 +258,8 @@ class Gateway:
             tokens = 0  # refused or failed before the upstream answered: nothing was generated
         policy = relay.policy
         booked = self.ledger.charge(policy, tokens, cost)
+        if self.shared is not None and counts_shared(policy):
+            self.shared.book(self.ledger, policy, tokens, booked, relay.ticket)
         self.note(
             2, f"token {policy.name} charged", token=policy.name, tokens=tokens, cost=booked, estimated=cost is None, remaining=self.ledger.remaining(policy)
         )
@@ -289,6 +296,8 @@ class Gateway:
             for pool in self.upstreams.pools:
                 pool.sweep(now)
             self.upstreams.sweep(now, self.spawn)
+        if self.shared is not None:
+            self.shared.sweep(now, self.spawn)
         for pool in self.old_pools:
             pool.sweep(now)
         self.old_pools = [pool for pool in self.old_pools if pool.active]

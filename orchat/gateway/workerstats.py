@@ -30,6 +30,7 @@ SUMMED = frozenset(
         "orchat_daemon_token_requests_total",
         "orchat_daemon_token_tokens_total",
         "orchat_daemon_token_cost_total",
+        "orchat_daemon_shared_state_outages_total",
     }
 )
 LIVE_ONLY = frozenset({"orchat_in_flight_requests", "orchat_daemon_connections"})  # a dead worker has none

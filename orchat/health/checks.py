@@ -12,7 +12,7 @@ import os
 import socket
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from orchat import paths
 from orchat.errors import OrchatError, UpstreamUnavailable
@@ -274,6 +274,9 @@ def check_daemon(ctx: HealthContext) -> CheckResult:
             state = Status.CRITICAL if len(down) == total else Status.WARNING
             listed = ", ".join(str(index) for index in down)
             return result("daemon", state, f"Answering on {where}, but upstream {listed} of {total} (ORCHAT_API_BASE) ejected (latency: {ms(seconds)})", perf)
+        if shared_state_down(body):
+            text = f"Answering on {where}, but ORCHAT_SHARED_STATE is unreachable: per-token limits are host-local (latency: {ms(seconds)})"
+            return result("daemon", Status.WARNING, text, perf)
         return result("daemon", Status.OK, f"Answering on {where} (latency: {ms(seconds)})", perf)
     detail = " ".join(body.split())[:120]
     if response.status == 404 and not expected:
@@ -306,15 +309,26 @@ def check_database(ctx: HealthContext) -> CheckResult:
     return result("database", Status.OK, f"Connected to {url} (round trip: {ms(seconds)})", perf)
 
 
-def upstreams_down(body: str) -> tuple[list[int], int]:
-    """Given a daemon's /healthz BODY, return (positions of ejected upstreams, how many there are)."""
+def healthz_data(body: str) -> dict[str, Any]:
+    """Given a daemon's /healthz BODY, return its JSON object ({} when it is not one)."""
     import json
 
     try:
         data = json.loads(body)
     except ValueError:
-        return [], 0
-    down = data.get("upstreams_down") if isinstance(data, dict) else None
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def shared_state_down(body: str) -> bool:
+    """Given a daemon's /healthz BODY, return True when it says its shared state store is unreachable."""
+    return healthz_data(body).get("shared_state") == "down"
+
+
+def upstreams_down(body: str) -> tuple[list[int], int]:
+    """Given a daemon's /healthz BODY, return (positions of ejected upstreams, how many there are)."""
+    data = healthz_data(body)
+    down = data.get("upstreams_down")
     if not isinstance(down, list):
         return [], 0
     return [i for i in down if isinstance(i, int)], int(data.get("upstreams") or 0)

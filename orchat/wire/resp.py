@@ -138,22 +138,15 @@ class RespClient:
             raise reply
         return reply
 
-    # -- RESP2 parsing -------------------------------------------------------------------------------
-    def _read_line(self) -> bytes:
+    # -- reading ------------------------------------------------------------------------------------
+    def _read_reply(self) -> Any:
         while True:
-            end = self.buf.find(b"\r\n")
-            if end >= 0:
-                line, self.buf = self.buf[:end], self.buf[end + 2 :]
-                return line
-            if len(self.buf) > MAX_LINE_BYTES:
-                raise SharedStateError("shared state: reply line too long")
+            parsed = parse_reply(self.buf)
+            if parsed is not None:
+                reply, used = parsed
+                self.buf = self.buf[used:]
+                return reply
             self._fill()
-
-    def _read_exact(self, count: int) -> bytes:
-        while len(self.buf) < count + 2:
-            self._fill()
-        data, self.buf = self.buf[:count], self.buf[count + 2 :]
-        return data
 
     def _fill(self) -> None:
         assert self.sock is not None
@@ -162,32 +155,50 @@ class RespClient:
             raise SharedStateError("shared state closed the connection")
         self.buf += data
 
-    def _read_reply(self) -> Any:
-        line = self._read_line()
-        kind, rest = line[:1], line[1:]
-        try:
-            if kind == b"+":
-                return rest.decode("utf-8", "replace")
-            if kind == b"-":
-                # Kept as a value so the connection stays in step; _roundtrip raises it.
-                return RedisReplyError(rest.decode("utf-8", "replace")[:500])
-            if kind == b":":
-                return int(rest)
-            if kind == b"$":
-                size = int(rest)
-                if size < 0:
+
+def parse_reply(buf: bytes, pos: int = 0) -> tuple[Any, int] | None:
+    """Given bytes BUF received so far, parse the RESP2 reply starting at POS.
+
+    Return (reply, position after it), or None when BUF does not hold all of it yet. An error
+    reply is returned as a RedisReplyError value (not raised: the stream stays in step). Raise
+    SharedStateError when BUF is not RESP2 or a reply passes the size limits.
+    """
+    end = buf.find(b"\r\n", pos)
+    if end < 0:
+        if len(buf) - pos > MAX_LINE_BYTES:
+            raise SharedStateError("shared state: reply line too long")
+        return None
+    kind, rest, after = buf[pos : pos + 1], buf[pos + 1 : end], end + 2
+    try:
+        if kind == b"+":
+            return rest.decode("utf-8", "replace"), after
+        if kind == b"-":
+            return RedisReplyError(rest.decode("utf-8", "replace")[:500]), after
+        if kind == b":":
+            return int(rest), after
+        if kind == b"$":
+            size = int(rest)
+            if size < 0:
+                return None, after
+            if size > MAX_BULK_BYTES:
+                raise SharedStateError("shared state: reply too large")
+            if len(buf) < after + size + 2:
+                return None
+            return buf[after : after + size], after + size + 2
+        if kind == b"*":
+            count = int(rest)
+            if count < 0:
+                return None, after
+            if count > MAX_ARRAY_ITEMS:
+                raise SharedStateError("shared state: reply array too large")
+            items = []
+            for _ in range(count):
+                parsed = parse_reply(buf, after)
+                if parsed is None:
                     return None
-                if size > MAX_BULK_BYTES:
-                    raise SharedStateError("shared state: reply too large")
-                return self._read_exact(size)
-            if kind == b"*":
-                count = int(rest)
-                if count < 0:
-                    return None
-                if count > MAX_ARRAY_ITEMS:
-                    raise SharedStateError("shared state: reply array too large")
-                items = [self._read_reply() for _ in range(count)]
-                return items
-        except ValueError:
-            pass
-        raise SharedStateError(f"shared state: not a RESP2 reply ({line[:40]!r})")
+                item, after = parsed
+                items.append(item)
+            return items, after
+    except ValueError:
+        pass
+    raise SharedStateError(f"shared state: not a RESP2 reply ({buf[pos:end][:40]!r})")

@@ -1,0 +1,147 @@
+"""ORCHAT_SHARED_STATE in the daemon, against a real redis-server: two daemons share one token's
+rpm and budget; Redis killed and restarted mid-run (host-local serving, one CRITICAL, the gauge,
+the health check, resync); a password-protected Redis; ORCHAT_SHARED_STATE_REQUIRED=1."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from orchat.gateway.policy import TokenPolicy
+from orchat.gateway.sharedledger import spend_key
+from orchat.stateurl import parse_state_url
+from orchat.wire.resp import RespClient
+from tests.conftest import run_orchat
+from tests.daemonproc import DaemonProc, request, wait_for, write_tokens
+from tests.redisproc import RedisProc
+
+TOKENS = {name: f"{name}-token-" + "y" * 20 for name in ("alice", "bob", "carol", "free")}
+CHAT = {"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+RPM = 6
+PASSWORD = "s3cret-redis-pass"
+
+
+@pytest.fixture
+def redis(tmp_path: Path) -> Iterator[RedisProc]:
+    server = RedisProc(tmp_path)
+    yield server
+    server.stop()
+
+
+def chat(port: int, name: str) -> tuple[int, dict]:
+    status, _, body = request(port, "POST", "/v1/chat/completions", CHAT, headers={"Authorization": f"Bearer {TOKENS[name]}"})
+    return status, json.loads(body)
+
+
+def metric(port: int, name: str) -> float | None:
+    _, _, body = request(port, "GET", "/metrics", headers={"Authorization": f"Bearer {TOKENS['free']}"})
+    found = re.search(rf"^{name} (\S+)$", body.decode(), re.M)
+    return float(found.group(1)) if found else None
+
+
+def start(daemons: list[DaemonProc], env: dict[str, str], tmp_path: Path, url: str, lines: list[str], **extra: str) -> DaemonProc:
+    tokens = write_tokens(tmp_path / "tokens", [*lines, f"free:{TOKENS['free']}"])
+    daemon = DaemonProc({**env, "ORCHAT_DAEMON_TOKENS_FILE": str(tokens), "ORCHAT_SHARED_STATE": url, **extra})
+    daemons.append(daemon)
+    return daemon
+
+
+def spent_in_redis(server: RedisProc, policy: TokenPolicy) -> float:
+    client = RespClient(parse_state_url(server.url()))
+    try:
+        import time
+
+        value = client.call("GET", spend_key(policy, time.time())[0])
+    finally:
+        client.close()
+    return float(value) if value is not None else 0.0
+
+
+def test_two_daemons_share_one_tokens_rpm_and_budget(daemons: list[DaemonProc], api_env: dict[str, str], tmp_path: Path, redis: RedisProc) -> None:
+    lines = [f"alice:{TOKENS['alice']} rpm={RPM}", f"bob:{TOKENS['bob']} budget=0.000001/day"]
+    first = start(daemons, {**api_env, "ORCHAT_INSTANCE_NAME": "one"}, tmp_path, redis.url(), lines)
+    second = start(daemons, {**api_env, "ORCHAT_INSTANCE_NAME": "two"}, tmp_path, redis.url(), lines)
+    statuses = [chat(daemon.port, "alice")[0] for _ in range(RPM * 3 // 2) for daemon in (first, second)]
+    assert statuses.count(200) == RPM  # one minute's allowance for both, not one each
+    assert set(statuses) == {200, 429}
+    refused = chat(second.port, "alice")[1]["error"]
+    assert refused["code"] == "rate_limit_exceeded" and f"limit of {RPM} requests per minute" in refused["message"]
+
+    status, answer = chat(first.port, "bob")  # costs more than bob's whole budget
+    assert status == 200
+    status, body = chat(second.port, "bob")  # the other daemon knows it was spent
+    assert status == 402 and body["error"]["code"] == "budget_exceeded"
+    assert spent_in_redis(redis, TokenPolicy("bob", budget=0.000001)) == pytest.approx(answer["usage"]["cost"])
+    assert metric(first.port, "orchat_daemon_shared_state_up") == 1.0
+
+
+def test_redis_killed_mid_run_serves_host_local_logs_one_critical_and_resyncs_when_back(
+    daemons: list[DaemonProc], api_env: dict[str, str], tmp_path: Path, redis: RedisProc
+) -> None:
+    log_file = tmp_path / "daemon.log"
+    daemon = start(daemons, api_env, tmp_path, redis.url(), [f"carol:{TOKENS['carol']} budget=5/day rpm=1000"], ORCHAT_LOG_FILE=str(log_file))
+    carol = TokenPolicy("carol", budget=5.0)
+    assert chat(daemon.port, "carol")[0] == 200
+    before_gap = spent_in_redis(redis, carol)
+    assert before_gap > 0
+
+    redis.stop()
+    gap = [chat(daemon.port, "carol") for _ in range(5)]
+    assert [status for status, _ in gap] == [200] * 5  # served on host-local accounting
+    assert metric(daemon.port, "orchat_daemon_shared_state_up") == 0.0
+    assert metric(daemon.port, "orchat_daemon_shared_state_outages_total") == 1.0
+    checked = run_orchat("health-check", "--component=daemon", env={**api_env, "ORCHAT_METRICS_PORT": str(daemon.port)})
+    assert checked.returncode == 1 and "[WARN] Daemon:" in checked.stdout and "ORCHAT_SHARED_STATE is unreachable" in checked.stdout
+
+    redis.start()  # an empty Redis (no persistence): what it holds after the resync is the gap's spend
+    wait_for(lambda: metric(daemon.port, "orchat_daemon_shared_state_up") == 1.0, timeout=15)
+    gap_spend = sum(body["usage"]["cost"] for _, body in gap)
+    wait_for(lambda: spent_in_redis(redis, carol) == pytest.approx(gap_spend), timeout=10)
+    assert chat(daemon.port, "carol")[0] == 200
+
+    daemon.stop()
+    records = [json.loads(line) for line in log_file.read_text().splitlines()]
+    critical = [r for r in records if r.get("severity") == "CRITICAL"]
+    assert len(critical) == 1 and "host-local" in critical[0]["message"]  # once per outage, not per request
+    assert any("reachable again" in r.get("message", "") for r in records)
+
+
+def test_a_password_protected_redis_takes_the_right_password_and_a_wrong_one_is_an_outage_without_echo(
+    daemons: list[DaemonProc], api_env: dict[str, str], tmp_path: Path
+) -> None:
+    server = RedisProc(tmp_path, password=PASSWORD)
+    try:
+        lines = [f"alice:{TOKENS['alice']} rpm={RPM}"]
+        good = start(daemons, {**api_env, "ORCHAT_INSTANCE_NAME": "good"}, tmp_path, server.url(), lines)
+        assert chat(good.port, "alice")[0] == 200
+        client = RespClient(parse_state_url(server.url()))
+        assert client.call("HLEN", "orchat:alice:rpm") == 1  # counted in Redis
+        client.close()
+
+        bad = start(daemons, {**api_env, "ORCHAT_INSTANCE_NAME": "bad"}, tmp_path, server.url(password="wrong-pass"), lines)
+        assert chat(bad.port, "alice")[0] == 200  # host-local: still served
+        assert metric(bad.port, "orchat_daemon_shared_state_up") == 0.0
+        bad.stop()
+        assert "check the credentials in ORCHAT_SHARED_STATE" in bad.stderr
+        assert "wrong-pass" not in bad.stderr and PASSWORD not in bad.stderr + good.stderr
+    finally:
+        server.stop()
+
+
+def test_shared_state_required_refuses_limited_tokens_with_503_while_redis_is_down(
+    daemons: list[DaemonProc], api_env: dict[str, str], tmp_path: Path, redis: RedisProc
+) -> None:
+    url = redis.url()
+    redis.stop()
+    daemon = start(daemons, api_env, tmp_path, url, [f"alice:{TOKENS['alice']} rpm={RPM}"], ORCHAT_SHARED_STATE_REQUIRED="1")
+    status, body = chat(daemon.port, "alice")
+    assert status == 503 and body["error"]["code"] == "shared_state_unavailable"
+    assert chat(daemon.port, "free")[0] == 200  # no limit, nothing to count: served
+    status, _, ready = request(daemon.port, "GET", "/readyz")
+    assert status == 503 and json.loads(ready)["reason"] == "shared state unreachable"
+    redis.start()
+    wait_for(lambda: chat(daemon.port, "alice")[0] == 200, timeout=15)
