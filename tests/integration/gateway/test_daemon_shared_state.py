@@ -17,12 +17,14 @@ from orchat.stateurl import parse_state_url
 from orchat.wire.resp import RespClient
 from tests.conftest import run_orchat
 from tests.daemonproc import DaemonProc, request, wait_for, write_tokens
+from tests.integration.wire import test_tls_and_proxy as tls
 from tests.redisproc import RedisProc
 
 TOKENS = {name: f"{name}-token-" + "y" * 20 for name in ("alice", "bob", "carol", "free")}
 CHAT = {"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
 RPM = 6
 PASSWORD = "s3cret-redis-pass"
+pki = tls.pki  # the test CA and a server certificate for 127.0.0.1 (openssl)
 
 
 @pytest.fixture
@@ -145,3 +147,34 @@ def test_shared_state_required_refuses_limited_tokens_with_503_while_redis_is_do
     assert status == 503 and json.loads(ready)["reason"] == "shared state unreachable"
     redis.start()
     wait_for(lambda: chat(daemon.port, "alice")[0] == 200, timeout=15)
+
+
+def test_rediss_is_verified_with_orchat_ca_file_and_an_unknown_ca_is_an_outage(
+    daemons: list[DaemonProc], api_env: dict[str, str], tmp_path: Path, pki: Path
+) -> None:
+    server = RedisProc(tmp_path, password=PASSWORD, tls_pki=pki)
+    try:
+        lines = [f"alice:{TOKENS['alice']} rpm={RPM}"]
+        trusting = start(daemons, {**api_env, "ORCHAT_INSTANCE_NAME": "ca", "ORCHAT_CA_FILE": str(pki / "ca.pem")}, tmp_path, server.url(), lines)
+        assert chat(trusting.port, "alice")[0] == 200
+        assert metric(trusting.port, "orchat_daemon_shared_state_up") == 1.0
+        doubting = start(daemons, {**api_env, "ORCHAT_INSTANCE_NAME": "system-store"}, tmp_path, server.url(), lines)
+        assert metric(doubting.port, "orchat_daemon_shared_state_up") == 0.0  # the system store does not know the test CA
+        doubting.stop()
+        assert "unreachable" in doubting.stderr and PASSWORD not in doubting.stderr
+    finally:
+        server.stop()
+
+
+def test_the_workers_of_an_instance_share_one_rpm_through_redis(daemons: list[DaemonProc], api_env: dict[str, str], tmp_path: Path, redis: RedisProc) -> None:
+    daemon = start(daemons, {**api_env, "ORCHAT_WORKERS": "2"}, tmp_path, redis.url(), [f"alice:{TOKENS['alice']} rpm={RPM}"])
+    daemon.wait_for_stderr(r"all 2 workers listening")
+    pids = set()
+    statuses = []
+    for _ in range(RPM * 4):  # a fresh connection each: the kernel spreads them over both workers
+        status, headers, _ = request(daemon.port, "POST", "/v1/chat/completions", CHAT, headers={"Authorization": f"Bearer {TOKENS['alice']}"})
+        statuses.append(status)
+        _, _, ready = request(daemon.port, "GET", "/readyz")
+        pids.add(json.loads(ready)["pid"])
+    assert len(pids) == 2  # both workers answered
+    assert statuses.count(200) == RPM
