@@ -118,7 +118,7 @@ class Hooks:
         self.tokens = TokenMetrics(self.registry)
         self.upstream_up = self.registry.gauge("orchat_daemon_upstream_up", "1 while an upstream takes requests, 0 while it is ejected.", ["upstream"])
         self.shared_up = self.registry.gauge(
-            "orchat_daemon_shared_state_up", "1 while ORCHAT_SHARED_STATE answers, 0 while limits are host-local (only with a shared store)."
+            "orchat_daemon_shared_state_up", "1 while ORCHAT_SHARED_STATE answers, 0 while limits are host-local (a series only with a store).", ["store"]
         )
         self.shared_outages = self.registry.counter("orchat_daemon_shared_state_outages_total", "Times the shared state store became unreachable.")
 
@@ -212,8 +212,9 @@ class Hooks:
             self.tokens.update_remaining(gw)
             for health in gw.upstreams.health if gw.upstreams is not None else ():
                 self.upstream_up.set(1 if health.up else 0, upstream=health.label)
+            self.shared_up.clear()  # the store may have changed or gone at SIGHUP: only the current one has a series
             if gw.shared is not None:
-                self.shared_up.set(1 if gw.shared.up else 0)
+                self.shared_up.set(1 if gw.shared.up else 0, store=str(gw.shared.url))  # the password masked
 
     # -- background thread -----------------------------------------------------------------------
     def _background(self) -> None:

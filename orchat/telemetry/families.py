@@ -109,6 +109,11 @@ class Family:
         with self._lock:
             return self._values.get(self.key(labels), 0.0)
 
+    def clear(self) -> None:
+        """Drop every series (a labelled family whose subject is gone: an unlinked store, say)."""
+        with self._lock:
+            self._values.clear()
+
 
 class Counter(Family):
     """A value that only goes up; the name must end in _total (the 0.0.4 TYPE line uses it whole)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 from pathlib import Path
 from typing import Iterator
 
@@ -41,7 +42,7 @@ def chat(port: int, name: str) -> tuple[int, dict]:
 
 def metric(port: int, name: str) -> float | None:
     _, _, body = request(port, "GET", "/metrics", headers={"Authorization": f"Bearer {TOKENS['free']}"})
-    found = re.search(rf"^{name} (\S+)$", body.decode(), re.M)
+    found = re.search(rf"^{name}(?:{{[^}}]*}})? (\S+)$", body.decode(), re.M)
     return float(found.group(1)) if found else None
 
 
@@ -127,6 +128,8 @@ def test_a_password_protected_redis_takes_the_right_password_and_a_wrong_one_is_
         bad = start(daemons, {**api_env, "ORCHAT_INSTANCE_NAME": "bad"}, tmp_path, server.url(password="wrong-pass"), lines)
         assert chat(bad.port, "alice")[0] == 200  # host-local: still served
         assert metric(bad.port, "orchat_daemon_shared_state_up") == 0.0
+        _, _, scraped = request(bad.port, "GET", "/metrics", headers={"Authorization": f"Bearer {TOKENS['free']}"})
+        assert f'orchat_daemon_shared_state_up{{store="redis://:***@127.0.0.1:{server.port}/0"}} 0' in scraped.decode()
         bad.stop()
         assert "check the credentials in ORCHAT_SHARED_STATE" in bad.stderr
         assert "wrong-pass" not in bad.stderr and PASSWORD not in bad.stderr + good.stderr
@@ -178,3 +181,28 @@ def test_the_workers_of_an_instance_share_one_rpm_through_redis(daemons: list[Da
         pids.add(json.loads(ready)["pid"])
     assert len(pids) == 2  # both workers answered
     assert statuses.count(200) == RPM
+
+
+def test_sighup_links_a_newly_configured_store_and_unlinks_a_removed_one(
+    daemons: list[DaemonProc], api_env: dict[str, str], tmp_path: Path, redis: RedisProc, home: Path
+) -> None:
+    config = home / ".config" / "orchat" / "config"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text("")
+    config.chmod(0o600)
+    tokens = write_tokens(tmp_path / "tokens", [f"alice:{TOKENS['alice']} rpm={RPM}", f"free:{TOKENS['free']}"])
+    daemon = DaemonProc({**api_env, "ORCHAT_DAEMON_TOKENS_FILE": str(tokens)})
+    daemons.append(daemon)
+    assert metric(daemon.port, "orchat_daemon_shared_state_up") is None  # no store, no gauge
+    config.write_text(f"ORCHAT_SHARED_STATE={redis.url()}\n")
+    daemon.signal(signal.SIGHUP)
+    wait_for(lambda: metric(daemon.port, "orchat_daemon_shared_state_up") == 1.0, timeout=15)
+    assert chat(daemon.port, "alice")[0] == 200
+    client = RespClient(parse_state_url(redis.url()))
+    assert client.call("HLEN", "orchat:alice:rpm") == 1
+    config.write_text("")
+    daemon.signal(signal.SIGHUP)
+    daemon.wait_for_stderr(r"reloaded[\s\S]*reloaded")
+    assert chat(daemon.port, "alice")[0] == 200
+    assert client.call("HGETALL", "orchat:alice:rpm")[1] == b"1"  # counted here, not in Redis, once unlinked
+    client.close()
