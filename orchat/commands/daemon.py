@@ -8,6 +8,8 @@ orchat daemon tokens [--json]   each client name of the tokens file (never the t
 from __future__ import annotations
 
 import json
+import os
+import sys
 from typing import Any
 
 from orchat.config import Settings, load_settings, port_argument
@@ -50,6 +52,23 @@ def _cell(value: Any) -> str:
     return "".join(ch if ch.isprintable() else "?" for ch in text)  # a name from the file never drives the terminal
 
 
+def _overlay_team_figures(rows: list[dict[str, Any]], policies: dict[str, Any], settings: Settings, url: Any) -> None:
+    """With ORCHAT_SHARED_STATE the team's figures come from Redis; unreachable, this instance's stand (said on stderr)."""
+    from orchat.errors import SharedStateError
+    from orchat.gateway.sharedreport import overlay_shared
+    from orchat.wire.resp import RespClient
+
+    client = RespClient(url, ca_file=str(settings.values.get("ORCHAT_CA_FILE") or ""), environ=dict(os.environ))
+    try:
+        overlay_shared(rows, policies, client)
+    except SharedStateError as err:
+        print(f"orchat: {err}: showing this instance's own ledger", file=sys.stderr)
+        for row in rows:
+            row["counted_in"] = "instance"
+    finally:
+        client.close()
+
+
 def print_tokens(settings: Settings, *, as_json: bool) -> int:
     """Print each client name of ORCHAT_DAEMON_TOKENS_FILE with its limits and this instance's ledger
     (its workers' ledgers added up).
@@ -65,6 +84,9 @@ def print_tokens(settings: Settings, *, as_json: bool) -> int:
     _, policies = read_tokens_file(settings.daemon_tokens_file)
     files = ledger_paths(instance_key(settings.instance_name, settings.metrics_port))  # one per worker under ORCHAT_WORKERS
     rows = combine_reports([load_ledger(path).report(policies) for path in files] or [Ledger().report(policies)])
+    url = settings.values.get("ORCHAT_SHARED_STATE")
+    if url is not None:
+        _overlay_team_figures(rows, policies, settings, url)
     if as_json:
         print(json.dumps(rows, indent=2))
         return 0

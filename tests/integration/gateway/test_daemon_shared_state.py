@@ -206,3 +206,25 @@ def test_sighup_links_a_newly_configured_store_and_unlinks_a_removed_one(
     assert chat(daemon.port, "alice")[0] == 200
     assert client.call("HGETALL", "orchat:alice:rpm")[1] == b"1"  # counted here, not in Redis, once unlinked
     client.close()
+
+
+def test_daemon_tokens_shows_the_teams_figures_from_redis_and_says_when_it_cannot(
+    daemons: list[DaemonProc], api_env: dict[str, str], tmp_path: Path, redis: RedisProc
+) -> None:
+    lines = [f"alice:{TOKENS['alice']} rpm={RPM}", f"bob:{TOKENS['bob']} budget=1/day"]
+    first = start(daemons, {**api_env, "ORCHAT_INSTANCE_NAME": "one"}, tmp_path, redis.url(), lines)
+    second = start(daemons, {**api_env, "ORCHAT_INSTANCE_NAME": "two"}, tmp_path, redis.url(), lines)
+    for daemon in (first, second, second):
+        assert chat(daemon.port, "alice")[0] == 200
+    costs = [chat(daemon.port, "bob")[1]["usage"]["cost"] for daemon in (first, second)]
+    env = {**api_env, "ORCHAT_DAEMON_TOKENS_FILE": str(tmp_path / "tokens"), "ORCHAT_SHARED_STATE": redis.url(), "ORCHAT_INSTANCE_NAME": "one"}
+    shown = run_orchat("daemon", "tokens", "--json", env=env)
+    assert shown.returncode == 0, shown.stderr
+    rows = {row["name"]: row for row in json.loads(shown.stdout)}
+    assert rows["alice"]["requests_last_minute"] == 3 and rows["alice"]["counted_in"] == "shared"  # both daemons' requests
+    assert rows["bob"]["spend"] == pytest.approx(sum(costs)) and rows["bob"]["remaining"] == pytest.approx(1 - sum(costs))
+    assert rows["free"]["counted_in"] == "instance" and rows["free"]["spend"] is None
+    redis.stop()
+    alone = run_orchat("daemon", "tokens", "--json", env=env)
+    assert alone.returncode == 0 and "showing this instance's own ledger" in alone.stderr
+    assert {row["counted_in"] for row in json.loads(alone.stdout)} == {"instance"}
