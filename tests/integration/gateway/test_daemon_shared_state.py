@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import signal
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -14,6 +15,7 @@ import pytest
 
 from orchat.gateway.policy import TokenPolicy
 from orchat.gateway.sharedledger import spend_key
+from orchat.gateway.sharedreport import minute_total
 from orchat.stateurl import parse_state_url
 from orchat.wire.resp import RespClient
 from tests.conftest import run_orchat
@@ -56,8 +58,6 @@ def start(daemons: list[DaemonProc], env: dict[str, str], tmp_path: Path, url: s
 def spent_in_redis(server: RedisProc, policy: TokenPolicy) -> float:
     client = RespClient(parse_state_url(server.url()))
     try:
-        import time
-
         value = client.call("GET", spend_key(policy, time.time())[0])
     finally:
         client.close()
@@ -228,3 +228,18 @@ def test_daemon_tokens_shows_the_teams_figures_from_redis_and_says_when_it_canno
     alone = run_orchat("daemon", "tokens", "--json", env=env)
     assert alone.returncode == 0 and "showing this instance's own ledger" in alone.stderr
     assert {row["counted_in"] for row in json.loads(alone.stdout)} == {"instance"}
+
+
+def test_a_flushed_script_is_an_outage_that_heals_itself_without_losing_the_request(
+    daemons: list[DaemonProc], api_env: dict[str, str], tmp_path: Path, redis: RedisProc
+) -> None:
+    daemon = start(daemons, api_env, tmp_path, redis.url(), [f"alice:{TOKENS['alice']} rpm={RPM}"])
+    assert chat(daemon.port, "alice")[0] == 200
+    client = RespClient(parse_state_url(redis.url()))
+    assert client.call("SCRIPT", "FLUSH") == "OK"  # an operator's flush: EVALSHA now gets NOSCRIPT
+    assert chat(daemon.port, "alice")[0] == 200  # decided host-local, not failed
+    assert metric(daemon.port, "orchat_daemon_shared_state_outages_total") == 1.0
+    wait_for(lambda: metric(daemon.port, "orchat_daemon_shared_state_up") == 1.0, timeout=15)  # reconnected, scripts loaded again
+    assert chat(daemon.port, "alice")[0] == 200
+    assert minute_total(client.call("HGETALL", "orchat:alice:rpm"), time.time()) == 2  # the first and the last: counted in Redis
+    client.close()
