@@ -16,28 +16,13 @@ from __future__ import annotations
 
 import collections
 import json
-import math
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
-from orchat.gateway.policy import TokenPolicy, window_bounds
+from orchat.gateway.ledgerrules import WINDOW_SECONDS, Refusal, budget_refusal, model_refusal, report_row, rolled_window, rpm_refusal, tpm_refusal
+from orchat.gateway.policy import TokenPolicy
 
-WINDOW_SECONDS = 60.0  # rpm and tpm: a sliding minute
 LEDGER_VERSION = 1
-
-
-@dataclass
-class Refusal:
-    """Why a request is refused: HTTP status, OpenAI error code and type, a one-line message."""
-
-    status: int
-    code: str
-    error_type: str
-    limit: str  # rpm, tpm, budget, models
-    message: str
-    retry_after: int = 0
-    values: dict[str, Any] = field(default_factory=dict)
 
 
 class Account:
@@ -60,11 +45,10 @@ class Account:
 
     def roll(self, period: str, now: float) -> None:
         """Start a new budget window (spend 0) when NOW left the current one or the period changed."""
-        if now >= self.window_end or now < self.window_start or period != self.period:
-            start, end = window_bounds(period, now)
-            if (start, period) != (self.window_start, self.period):
-                self.spend = 0.0
-            self.period, self.window_start, self.window_end = period, start, end
+        start, end, reset = rolled_window(period, now, (self.period, self.window_start, self.window_end))
+        if reset:
+            self.spend = 0.0
+        self.period, self.window_start, self.window_end = period, start, end
 
     def expire(self, now: float) -> None:
         cutoff = now - WINDOW_SECONDS
@@ -74,14 +58,6 @@ class Account:
         tokens = self.tokens
         while tokens and tokens[0][0] <= cutoff:
             self.tokens_sum -= tokens.popleft()[1]
-
-
-def _retry_after(oldest: float, now: float) -> int:
-    return max(1, math.ceil(oldest + WINDOW_SECONDS - now))
-
-
-def _utc(moment: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(moment))
 
 
 class Ledger:
@@ -101,33 +77,23 @@ class Ledger:
         """Given POLICY, the MODEL asked for and an estimate EST of its tokens, admit the request
         (count it, return None) or return the Refusal naming the limit it hits."""
         name = policy.name
-        if not policy.allows_model(model):
-            shown = "".join(ch if ch.isprintable() else "?" for ch in model[:200])
-            message = f"token {name} may not use model {shown!r} (allowed: {','.join(policy.models)})"
-            return Refusal(403, "model_not_allowed", "invalid_request_error", "models", message, values={"model": shown})
+        refusal = model_refusal(policy, model)
+        if refusal is not None:
+            return refusal
         now = time.time() if now is None else now
         acct = self.account(name)
         if policy.budget is not None:
             acct.roll(policy.period, now)
-            budget = policy.budget
-            values = {"spend": round(acct.spend, 9), "budget": budget, "period": policy.period, "resets": _utc(acct.window_end)}
-            if acct.spend >= budget:
-                message = f"token {name} spent ${acct.spend:.6f} of its ${budget:g}/{policy.period} budget; it resets at {values['resets']}"
-                return Refusal(402, "budget_exceeded", "insufficient_quota", "budget", message, values=values)
-            if acct.in_flight and acct.spend + (acct.in_flight + 1) * acct.max_cost > budget:
-                message = f"token {name} has ${budget - acct.spend:.6f} of its ${budget:g}/{policy.period} budget left: one request at a time"
-                return Refusal(429, "rate_limit_exceeded", "requests", "budget", message, 1, values={**values, "in_flight": acct.in_flight})
+            refusal = budget_refusal(policy, acct.spend, acct.window_end, acct.in_flight, acct.max_cost)
+            if refusal is not None:
+                return refusal
         if policy.rpm is not None or policy.tpm is not None:
             acct.expire(now)
             if policy.rpm is not None and len(acct.requests) >= policy.rpm:
-                wait = _retry_after(acct.requests[0], now)
-                message = f"token {name} reached its limit of {policy.rpm} requests per minute; retry in {wait}s"
-                return Refusal(429, "rate_limit_exceeded", "requests", "rpm", message, wait, values={"requests": len(acct.requests), "rpm": policy.rpm})
+                return rpm_refusal(name, policy.rpm, len(acct.requests), acct.requests[0], now)
             tpm = policy.tpm
             if tpm is not None and acct.tokens_sum and acct.tokens_sum + est > tpm:
-                wait = _retry_after(acct.tokens[0][0], now)
-                message = f"token {name} used {acct.tokens_sum} of its {tpm} tokens per minute (this request ~{est}); retry in {wait}s"
-                return Refusal(429, "rate_limit_exceeded", "tokens", "tpm", message, wait, values={"tokens": acct.tokens_sum, "estimate": est, "tpm": tpm})
+                return tpm_refusal(name, tpm, acct.tokens_sum, est, acct.tokens[0][0], now)
             if policy.rpm is not None:
                 acct.requests.append(now)
         acct.last_used = now
@@ -216,21 +182,5 @@ class Ledger:
                 acct.roll(policy.period, now)
             acct.expire(now)
             spend = acct.spend if (policy.budget is None or acct.window_start <= now < acct.window_end) else 0.0
-            rows.append(
-                {
-                    "name": name,
-                    "limits": policy.describe(),
-                    "budget": policy.budget,
-                    "period": policy.period if policy.budget is not None else None,
-                    "rpm": policy.rpm,
-                    "tpm": policy.tpm,
-                    "models": list(policy.models),
-                    "spend": round(spend, 9) if policy.is_limited else None,  # unlimited names are not counted
-                    "remaining": None if policy.budget is None else round(max(0.0, policy.budget - spend), 9),
-                    "resets": _utc(acct.window_end) if policy.budget is not None else None,
-                    "requests_last_minute": len(acct.requests),
-                    "tokens_last_minute": acct.tokens_sum,
-                    "last_used": _utc(acct.last_used) if acct.last_used else None,
-                }
-            )
+            rows.append(report_row(policy, spend, acct.window_end, len(acct.requests), acct.tokens_sum, acct.last_used))
         return rows
