@@ -24,8 +24,9 @@ from __future__ import annotations
 import hashlib
 import struct
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from orchat.gateway.ledgerrules import Refusal, budget_refusal, model_refusal, report_row, rolled_window, rpm_refusal, tpm_refusal
 from orchat.gateway.policy import TokenPolicy
@@ -331,6 +332,15 @@ class HostLedger:
         requests = sum(BUCKET.unpack_from(mm, base + REQUESTS_AT + 8 * (m % BUCKETS))[0] for m in moments)
         tokens = sum(BUCKET.unpack_from(mm, base + TOKENS_AT + 8 * (m % BUCKETS))[0] for m in moments)
         return requests, tokens
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """Hold the file's lock across several calls (they nest inside it)."""
+        self.file.lock()
+        try:
+            yield
+        finally:
+            self.file.unlock()
 
     @property
     def stamp(self) -> float:

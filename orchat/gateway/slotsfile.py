@@ -21,6 +21,7 @@ import fcntl
 import mmap
 import os
 import struct
+import threading
 import time
 from pathlib import Path
 
@@ -70,6 +71,9 @@ class SlotsFile:
         self.path = path
         self.writable = writable
         self.depth = 0
+        # lockf excludes other processes only; the daemon's background thread also reads a budget's
+        # remainder (the gauge), so threads of one process take this first.
+        self.guard = threading.RLock()
         self.fd = -1
         self.mm: mmap.mmap | None = None
         self._open(columns, capacity)
@@ -167,9 +171,7 @@ class SlotsFile:
         self._write_copy(columns, capacity, self, replace=True)
         U32.pack_into(self.mm, RETIRED_AT, 1)
         old_fd, old_mm = self.fd, self.mm
-        depth, self.depth = self.depth, 0
         self._open(columns, capacity)
-        self.depth = depth
         fcntl.lockf(self.fd, fcntl.LOCK_EX)
         old_mm.close()
         os.close(old_fd)  # releases the old file's lock too: nobody can use it any more
@@ -177,27 +179,32 @@ class SlotsFile:
     # -- locking -----------------------------------------------------------------------------------
     def lock(self) -> None:
         """Take the file's lock (nested calls count); reopen the path when the file was retired."""
+        self.guard.acquire()
         self.depth += 1
         if self.depth > 1:
             return
-        for _ in range(MAX_REOPENS):
-            fcntl.lockf(self.fd, fcntl.LOCK_EX if self.writable else fcntl.LOCK_SH)
-            assert self.mm is not None
-            if not U32.unpack_from(self.mm, RETIRED_AT)[0]:
-                return
-            fcntl.lockf(self.fd, fcntl.LOCK_UN)
-            self.mm.close()
-            os.close(self.fd)
+        try:
+            for _ in range(MAX_REOPENS):
+                fcntl.lockf(self.fd, fcntl.LOCK_EX if self.writable else fcntl.LOCK_SH)
+                assert self.mm is not None
+                if not U32.unpack_from(self.mm, RETIRED_AT)[0]:
+                    return
+                fcntl.lockf(self.fd, fcntl.LOCK_UN)
+                self.mm.close()
+                os.close(self.fd)
+                self._open(self.columns, self.capacity)
+            raise StorageError(f"{self.path} kept being replaced")
+        except BaseException:
             self.depth = 0
-            self._open(self.columns, self.capacity)
-            self.depth = 1
-        self.depth = 0
-        raise StorageError(f"{self.path} kept being replaced")
+            self.guard.release()
+            raise
 
     def unlock(self) -> None:
+        """Release one level of lock(); the file's lock goes with the last."""
         self.depth -= 1
         if self.depth == 0:
             fcntl.lockf(self.fd, fcntl.LOCK_UN)
+        self.guard.release()
 
     # -- header --------------------------------------------------------------------------------------
     @property
