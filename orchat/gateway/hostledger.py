@@ -202,6 +202,8 @@ class HostLedger:
 
     def _roll(self, policy: TokenPolicy, now: float, fields: list[Any]) -> None:
         """Move FIELDS to POLICY's budget window holding NOW (spend 0 in a new one), as Account.roll does."""
+        if fields[START] <= now < fields[END] and fields[PERIOD] == PERIOD_CODES[policy.period]:
+            return  # the usual case: still in the window
         start, end, reset = rolled_window(policy.period, now, (_period(fields[PERIOD]), fields[START], fields[END]))
         if reset:
             fields[SPEND] = 0.0
@@ -276,28 +278,31 @@ class HostLedger:
         return cost
 
     def remaining(self, policy: TokenPolicy, now: float | None = None) -> float | None:
-        """Return what is left of POLICY's budget in the current window (None without a budget)."""
+        """Return what is left of POLICY's budget in the current window (None without a budget).
+        Only reads: a new window is written by the next check or charge."""
         if policy.budget is None:
             return None
-        spend = self._window_spend(policy, time.time() if now is None else now, None)
-        return max(0.0, policy.budget - spend)
+        now = time.time() if now is None else now
+        self.file.lock()
+        try:
+            _, fields = self._load(policy.name)
+        finally:
+            self.file.unlock()
+        self._roll(policy, now, fields)
+        return max(0.0, policy.budget - fields[SPEND])
 
     def sync_spend(self, policy: TokenPolicy, spend: float, now: float | None = None) -> None:
         """Set the spend of POLICY's name in its current budget window to SPEND (no-op without a budget)."""
-        if policy.budget is not None:
-            self._window_spend(policy, time.time() if now is None else now, spend)
-
-    def _window_spend(self, policy: TokenPolicy, now: float, new_spend: float | None) -> float:
+        if policy.budget is None:
+            return
         self.file.lock()
         try:
             base, fields = self._load(policy.name)
-            self._roll(policy, now, fields)
-            if new_spend is not None:
-                fields[SPEND] = new_spend
+            self._roll(policy, time.time() if now is None else now, fields)
+            fields[SPEND] = spend
             self._store(base, fields)
         finally:
             self.file.unlock()
-        return fields[SPEND]
 
     def report(self, policies: dict[str, TokenPolicy], now: float | None = None) -> list[dict[str, Any]]:
         """Return one row per client name of POLICIES, as Ledger.report does, without changing the file."""
