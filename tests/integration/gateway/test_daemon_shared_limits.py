@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -95,3 +96,29 @@ def test_budget_spend_is_one_total_for_the_workers_and_follows_a_switch_to_one_p
     assert log_lines(tmp_path, "budget spend taken from the newer slots ledger of this instance")
     after = listed(env)
     assert after["team"]["spend"] > rows["team"]["spend"] and after["rich"]["spend"] == rows["rich"]["spend"]
+
+
+def test_a_name_added_by_sighup_is_counted_once_for_both_workers(daemons: list[DaemonProc], api_env: dict[str, str], tmp_path: Path) -> None:
+    env = group_env(api_env, tmp_path)
+    daemon = start_group(daemons, env)
+    late = "late-token-" + "z" * 20
+    write_tokens(tmp_path / "tokens", [*LINES, f"late:{late} rpm=2"])
+    daemon.signal(signal.SIGHUP)
+    daemon.wait_for_stderr(r"worker 0: reloaded")
+    daemon.wait_for_stderr(r"worker 1: reloaded")
+    body = {"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+    statuses = [request(daemon.port, "POST", "/v1/chat/completions", body, headers={"Authorization": f"Bearer {late}"})[0] for _ in range(ATTEMPTS // 2)]
+    assert statuses.count(200) == 2 and statuses.count(429) == len(statuses) - 2
+    assert daemon.stop() == 0
+
+
+def test_a_corrupt_shared_ledger_stops_the_start_with_78_naming_the_file(daemons: list[DaemonProc], api_env: dict[str, str], tmp_path: Path) -> None:
+    env = group_env(api_env, tmp_path)
+    daemon = start_group(daemons, env)
+    assert daemon.stop() == 0
+    [slots] = tmp_path.rglob("ledger.slots")
+    slots.write_bytes(slots.read_bytes()[:100])  # truncated (a full disk, a bad copy)
+    proc = run_orchat("--daemon", "--port", "0", env={**env, "ORCHAT_WORKERS": "2"}, timeout=60)
+    assert proc.returncode == 78
+    assert f"{slots} is not an orchat ledger slots file (truncated" in proc.stderr and "move it aside" in proc.stderr
+    assert "Traceback" not in proc.stderr and not any(token in proc.stderr for token in TOKENS.values())
