@@ -137,6 +137,7 @@ bench: venv ## run bench/ (start-up, one-shot, metrics, shared ledger, daemon, d
 	@if [ -x bench/daemon ]; then $(VPY) bench/daemon; fi
 	@if [ -x bench/daemon ]; then $(VPY) bench/daemon --workers; fi
 	@if [ -x bench/daemon ]; then $(VPY) bench/daemon --policy; fi
+	@if [ -x bench/daemon ]; then $(VPY) bench/daemon --policy --workers; fi
 
 bench-peers: venv ## install llm, shell-gpt, litellm[proxy] into .bench-peers/ and compare ORCHAT with them (docs/benchmarks.md)
 	$(VPY) bench/peers install

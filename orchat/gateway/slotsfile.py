@@ -44,6 +44,7 @@ IN_FLIGHT = struct.Struct("<i")
 MAX_RECORDS = 200_000  # client names with limits an instance can count (the file is then ~220 MB, sparse)
 MIN_RECORDS = 256
 MAX_REOPENS = 8
+SPIN_TRIES = 20  # non-blocking tries (yielding the CPU between them) before sleeping on the lock
 
 
 def record_bytes(columns: int) -> int:
@@ -185,7 +186,7 @@ class SlotsFile:
             return
         try:
             for _ in range(MAX_REOPENS):
-                fcntl.lockf(self.fd, fcntl.LOCK_EX if self.writable else fcntl.LOCK_SH)
+                self._acquire()
                 assert self.mm is not None
                 if not U32.unpack_from(self.mm, RETIRED_AT)[0]:
                     return
@@ -198,6 +199,18 @@ class SlotsFile:
             self.depth = 0
             self.guard.release()
             raise
+
+    def _acquire(self) -> None:
+        # A sibling holds the lock for a few microseconds: trying again after sched_yield() is cheaper
+        # than sleeping in F_SETLKW and being woken (bench/ledger --contended: 21 -> 16 us a request).
+        mode = fcntl.LOCK_EX if self.writable else fcntl.LOCK_SH
+        for _ in range(SPIN_TRIES):
+            try:
+                fcntl.lockf(self.fd, mode | fcntl.LOCK_NB)
+                return
+            except OSError:
+                os.sched_yield()
+        fcntl.lockf(self.fd, mode)
 
     def unlock(self) -> None:
         """Release one level of lock(); the file's lock goes with the last."""
