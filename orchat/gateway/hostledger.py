@@ -3,9 +3,11 @@
 HostLedger offers what orchat.gateway.ledger.Ledger offers the gateway (check, charge, remaining,
 report, sync_spend, dirty) over the records of orchat.gateway.slotsfile, a file in the instance's
 state directory (STATE/daemon/<instance>/ledger.slots, mode 0600) that every worker maps. Each call
-takes the file's lock (lockf), reads the name's record, applies the rules of
-orchat.gateway.ledgerrules (the same refusals as Ledger) and writes the record back, so a token
-with rpm=60 gets 60 requests a minute from the instance, however the kernel spreads them.
+takes the file's lock (lockf, after a few non-blocking tries; and first a thread lock, since the
+background thread reads budget remainders for the gauge), reads the name's record, applies the
+rules of orchat.gateway.ledgerrules (the same refusals as Ledger) and writes the record back, so a
+token with rpm=60 gets 60 requests a minute from the instance, however the kernel spreads them.
+The lock covers the whole file: a check holds it for a few microseconds (bench/ledger).
 
 Counting: requests and token charges go into the bucket of second int(now), one of 60; the
 sliding minute is the buckets of seconds after int(now) - 60. The record keeps the minute's

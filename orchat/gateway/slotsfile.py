@@ -9,7 +9,9 @@ use, dearest cost, cost per token, period, the newest second counted, request an
 of the minute, 60 one-second request buckets, 60 token buckets, then `columns` in-flight counts.
 
 Every read and write happens under lockf on the file (exclusive; shared for a read-only look),
-so the processes of one instance see one set of counters. The file never grows in place: more
+so the processes of one instance see one set of counters; a thread lock comes first, because lockf
+does not exclude threads of one process. Closing any descriptor of the file drops a process's lockf
+locks on it, so a process opens it once (orchat.gateway.ledgerfile passes the stamp it holds). The file never grows in place: more
 names or more worker slots than it holds make a bigger copy (written beside it, renamed over
 it), and the old one is marked retired, so a process holding it reopens the path at its next
 lock. A file that is not one (wrong magic, version, sizes) is a ConfigError naming it.

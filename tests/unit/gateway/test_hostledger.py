@@ -101,7 +101,7 @@ STEPS: list[tuple[str, int, Any]] = [
 def test_refusals_reports_and_remainders_equal_the_in_memory_ledgers_for_one_sequence(tmp_path: Path) -> None:
     policy = TokenPolicy("alice", budget=0.05, period="day", rpm=3, tpm=100, models=("m*",))
     others = {"alice": policy, "bob": TokenPolicy("bob", rpm=1), "carol": TokenPolicy("carol")}
-    shared, memory = HostLedger(tmp_path / "ledger.slots", 0, 1, others), Ledger()
+    shared, memory = HostLedger(tmp_path / "ledger.slots", 0, 1), Ledger()  # no names reserved: records come with the first check
     seen = []
     for action, second, arg in STEPS:
         now = NOON + second
