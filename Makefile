@@ -128,14 +128,16 @@ rpm: dist ## build $(RPMDIR)/orchat-VERSION-N.noarch.rpm from the release tarbal
 	mv '$(BUILDDIR)'/rpm/orchat-*.noarch.rpm '$(RPMDIR)/'
 	rm -rf '$(BUILDDIR)/rpm'
 
-bench: venv ## run bench/ (start-up, one-shot, metrics, daemon, daemon workers) and write docs/benchmarks.md
+bench: venv ## run bench/ (start-up, one-shot, metrics, shared ledger, daemon, daemon workers) and write docs/benchmarks.md
 	$(VPY) bench/startup
 	$(VPY) bench/oneshot
 	$(VPY) bench/history_lookup
 	$(VPY) bench/metrics
+	$(VPY) bench/ledger --contended
 	@if [ -x bench/daemon ]; then $(VPY) bench/daemon; fi
 	@if [ -x bench/daemon ]; then $(VPY) bench/daemon --workers; fi
 	@if [ -x bench/daemon ]; then $(VPY) bench/daemon --policy; fi
+	@if [ -x bench/daemon ]; then $(VPY) bench/daemon --policy --workers; fi
 
 bench-peers: venv ## install llm, shell-gpt, litellm[proxy] into .bench-peers/ and compare ORCHAT with them (docs/benchmarks.md)
 	$(VPY) bench/peers install

@@ -2,7 +2,8 @@
 
 orchat daemon tokens [--json]   each client name of the tokens file (never the token), its limits,
                                 spend in the window, remaining budget and last use, from this
-                                instance's ledger (ORCHAT_INSTANCE_NAME, or the port when unnamed)
+                                instance's ledger (ORCHAT_INSTANCE_NAME, or the port when unnamed;
+                                with workers, the one they share)
 """
 
 from __future__ import annotations
@@ -70,20 +71,19 @@ def _overlay_team_figures(rows: list[dict[str, Any]], policies: dict[str, Any], 
 
 
 def print_tokens(settings: Settings, *, as_json: bool) -> int:
-    """Print each client name of ORCHAT_DAEMON_TOKENS_FILE with its limits and this instance's ledger
-    (its workers' ledgers added up).
+    """Print each client name of ORCHAT_DAEMON_TOKENS_FILE with its limits and this instance's ledger:
+    the newest of ledger.json (one process) and ledger.slots (shared by its workers), as the daemon
+    adopts it at start.
 
     Raise ConfigError without a tokens file, or when it or the ledger cannot be read.
     """
-    from orchat.gateway.ledger import Ledger
-    from orchat.gateway.ledgerfile import combine_reports, instance_key, ledger_paths, load_ledger
+    from orchat.gateway.ledgerfile import instance_key, newest_report
     from orchat.gateway.state import read_tokens_file
 
     if not settings.daemon_tokens_file:
         raise ConfigError("no ORCHAT_DAEMON_TOKENS_FILE: the daemon has no client tokens to list")
     _, policies = read_tokens_file(settings.daemon_tokens_file)
-    files = ledger_paths(instance_key(settings.instance_name, settings.metrics_port))  # one per worker under ORCHAT_WORKERS
-    rows = combine_reports([load_ledger(path).report(policies) for path in files] or [Ledger().report(policies)])
+    rows = newest_report(instance_key(settings.instance_name, settings.metrics_port), policies)
     url = settings.values.get("ORCHAT_SHARED_STATE")
     if url is not None:
         _overlay_team_figures(rows, policies, settings, url)

@@ -6,7 +6,10 @@ upstream), upstream (the pool of upstream connections), state (what every connec
 sdnotify (systemd readiness and watchdog), supervisor (ORCHAT_WORKERS > 1: the workers' parent),
 workerstats (a worker's /metrics summed over the group), sharedledger (atomic spend in Redis), keymask (the key masked across reads),
 events (whole SSE events in linear time), modellist (the model list rewritten one model at a
-time). Inside the wing: upstream, keymask, events, modellist < state < relay < connection <
-server < daemon < supervisor; workerstats < daemon. May import: the foundation, wire, telemetry, health.
+time), ledger (per-token usage in memory), hostledger and slotsfile (the same, shared by the
+workers of an instance in a locked mmap), ledgerrules (the refusals both apply), ledgerfile
+(where an instance's ledger lives, and which one is newest). Inside the wing: upstream, keymask,
+events, modellist < state < relay < connection < server < daemon < supervisor; workerstats < daemon;
+policy < ledgerrules < ledger, hostledger < ledgerfile < daemon. May import: the foundation, wire, telemetry, health.
 Imported by: commands.
 """

@@ -15,10 +15,10 @@ import os
 import time
 from typing import Any
 
+from orchat.gateway.ledgerrules import Refusal
 from orchat.gateway.modelentry import ModelEntry, is_model_path, model_not_found_body
 from orchat.gateway.modelfilter import AllowedModels
 from orchat.gateway.policy import TokenPolicy
-from orchat.gateway.refusal import Refusal
 from orchat.gateway.relay import ChatRelay, ModelsFetch
 from orchat.gateway.requestid import ClientHeaders, new_request_id, read_client_headers
 from orchat.gateway.sharedstate import SharedState, counts_shared

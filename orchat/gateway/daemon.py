@@ -30,7 +30,8 @@ from orchat.config import Settings, load_settings
 from orchat.errors import ConfigError, OrchatError
 from orchat.gateway import sdnotify
 from orchat.gateway.hardening import forbid_core_dumps
-from orchat.gateway.ledgerfile import instance_dir, instance_key, ledger_path, load_ledger, save_ledger
+from orchat.gateway.hostledger import HostLedger
+from orchat.gateway.ledgerfile import instance_dir, instance_key, ledger_path, open_ledger, save_ledger
 from orchat.gateway.policy import TokenPolicy
 from orchat.gateway.server import serve
 from orchat.gateway.sharedstate import SharedState
@@ -340,9 +341,13 @@ class Daemon:
         self.port = sockets[0].getsockname()[1] if sockets else settings.metrics_port
         # Loaded before the loop runs again, so no request is checked against an empty ledger.
         key = instance_key(settings.instance_name, self.port)
-        # Each worker keeps a ledger of its own (one file per slot): see README "Workers" for what that means for limits.
-        self.ledger_file = ledger_path(key, None if self.worker is None else self.worker.slot)
-        self.gw.ledger = load_ledger(self.ledger_file)
+        # One process: the Ledger in memory, saved to ledger.json. Workers: one HostLedger in a file
+        # they all map, so a token's limits hold for the instance (README "Workers").
+        slot, count = (None, 1) if self.worker is None else (self.worker.slot, self.worker.count)
+        self.gw.ledger, adopted = open_ledger(key, self.gw.policies, slot, count)
+        self.ledger_file = ledger_path(key) if self.worker is None else None
+        if adopted:
+            self.hooks.log(NOTICE, f"budget spend taken from the newer {adopted} ledger of this instance", instance_key=key)
         await self.link_shared_state(settings)
         self.hooks.store_path = instance_dir(key) / "metrics.json"
         loop.add_signal_handler(signal.SIGTERM, lambda: self.request_stop(self.settings.daemon_drain_grace))
@@ -433,7 +438,8 @@ class Daemon:
         asyncio.get_running_loop().call_later(SWEEP_SECONDS, self._sweep)
 
     def save_ledger(self) -> None:
-        """Hand a changed ledger to the background thread: the event loop never waits on a disk."""
+        """Hand a changed ledger to the background thread: the event loop never waits on a disk.
+        (A HostLedger is never dirty and has no ledger_file: its mmap is its own persistence.)"""
         if self.gw.ledger.dirty and self.ledger_file is not None:
             self.hooks.ledger_pending = (self.ledger_file, self.gw.ledger.dump())
 
@@ -481,6 +487,8 @@ class Daemon:
         try:
             settings = load_settings(self.flags)
             tokens, policies = check_config(settings)
+            if isinstance(self.gw.ledger, HostLedger):  # new names get their records now, or the reload fails here
+                self.gw.ledger.reserve(name for name, policy in policies.items() if policy.is_limited)
         except OrchatError as err:
             self.hooks.reload_failures.inc()
             self.hooks.log(ERROR, f"reload failed, keeping the running configuration: {err}")

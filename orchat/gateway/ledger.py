@@ -19,9 +19,8 @@ import json
 import time
 from typing import Any
 
-from orchat.gateway import refusal
-from orchat.gateway.policy import TokenPolicy, window_bounds
-from orchat.gateway.refusal import WINDOW_SECONDS, Refusal, utc
+from orchat.gateway.ledgerrules import WINDOW_SECONDS, Refusal, budget_refusal, model_refusal, report_row, rolled_window, rpm_refusal, tpm_refusal
+from orchat.gateway.policy import TokenPolicy
 
 LEDGER_VERSION = 1
 
@@ -46,11 +45,10 @@ class Account:
 
     def roll(self, period: str, now: float) -> None:
         """Start a new budget window (spend 0) when NOW left the current one or the period changed."""
-        if now >= self.window_end or now < self.window_start or period != self.period:
-            start, end = window_bounds(period, now)
-            if (start, period) != (self.window_start, self.period):
-                self.spend = 0.0
-            self.period, self.window_start, self.window_end = period, start, end
+        start, end, reset = rolled_window(period, now, (self.period, self.window_start, self.window_end))
+        if reset:
+            self.spend = 0.0
+        self.period, self.window_start, self.window_end = period, start, end
 
     def expire(self, now: float) -> None:
         cutoff = now - WINDOW_SECONDS
@@ -78,22 +76,24 @@ class Ledger:
     def check(self, policy: TokenPolicy, model: str, est: int, now: float | None = None) -> Refusal | None:
         """Given POLICY, the MODEL asked for and an estimate EST of its tokens, admit the request
         (count it, return None) or return the Refusal naming the limit it hits."""
-        if not policy.allows_model(model):
-            return refusal.model_refused(policy, model)
+        name = policy.name
+        refusal = model_refusal(policy, model)
+        if refusal is not None:
+            return refusal
         now = time.time() if now is None else now
         acct = self.account(policy.name)
         if policy.budget is not None:
             acct.roll(policy.period, now)
-            if acct.spend >= policy.budget:
-                return refusal.budget_spent(policy, acct.spend, acct.window_end)
-            if acct.in_flight and acct.spend + (acct.in_flight + 1) * acct.max_cost > policy.budget:
-                return refusal.budget_busy(policy, acct.spend, acct.window_end, acct.in_flight)
+            refusal = budget_refusal(policy, acct.spend, acct.window_end, acct.in_flight, acct.max_cost)
+            if refusal is not None:
+                return refusal
         if policy.rpm is not None or policy.tpm is not None:
             acct.expire(now)
             if policy.rpm is not None and len(acct.requests) >= policy.rpm:
-                return refusal.rpm_reached(policy, len(acct.requests), acct.requests[0], now)
-            if policy.tpm is not None and acct.tokens_sum and acct.tokens_sum + est > policy.tpm:
-                return refusal.tpm_reached(policy, acct.tokens_sum, est, acct.tokens[0][0], now)
+                return rpm_refusal(name, policy.rpm, len(acct.requests), acct.requests[0], now)
+            tpm = policy.tpm
+            if tpm is not None and acct.tokens_sum and acct.tokens_sum + est > tpm:
+                return tpm_refusal(name, tpm, acct.tokens_sum, est, acct.tokens[0][0], now)
             if policy.rpm is not None:
                 acct.requests.append(now)
         acct.last_used = now
@@ -192,21 +192,5 @@ class Ledger:
                 acct.roll(policy.period, now)
             acct.expire(now)
             spend = acct.spend if (policy.budget is None or acct.window_start <= now < acct.window_end) else 0.0
-            rows.append(
-                {
-                    "name": name,
-                    "limits": policy.describe(),
-                    "budget": policy.budget,
-                    "period": policy.period if policy.budget is not None else None,
-                    "rpm": policy.rpm,
-                    "tpm": policy.tpm,
-                    "models": list(policy.models),
-                    "spend": round(spend, 9) if policy.is_limited else None,  # unlimited names are not counted
-                    "remaining": None if policy.budget is None else round(max(0.0, policy.budget - spend), 9),
-                    "resets": utc(acct.window_end) if policy.budget is not None else None,
-                    "requests_last_minute": len(acct.requests),
-                    "tokens_last_minute": acct.tokens_sum,
-                    "last_used": utc(acct.last_used) if acct.last_used else None,
-                }
-            )
+            rows.append(report_row(policy, spend, acct.window_end, len(acct.requests), acct.tokens_sum, acct.last_used))
         return rows

@@ -22,9 +22,8 @@ from __future__ import annotations
 from typing import Any
 
 from orchat.errors import SharedStateError
-from orchat.gateway import refusal
+from orchat.gateway.ledgerrules import Refusal, budget_refusal, rpm_refusal, tpm_refusal
 from orchat.gateway.policy import TokenPolicy, window_bounds
-from orchat.gateway.refusal import Refusal
 
 KEY_PREFIX = "orchat:"
 STALE_SECONDS = 900  # a ticket older than this belongs to a request that will never be booked
@@ -42,7 +41,7 @@ local flying = redis.call('ZCARD', KEYS[2])
 if budget >= 0 then
   if spend >= budget then return {1, tostring(spend)} end
   local dearest = tonumber(redis.call('HGET', KEYS[5], 'max_cost') or '0')
-  if flying > 0 and spend + (flying + 1) * dearest > budget then return {2, tostring(spend), flying} end
+  if flying > 0 and spend + (flying + 1) * dearest > budget then return {2, tostring(spend), flying, tostring(dearest)} end
 end
 local function minute(key)
   local total, oldest = 0, -1
@@ -128,15 +127,16 @@ def read_admission(reply: Any, policy: TokenPolicy, estimate: int, now: float) -
         verdict, spend = int(reply[0]), float(reply[1])
         if verdict == 0:
             return None, spend
-        window_end = window_bounds(policy.period, now)[1]
-        if verdict == 1:
-            return refusal.budget_spent(policy, spend, window_end), spend
-        if verdict == 2:
-            return refusal.budget_busy(policy, spend, window_end, int(reply[2])), spend
-        if verdict == 3:
-            return refusal.rpm_reached(policy, int(reply[2]), float(reply[3]), now), spend
-        if verdict == 4:
-            return refusal.tpm_reached(policy, int(reply[2]), estimate, float(reply[3]), now), spend
+        if verdict in (1, 2) and policy.budget is not None:
+            window_end = window_bounds(policy.period, now)[1]
+            flying, dearest = (int(reply[2]), float(reply[3])) if verdict == 2 else (0, 0.0)
+            found = budget_refusal(policy, spend, window_end, flying, dearest)
+            if found is not None:
+                return found, spend
+        if verdict == 3 and policy.rpm is not None:
+            return rpm_refusal(policy.name, policy.rpm, int(reply[2]), float(reply[3]), now), spend
+        if verdict == 4 and policy.tpm is not None:
+            return tpm_refusal(policy.name, policy.tpm, int(reply[2]), estimate, float(reply[3]), now), spend
     except (TypeError, ValueError, IndexError):
         pass
     raise SharedStateError(f"shared state: unexpected admission reply {reply!r:.80}")

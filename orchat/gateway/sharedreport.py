@@ -10,8 +10,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from orchat.gateway.ledgerrules import WINDOW_SECONDS, utc
 from orchat.gateway.policy import TokenPolicy
-from orchat.gateway.refusal import WINDOW_SECONDS, utc
 from orchat.gateway.sharedledger import KEY_PREFIX, spend_key
 from orchat.gateway.sharedstate import counts_shared
 from orchat.wire.resp import RespClient

@@ -23,10 +23,9 @@ import time
 from typing import Any, Callable, Optional
 
 from orchat.errors import SharedStateError
-from orchat.gateway import refusal
 from orchat.gateway.ledger import Ledger
+from orchat.gateway.ledgerrules import Refusal, model_refusal, shared_state_refusal
 from orchat.gateway.policy import TokenPolicy
-from orchat.gateway.refusal import Refusal
 from orchat.gateway.sharedledger import ADMIT_SCRIPT, BOOK_SCRIPT, admit_command, book_command, read_admission, read_booking, resync_commands, spend_key
 from orchat.stateurl import StateURL
 from orchat.wire.resp import COMMAND_TIMEOUT_SECONDS, RedisReplyError
@@ -149,12 +148,13 @@ class SharedState:
     # -- per request --------------------------------------------------------------------------------
     def admit(self, ledger: Ledger, policy: TokenPolicy, model: str, estimate: int, done: Decided) -> None:
         """Decide one request of POLICY; DONE(refusal or None, ticket) runs now or when Redis answers."""
-        if not policy.allows_model(model):
-            done(refusal.model_refused(policy, model), None)
+        refused = model_refusal(policy, model)
+        if refused is not None:
+            done(refused, None)
             return
         pipe = self.pipe
         if not self.up or pipe is None:
-            done(refusal.shared_state_down(policy) if self.required else ledger.check(policy, model, estimate), None)
+            done(shared_state_refusal(policy) if self.required else ledger.check(policy, model, estimate), None)
             return
         now = time.time()
         ticket = self.ticket_prefix + str(next(self.tickets))
@@ -166,7 +166,7 @@ class SharedState:
                 found, spend = read_admission(reply, policy, estimate, now)
             except SharedStateError as err:
                 self._broken(pipe, err)
-                done(refusal.shared_state_down(policy) if self.required else ledger.check(policy, model, estimate), None)
+                done(shared_state_refusal(policy) if self.required else ledger.check(policy, model, estimate), None)
                 return
             ledger.sync_spend(policy, spend, now)
             done(found, None if found is not None else ticket)

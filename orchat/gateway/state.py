@@ -260,9 +260,16 @@ class Gateway:
         booked = self.ledger.charge(policy, tokens, cost)
         if self.shared is not None and counts_shared(policy):
             self.shared.book(self.ledger, policy, tokens, booked, relay.ticket)
-        self.note(
-            2, f"token {policy.name} charged", token=policy.name, tokens=tokens, cost=booked, estimated=cost is None, remaining=self.ledger.remaining(policy)
-        )
+        if self.hooks is not None and self.hooks.log_impl.is_enabled(2):  # remaining() takes a shared ledger's lock: only when logged
+            self.note(
+                2,
+                f"token {policy.name} charged",
+                token=policy.name,
+                tokens=tokens,
+                cost=booked,
+                estimated=cost is None,
+                remaining=self.ledger.remaining(policy),
+            )
 
     def note(self, level: int, message: str, **fields: Any) -> None:
         if self.hooks is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -88,3 +89,18 @@ def test_readme_documents_every_exit_code() -> None:
     table = readme().split("## Exit codes")[1].split("\n## ")[0]
     documented = {int(n) for n in re.findall(r"^\| (\d+)(?: / (\d+))? \|", table, re.M) for n in n if n}
     assert codes <= documented
+
+
+def test_no_tracked_file_holds_merge_conflict_markers() -> None:
+    # A conflicted merge once landed with its markers in the README: no file may carry them.
+    listed = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True).stdout.split(b"\0")
+    marked = []
+    for name in filter(None, listed):
+        path = REPO / name.decode()
+        if not path.is_file() or path.stat().st_size > 2_000_000:
+            continue
+        for line in path.read_bytes().splitlines():
+            if line.startswith((b"<<<<<<< ", b">>>>>>> ")) or line == b"=======":
+                marked.append(name.decode())
+                break
+    assert marked == []

@@ -9,7 +9,7 @@ import pytest
 
 from orchat.errors import ConfigError
 from orchat.gateway.ledger import Ledger
-from orchat.gateway.ledgerfile import combine_reports, instance_key, ledger_path, ledger_paths, load_ledger, save_ledger
+from orchat.gateway.ledgerfile import instance_key, load_ledger, save_ledger
 from orchat.gateway.policy import TokenPolicy, parse_policy, window_bounds
 from orchat.gateway.state import load_tokens, read_tokens_file
 
@@ -178,20 +178,3 @@ def test_token_metric_labels_are_the_first_names_of_the_file_then_other(home: Pa
     assert gw.token_labels["user0"] == "user0" and gw.token_labels[names[MAX_TOKEN_LABELS - 1]] == names[MAX_TOKEN_LABELS - 1]
     assert {gw.token_labels[name] for name in names[MAX_TOKEN_LABELS:]} == {"other"}
     assert len(set(gw.token_labels.values())) == MAX_TOKEN_LABELS + 1
-
-
-def test_each_worker_slot_keeps_its_own_ledger_file_and_the_report_adds_them_up(home: Path) -> None:
-    key = instance_key("", 8081)
-    assert ledger_path(key) != ledger_path(key, 0) != ledger_path(key, 1)
-    policies = {"alice": TokenPolicy("alice", budget=1.0, period="day", rpm=100, tpm=10000), "bob": TokenPolicy("bob")}
-    for slot, cost in ((0, 0.25), (1, 0.5)):
-        ledger = Ledger()
-        ledger.check(policies["alice"], "m", 1, now=NOON + slot)
-        ledger.charge(policies["alice"], 100, cost, now=NOON + slot)
-        save_ledger(ledger_path(key, slot), ledger.dump())
-    files = ledger_paths(key)
-    assert [p.name for p in files] == ["ledger-worker-0.json", "ledger-worker-1.json"]
-    [alice, bob] = combine_reports([load_ledger(path).report(policies, now=NOON + 5) for path in files])
-    assert (alice["spend"], alice["remaining"], alice["requests_last_minute"], alice["tokens_last_minute"]) == (0.75, 0.25, 2, 200)
-    assert alice["last_used"] == "2026-12-03T12:00:01Z"
-    assert (bob["spend"], bob["remaining"]) == (None, None)
