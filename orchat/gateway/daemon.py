@@ -51,6 +51,7 @@ BACKGROUND_FLUSH_SECONDS = 1.0
 AUDIT_QUEUE_LIMIT = 100000
 HEALTH_IDLE_SECONDS = 5.0  # how soon a SIGHUP's new health-checks.yaml is picked up
 VERBOSE, INFO, NOTICE, WARNING, ERROR = 2, 3, 4, 5, 6
+SHARED_SETTLE_SECONDS = 2.0
 
 
 def check_settings(settings: Settings) -> list[tuple[bytes, str]]:
@@ -536,6 +537,7 @@ class Daemon:
         self._announce("stopped" + (f" ({left} requests cut short by ORCHAT_DRAIN_TIMEOUT)" if left else ""))
         self.save_ledger()
         if gw.shared is not None:
+            await gw.shared.settle(SHARED_SETTLE_SECONDS)  # the last bookings reach Redis before the link closes
             gw.shared.close()
         self.hooks.close()
 

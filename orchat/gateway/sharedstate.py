@@ -15,6 +15,7 @@ budget, counting twice errs on the safe side). rpm/tpm counts of the gap stay ho
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 import secrets
@@ -137,6 +138,12 @@ class SharedState:
         if not self.up and not self.connecting and now >= self.next_attempt:
             self.connecting = True
             spawn(self.connect())
+
+    async def settle(self, timeout: float) -> None:
+        """Wait up to TIMEOUT seconds for the replies still due (a stopping daemon's last bookings)."""
+        deadline = time.monotonic() + timeout
+        while self.pipe is not None and self.pipe.waiting and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
 
     def close(self) -> None:
         pipe, self.pipe = self.pipe, None

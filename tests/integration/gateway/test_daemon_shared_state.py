@@ -243,3 +243,15 @@ def test_a_flushed_script_is_an_outage_that_heals_itself_without_losing_the_requ
     assert chat(daemon.port, "alice")[0] == 200
     assert minute_total(client.call("HGETALL", "orchat:alice:rpm"), time.time()) == 2  # the first and the last: counted in Redis
     client.close()
+
+
+def test_a_daemon_stopped_right_after_a_request_has_booked_it_in_redis(
+    daemons: list[DaemonProc], api_env: dict[str, str], tmp_path: Path, redis: RedisProc
+) -> None:
+    daemon = start(daemons, api_env, tmp_path, redis.url(), [f"bob:{TOKENS['bob']} budget=1/day"])
+    costs = [chat(daemon.port, "bob")[1]["usage"]["cost"] for _ in range(3)]
+    assert daemon.stop() == 0
+    assert spent_in_redis(redis, TokenPolicy("bob", budget=1.0)) == pytest.approx(sum(costs))
+    client = RespClient(parse_state_url(redis.url()))
+    assert client.call("ZCARD", "orchat:bob:flight") == 0  # nothing left in flight for the team
+    client.close()
