@@ -144,7 +144,7 @@ def test_promtool_check_rules_accepts_the_shipped_rules() -> None:
     promtool = require_tool("promtool")
     proc = subprocess.run([promtool, "check", "rules", str(RULES)], capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "SUCCESS: 15 rules found" in proc.stdout
+    assert "SUCCESS: 16 rules found" in proc.stdout
 
 
 def test_promtool_test_rules_passes_the_alert_and_recording_rule_tests() -> None:
