@@ -272,7 +272,7 @@ class Gateway:
     def count_refusal(self, identity: str, status: int) -> None:
         label = self.token_labels.get(identity)
         if label is not None and self.hooks is not None:
-            self.hooks.tokens.count_request(label, str(status))
+            self.hooks.tokens.count_request(label, status)
 
     def metrics_body(self) -> bytes:
         if self.hooks is not None:

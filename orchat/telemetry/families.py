@@ -9,7 +9,10 @@ types; this module imports none of them. A long-running caller registers its own
     in_flight = registry.gauge("orchat_in_flight_requests", "Chat requests being served now.")
     checks = registry.gauge("orchat_health_check_status", "1 when the check passed, else 0.",
                             ["check"], series=[{"check": "filesystem"}, {"check": "network"}])
+    answers = registry.counter("orchat_answers_total", "Answers by HTTP status.", ["code"])
     in_flight.inc(); in_flight.dec(); checks.set(1, check="network")
+    ok = answers.labels(code="200")  # bound once: ok.inc() builds no label key (hot paths)
+    ok.inc()
     body = exposition.render_metrics(extra_families=registry, models=["openai/gpt-4o-mini"])
     # answer GET /metrics with body and the header Content-Type: families.CONTENT_TYPE
 
@@ -108,6 +111,38 @@ class Family:
     def value(self, **labels: str) -> float:
         with self._lock:
             return self._values.get(self.key(labels), 0.0)
+
+    def labels(self, **labels: str) -> Series:
+        """Given label values by name, return that series bound for cheap increments (Series.inc).
+
+        Binding creates no series: as with inc(**labels), its first increment does, so the
+        exposition is the same either way. Raise ValueError on a missing or extra label.
+        """
+        return Series(self, self.key(labels))
+
+
+class Series:
+    """One series of a Counter or Gauge, its label key built once: inc() is a locked dict update.
+
+    For the daemon's per-request counters, where building the key from keyword labels on every
+    increment cost more than the increment itself.
+    """
+
+    __slots__ = ("_key", "_lock", "_name", "_only_up", "_values")
+
+    def __init__(self, family: Family, key: LabelKey) -> None:
+        if isinstance(family, Histogram):
+            raise TypeError(f"{family.name}: a histogram series is observed, not incremented")
+        self._name, self._key, self._lock, self._values = family.name, key, family._lock, family._values
+        self._only_up = isinstance(family, Counter)
+
+    def inc(self, amount: float = 1.0) -> None:
+        """Add AMOUNT to the series. Raise ValueError when a counter's AMOUNT is negative."""
+        if amount < 0 and self._only_up:
+            raise ValueError(f"{self._name}: a counter cannot decrease")
+        key, values = self._key, self._values
+        with self._lock:
+            values[key] = values.get(key, 0.0) + amount
 
 
 class Counter(Family):

@@ -217,6 +217,42 @@ def test_counter_is_exact_under_concurrent_increments() -> None:
     assert counter.value(kind="a") == 40000
 
 
+def test_a_bound_series_renders_exactly_as_keyword_increments_do() -> None:
+    bound = Counter("app_answers_total", "Answers.", ["code", "token"])
+    keyword = Counter("app_answers_total", "Answers.", ["code", "token"])
+    ok, spare = bound.labels(token="alice", code="200"), bound.labels(token="bob", code="500")
+    assert render_families([bound]) == render_families([keyword])  # binding alone adds no series
+    ok.inc()
+    ok.inc(2.5)
+    keyword.inc(token="alice", code="200")
+    keyword.inc(2.5, token="alice", code="200")
+    assert render_families([bound]) == render_families([keyword])
+    assert 'token="bob"' not in render_families([bound]).decode() and spare is not ok
+
+
+def test_a_bound_counter_series_refuses_to_go_down_and_a_bound_gauge_series_may() -> None:
+    counter, gauge = Counter("x_total", "X.", ["kind"]), Gauge("g", "G.", ["kind"])
+    with pytest.raises(ValueError, match="cannot decrease"):
+        counter.labels(kind="a").inc(-1)
+    gauge.labels(kind="a").inc(-2)
+    assert (counter.value(kind="a"), gauge.value(kind="a")) == (0.0, -2.0)
+    with pytest.raises(ValueError, match="takes labels"):
+        counter.labels(other="a")
+    with pytest.raises(TypeError, match="observed"):
+        Histogram("h_seconds", "H.", ["kind"], buckets=[1]).labels(kind="a")
+
+
+def test_a_bound_series_is_exact_under_concurrent_increments() -> None:
+    counter = Counter("hits_total", "Hits.", ["kind"])
+    series = counter.labels(kind="a")
+    workers = [threading.Thread(target=lambda: [series.inc() for _ in range(10000)]) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert counter.value(kind="a") == 40000
+
+
 def test_render_metrics_puts_store_build_info_process_and_extra_families_together(tmp_path: Path) -> None:
     proc = make_fake_proc(tmp_path)
     registry = Registry()
