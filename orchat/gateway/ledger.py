@@ -6,6 +6,11 @@ are a dict look-up and a few arithmetic operations; dump()/restore() move the wh
 from JSON bytes, which the daemon writes off the hot path (orchat.gateway.daemon, once a second).
 Another store (Redis) can stand in by offering the same four methods.
 
+rpm and tpm count in 60 one-second buckets per name (Minute), not one timestamp per request:
+at thousands of requests a second a deque of timestamps held and JSON-dumped (each second)
+hundreds of thousands of floats. A request or token charge at NOW counts in the bucket of second
+int(NOW); the sliding minute at NOW is the buckets whose second > int(NOW) - 60.
+
 Overshoot: spend is known only when a request ends. A request is refused once the window's spend
 reached the budget, and while a name has requests in flight a new one is admitted only if the
 budget still covers one more of the dearest request seen so far; so the budget is overshot by at
@@ -14,7 +19,6 @@ most one request's cost (when no request costs more than the dearest one before 
 
 from __future__ import annotations
 
-import collections
 import json
 import math
 import time
@@ -23,8 +27,9 @@ from typing import Any
 
 from orchat.gateway.policy import TokenPolicy, window_bounds
 
-WINDOW_SECONDS = 60.0  # rpm and tpm: a sliding minute
-LEDGER_VERSION = 1
+WINDOW_SECONDS = 60  # rpm and tpm: the buckets of the current second and the 59 before it
+LEDGER_VERSION = 2  # 2: the minute in one-second buckets; restore() still reads 1 (one timestamp per request)
+NO_SECOND = -(2**62)  # the second of a bucket never used
 
 
 @dataclass
@@ -40,19 +45,79 @@ class Refusal:
     values: dict[str, Any] = field(default_factory=dict)
 
 
-class Account:
-    """One client name's usage; the deques hold at most rpm timestamps and a minute of token charges."""
+class Minute:
+    """One name's requests and tokens of the last minute in WINDOW_SECONDS one-second buckets.
 
-    __slots__ = ("cost_per_token", "in_flight", "last_used", "max_cost", "period", "requests", "spend", "tokens", "tokens_sum", "window_end", "window_start")
+    The bucket of second S is slot S % WINDOW_SECONDS; request_sum and token_sum are the
+    window's totals at second `at`, recomputed (60 additions) once per new second.
+    """
+
+    __slots__ = ("at", "request_sum", "requests", "seconds", "token_sum", "tokens")
+
+    def __init__(self) -> None:
+        self.seconds = [NO_SECOND] * WINDOW_SECONDS
+        self.requests = [0] * WINDOW_SECONDS
+        self.tokens = [0] * WINDOW_SECONDS
+        self.at = NO_SECOND
+        self.request_sum = 0
+        self.token_sum = 0
+
+    def advance(self, second: int) -> None:
+        """Make request_sum and token_sum those of the minute ending at SECOND."""
+        if second != self.at:
+            floor = second - WINDOW_SECONDS
+            requests = tokens = 0
+            for slot, moment in enumerate(self.seconds):
+                if moment > floor:
+                    requests += self.requests[slot]
+                    tokens += self.tokens[slot]
+            self.at, self.request_sum, self.token_sum = second, requests, tokens
+
+    def add(self, second: int, requests: int, tokens: int) -> None:
+        """Count REQUESTS and TOKENS in the bucket of SECOND (the window moves to SECOND)."""
+        self.advance(second)
+        slot = second % WINDOW_SECONDS
+        if self.seconds[slot] != second:
+            if self.seconds[slot] > second - WINDOW_SECONDS:  # a later minute's bucket: the clock went back
+                self.request_sum -= self.requests[slot]
+                self.token_sum -= self.tokens[slot]
+            self.seconds[slot], self.requests[slot], self.tokens[slot] = second, 0, 0
+        self.requests[slot] += requests
+        self.tokens[slot] += tokens
+        self.request_sum += requests
+        self.token_sum += tokens
+
+    def load(self, second: int, requests: int, tokens: int) -> None:
+        """Restore: count into the bucket of SECOND unless its slot holds a later second."""
+        slot = second % WINDOW_SECONDS
+        if self.seconds[slot] < second:
+            self.seconds[slot], self.requests[slot], self.tokens[slot] = second, 0, 0
+        if self.seconds[slot] == second:
+            self.requests[slot] += requests
+            self.tokens[slot] += tokens
+        self.at = NO_SECOND  # the sums are recomputed at the next advance()
+
+    def oldest(self, second: int, counts: list[int]) -> int:
+        """Return the earliest second of the minute ending at SECOND whose bucket in COUNTS is not empty."""
+        floor = second - WINDOW_SECONDS
+        return min((moment for moment, count in zip(self.seconds, counts) if count and moment > floor), default=second)
+
+    def buckets(self) -> list[list[int]]:
+        """Return the non-empty buckets as [second, requests, tokens] (for dump())."""
+        return [[moment, self.requests[slot], self.tokens[slot]] for slot, moment in enumerate(self.seconds) if self.requests[slot] or self.tokens[slot]]
+
+
+class Account:
+    """One client name's usage: spend in its budget window, and (with rpm or tpm) its last Minute."""
+
+    __slots__ = ("cost_per_token", "in_flight", "last_used", "max_cost", "minute", "period", "spend", "window_end", "window_start")
 
     def __init__(self) -> None:
         self.spend = 0.0
         self.period = ""
         self.window_start = 0.0
         self.window_end = 0.0
-        self.requests: collections.deque[float] = collections.deque()
-        self.tokens: collections.deque[tuple[float, int]] = collections.deque()
-        self.tokens_sum = 0
+        self.minute: Minute | None = None  # made on first use: names without rpm/tpm never need one
         self.last_used = 0.0
         self.in_flight = 0
         self.max_cost = 0.0
@@ -66,14 +131,11 @@ class Account:
                 self.spend = 0.0
             self.period, self.window_start, self.window_end = period, start, end
 
-    def expire(self, now: float) -> None:
-        cutoff = now - WINDOW_SECONDS
-        requests = self.requests
-        while requests and requests[0] <= cutoff:
-            requests.popleft()
-        tokens = self.tokens
-        while tokens and tokens[0][0] <= cutoff:
-            self.tokens_sum -= tokens.popleft()[1]
+    def last_minute(self) -> Minute:
+        """Return the name's Minute, made on first use."""
+        if self.minute is None:
+            self.minute = Minute()
+        return self.minute
 
 
 def _retry_after(oldest: float, now: float) -> int:
@@ -82,6 +144,11 @@ def _retry_after(oldest: float, now: float) -> int:
 
 def _utc(moment: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(moment))
+
+
+def _budget_values(acct: Account, policy: TokenPolicy) -> dict[str, Any]:
+    # Built only for a refusal: formatting the reset time on every admitted request was measurable.
+    return {"spend": round(acct.spend, 9), "budget": policy.budget, "period": policy.period, "resets": _utc(acct.window_end)}
 
 
 class Ledger:
@@ -106,30 +173,34 @@ class Ledger:
             message = f"token {name} may not use model {shown!r} (allowed: {','.join(policy.models)})"
             return Refusal(403, "model_not_allowed", "invalid_request_error", "models", message, values={"model": shown})
         now = time.time() if now is None else now
-        acct = self.account(name)
-        if policy.budget is not None:
+        acct = self.accounts.get(name) or self.account(name)
+        budget = policy.budget
+        if budget is not None:
             acct.roll(policy.period, now)
-            budget = policy.budget
-            values = {"spend": round(acct.spend, 9), "budget": budget, "period": policy.period, "resets": _utc(acct.window_end)}
             if acct.spend >= budget:
+                values = _budget_values(acct, policy)
                 message = f"token {name} spent ${acct.spend:.6f} of its ${budget:g}/{policy.period} budget; it resets at {values['resets']}"
                 return Refusal(402, "budget_exceeded", "insufficient_quota", "budget", message, values=values)
             if acct.in_flight and acct.spend + (acct.in_flight + 1) * acct.max_cost > budget:
                 message = f"token {name} has ${budget - acct.spend:.6f} of its ${budget:g}/{policy.period} budget left: one request at a time"
-                return Refusal(429, "rate_limit_exceeded", "requests", "budget", message, 1, values={**values, "in_flight": acct.in_flight})
-        if policy.rpm is not None or policy.tpm is not None:
-            acct.expire(now)
-            if policy.rpm is not None and len(acct.requests) >= policy.rpm:
-                wait = _retry_after(acct.requests[0], now)
-                message = f"token {name} reached its limit of {policy.rpm} requests per minute; retry in {wait}s"
-                return Refusal(429, "rate_limit_exceeded", "requests", "rpm", message, wait, values={"requests": len(acct.requests), "rpm": policy.rpm})
-            tpm = policy.tpm
-            if tpm is not None and acct.tokens_sum and acct.tokens_sum + est > tpm:
-                wait = _retry_after(acct.tokens[0][0], now)
-                message = f"token {name} used {acct.tokens_sum} of its {tpm} tokens per minute (this request ~{est}); retry in {wait}s"
-                return Refusal(429, "rate_limit_exceeded", "tokens", "tpm", message, wait, values={"tokens": acct.tokens_sum, "estimate": est, "tpm": tpm})
-            if policy.rpm is not None:
-                acct.requests.append(now)
+                values = {**_budget_values(acct, policy), "in_flight": acct.in_flight}
+                return Refusal(429, "rate_limit_exceeded", "requests", "budget", message, 1, values=values)
+        rpm, tpm = policy.rpm, policy.tpm
+        if rpm is not None or tpm is not None:
+            minute = acct.minute or acct.last_minute()
+            second = int(now)
+            minute.advance(second)
+            if rpm is not None and minute.request_sum >= rpm:
+                wait = _retry_after(minute.oldest(second, minute.requests), now)
+                message = f"token {name} reached its limit of {rpm} requests per minute; retry in {wait}s"
+                return Refusal(429, "rate_limit_exceeded", "requests", "rpm", message, wait, values={"requests": minute.request_sum, "rpm": rpm})
+            used = minute.token_sum
+            if tpm is not None and used and used + est > tpm:
+                wait = _retry_after(minute.oldest(second, minute.tokens), now)
+                message = f"token {name} used {used} of its {tpm} tokens per minute (this request ~{est}); retry in {wait}s"
+                return Refusal(429, "rate_limit_exceeded", "tokens", "tpm", message, wait, values={"tokens": used, "estimate": est, "tpm": tpm})
+            if rpm is not None:
+                minute.add(second, 1, 0)
         acct.last_used = now
         acct.in_flight += 1
         self.dirty = True
@@ -139,7 +210,7 @@ class Ledger:
         """Book a finished request of POLICY's name: TOKENS used, COST in USD (None: estimated from
         the name's last known price per token, 0 before one is known). Return the cost booked."""
         now = time.time() if now is None else now
-        acct = self.account(policy.name)
+        acct = self.accounts.get(policy.name) or self.account(policy.name)
         acct.in_flight = max(0, acct.in_flight - 1)
         if cost is None:
             cost = tokens * acct.cost_per_token
@@ -150,8 +221,7 @@ class Ledger:
             acct.roll(policy.period, now)
         acct.spend += cost
         if policy.tpm is not None and tokens > 0:
-            acct.tokens.append((now, tokens))
-            acct.tokens_sum += tokens
+            (acct.minute or acct.last_minute()).add(int(now), 0, tokens)
         self.dirty = True
         return cost
 
@@ -163,17 +233,26 @@ class Ledger:
         acct.roll(policy.period, time.time() if now is None else now)
         return max(0.0, policy.budget - acct.spend)
 
+    def sync_spend(self, policy: TokenPolicy, spend: float, now: float | None = None) -> None:
+        """Set the spend of POLICY's name in its current budget window to SPEND (a shared store's
+        total for the whole team of daemons); the window rolls first. Without a budget, do nothing."""
+        if policy.budget is None:
+            return
+        acct = self.account(policy.name)
+        acct.roll(policy.period, time.time() if now is None else now)
+        acct.spend = float(spend)
+        self.dirty = True
+
     # -- persistence ---------------------------------------------------------------------------
     def dump(self) -> bytes:
-        """Return the ledger as JSON bytes (spend, windows, the last minute's requests and tokens)."""
+        """Return the ledger as JSON bytes (spend, windows, the last minute's non-empty buckets)."""
         accounts = {
             name: {
                 "spend": acct.spend,
                 "period": acct.period,
                 "window_start": acct.window_start,
                 "window_end": acct.window_end,
-                "requests": list(acct.requests),
-                "tokens": [list(item) for item in acct.tokens],
+                "buckets": acct.minute.buckets() if acct.minute is not None else [],
                 "last_used": acct.last_used,
                 "max_cost": acct.max_cost,
                 "cost_per_token": acct.cost_per_token,
@@ -184,9 +263,10 @@ class Ledger:
         return json.dumps({"version": LEDGER_VERSION, "accounts": accounts}, separators=(",", ":")).encode("utf-8")
 
     def restore(self, data: bytes) -> None:
-        """Adopt the accounts of DATA (from dump()). Raise ValueError when DATA is not a ledger."""
+        """Adopt the accounts of DATA (from dump(): version 2, or version 1 whose per-request
+        timestamps go into their seconds' buckets). Raise ValueError when DATA is not a ledger."""
         payload = json.loads(data)
-        if not isinstance(payload, dict) or payload.get("version") != LEDGER_VERSION or not isinstance(payload.get("accounts"), dict):
+        if not isinstance(payload, dict) or payload.get("version") not in (1, LEDGER_VERSION) or not isinstance(payload.get("accounts"), dict):
             raise ValueError("not an orchat ledger")
         accounts: dict[str, Account] = {}
         for name, item in payload["accounts"].items():
@@ -195,10 +275,12 @@ class Ledger:
             acct.period = str(item.get("period", ""))
             acct.window_start = float(item.get("window_start", 0.0))
             acct.window_end = float(item.get("window_end", 0.0))
-            acct.requests.extend(float(t) for t in item.get("requests", ()))
-            for moment, count in item.get("tokens", ()):
-                acct.tokens.append((float(moment), int(count)))
-                acct.tokens_sum += int(count)
+            for second, requests, tokens in item.get("buckets", ()):
+                acct.last_minute().load(int(second), int(requests), int(tokens))
+            for moment in item.get("requests", ()):  # version 1
+                acct.last_minute().load(int(float(moment)), 1, 0)
+            for moment, count in item.get("tokens", ()):  # version 1
+                acct.last_minute().load(int(float(moment)), 0, int(count))
             acct.last_used = float(item.get("last_used", 0.0))
             acct.max_cost = float(item.get("max_cost", 0.0))
             acct.cost_per_token = float(item.get("cost_per_token", 0.0))
@@ -214,7 +296,8 @@ class Ledger:
             acct = self.accounts.get(name) or Account()
             if policy.budget is not None:
                 acct.roll(policy.period, now)
-            acct.expire(now)
+            minute = acct.minute or Minute()
+            minute.advance(int(now))
             spend = acct.spend if (policy.budget is None or acct.window_start <= now < acct.window_end) else 0.0
             rows.append(
                 {
@@ -228,8 +311,8 @@ class Ledger:
                     "spend": round(spend, 9) if policy.is_limited else None,  # unlimited names are not counted
                     "remaining": None if policy.budget is None else round(max(0.0, policy.budget - spend), 9),
                     "resets": _utc(acct.window_end) if policy.budget is not None else None,
-                    "requests_last_minute": len(acct.requests),
-                    "tokens_last_minute": acct.tokens_sum,
+                    "requests_last_minute": minute.request_sum,
+                    "tokens_last_minute": minute.token_sum,
                     "last_used": _utc(acct.last_used) if acct.last_used else None,
                 }
             )

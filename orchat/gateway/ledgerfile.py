@@ -16,7 +16,7 @@ from orchat.errors import ConfigError
 from orchat.fsutil import atomic_write, read_regular_file
 from orchat.gateway.ledger import Ledger
 
-MAX_LEDGER_BYTES = 64 * 1024 * 1024  # a minute of requests per name at a few thousand rpm, with room
+MAX_LEDGER_BYTES = 64 * 1024 * 1024  # a version 1 file (a timestamp per request of the last minute) of a busy daemon, with room
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
