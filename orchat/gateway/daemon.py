@@ -131,6 +131,10 @@ class Hooks:
         self.reload_checks.set()
 
     # -- called on the event loop thread ------------------------------------------------------
+    def is_logged(self, level: int) -> bool:
+        """Return True when a record at LEVEL reaches the log (callers skip building it otherwise)."""
+        return self.log_impl.is_enabled(level)
+
     def log(self, level: int, message: str, **fields: Any) -> None:
         if self.log_impl.is_enabled(level):
             self.log_impl.log(level, message, logger="orchat.gateway.daemon", **fields)

@@ -36,6 +36,7 @@ MAX_TOKEN_LABELS = 50  # token names with their own metric series (like MAX_MODE
 OTHER_NAME_LABEL = "other"
 MAX_TOKENS_FILE_BYTES = 1024 * 1024  # ~20,000 tokens; anything larger is not a tokens file
 MODELS_CACHE_SECONDS = 60.0
+CHARGE_LOG_LEVEL = 2  # VERBOSE: one line per charged request
 BYTES_PER_MEGABYTE = 1024 * 1024
 
 
@@ -140,6 +141,7 @@ class Gateway:
         """
         self.settings = settings
         self.site_routing = site_routing(settings)  # laid into each relayed request: computed once here
+        self.is_openrouter = settings.is_openrouter  # parses ORCHAT_API_BASE: once per configuration, not per /readyz or scrape
         self.tokens = tokens
         # Only names with a limit are looked up per request: an unlimited token costs nothing more.
         self.policies = {name: policy for name, policy in (policies or {}).items() if policy.is_limited}
@@ -163,7 +165,7 @@ class Gateway:
         self.models_cache = None
         pools = []
         for index, (base, key) in enumerate(zip(api_bases(settings), upstream_keys(settings))):
-            attributed = settings.is_openrouter if index == 0 else is_openrouter_host(base)
+            attributed = self.is_openrouter if index == 0 else is_openrouter_host(base)
             pools.append(
                 UpstreamPool(
                     base,
@@ -191,7 +193,7 @@ class Gateway:
         """Return why /readyz says 503, or "" when this instance should get traffic."""
         if self.draining:
             return "draining"
-        if self.settings.is_openrouter and not self.settings.api_key:
+        if self.is_openrouter and not self.settings.api_key:
             return "no API key loaded"
         upstreams = self.upstreams
         if upstreams is not None and len(upstreams.pools) > 1 and not upstreams.any_up():
@@ -253,9 +255,20 @@ class Gateway:
             tokens = 0  # refused or failed before the upstream answered: nothing was generated
         policy = relay.policy
         booked = self.ledger.charge(policy, tokens, cost)
-        self.note(
-            2, f"token {policy.name} charged", token=policy.name, tokens=tokens, cost=booked, estimated=cost is None, remaining=self.ledger.remaining(policy)
-        )
+        if self.is_noted(CHARGE_LOG_LEVEL):  # off by default: no message, fields or remaining() per request then
+            self.note(
+                CHARGE_LOG_LEVEL,
+                f"token {policy.name} charged",
+                token=policy.name,
+                tokens=tokens,
+                cost=booked,
+                estimated=cost is None,
+                remaining=self.ledger.remaining(policy),
+            )
+
+    def is_noted(self, level: int) -> bool:
+        """Return True when note() at LEVEL reaches the log (ORCHAT_LOG_LEVEL lets it through)."""
+        return self.hooks is not None and self.hooks.is_logged(level)
 
     def note(self, level: int, message: str, **fields: Any) -> None:
         if self.hooks is not None:

@@ -193,3 +193,9 @@ def test_plain_stderr_lines_are_left_out_when_stderr_is_the_journal(api_env: dic
     loud._announce("listening on somewhere")
     err = capfd.readouterr().err
     assert "somewhere" in err and "nowhere" not in err
+
+
+def test_hooks_say_whether_a_level_reaches_the_log_so_callers_skip_building_records(api_env: dict[str, str]) -> None:
+    assert daemon.Hooks(settings_with(ORCHAT_LOG_LEVEL="2")).is_logged(daemon.VERBOSE)
+    quiet = daemon.Hooks(settings_with(ORCHAT_LOG_LEVEL="5"))
+    assert not quiet.is_logged(daemon.NOTICE) and quiet.is_logged(daemon.WARNING)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import calendar
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -282,3 +283,62 @@ def test_each_worker_slot_keeps_its_own_ledger_file_and_the_report_adds_them_up(
     assert (alice["spend"], alice["remaining"], alice["requests_last_minute"], alice["tokens_last_minute"]) == (0.75, 0.25, 2, 200)
     assert alice["last_used"] == "2026-12-03T12:00:01Z"
     assert (bob["spend"], bob["remaining"]) == (None, None)
+
+
+class RecordingHooks:
+    """Hooks whose log lets records of LEVEL and up through, and keeps them."""
+
+    def __init__(self, level: int) -> None:
+        self.level = level
+        self.records: list[tuple[int, str, dict[str, object]]] = []
+
+    def is_logged(self, level: int) -> bool:
+        return level >= self.level
+
+    def log(self, level: int, message: str, **fields: object) -> None:
+        if level >= self.level:
+            self.records.append((level, message, fields))
+
+    def chat_done(self, relay: object, outcome: str) -> None:
+        pass
+
+
+def charged_gateway(home: Path, log_level: int) -> tuple[object, RecordingHooks, TokenPolicy]:
+    from orchat.config import load_settings
+    from orchat.gateway.state import Gateway
+
+    hooks, policy = RecordingHooks(log_level), TokenPolicy("alice", budget=1.0)
+    gw = Gateway(load_settings(environ={"ORCHAT_API_BASE": "http://127.0.0.1:9/v1"}), tokens=[(b"t" * 20, "alice")], policies={"alice": policy}, hooks=hooks)
+    relay = SimpleNamespace(usage={"total_tokens": 30, "cost": 0.25}, policy=policy, body=b"", deltas=0, sent_head=False)
+    gw.charge_chat(relay, "ok")
+    return gw, hooks, policy
+
+
+def test_a_charge_is_logged_with_what_remains_at_log_level_2(home: Path) -> None:
+    gw, hooks, _ = charged_gateway(home, 2)
+    assert hooks.records == [(2, "token alice charged", {"token": "alice", "tokens": 30, "cost": 0.25, "estimated": False, "remaining": 0.75})]
+
+
+def test_a_charge_below_the_log_level_is_booked_without_building_a_log_record(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def unwanted(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the remaining budget was worked out for a record nobody logs")
+
+    monkeypatch.setattr(Ledger, "remaining", unwanted)
+    gw, hooks, policy = charged_gateway(home, 3)
+    assert hooks.records == []
+    assert gw.ledger.accounts["alice"].spend == pytest.approx(0.25)  # type: ignore[attr-defined]
+
+
+def test_the_gateway_reads_whether_its_upstream_is_openrouter_once_per_configuration(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from orchat.config import Settings, load_settings
+    from orchat.gateway.state import Gateway
+
+    reads = []
+    original = Settings.is_openrouter
+    monkeypatch.setattr(Settings, "is_openrouter", property(lambda settings: reads.append(1) or original.fget(settings)))
+    gw = Gateway(load_settings(environ={"ORCHAT_API_BASE": "https://openrouter.ai/api/v1"}))
+    read_by_apply = len(reads)
+    assert [gw.not_ready_reason() for _ in range(3)] == ["no API key loaded"] * 3
+    assert len(reads) == read_by_apply  # /readyz and each scrape ask: the URL is not parsed again
+    gw.apply(load_settings(environ={"ORCHAT_API_BASE": "http://127.0.0.1:9/v1"}), [])
+    assert gw.not_ready_reason() == ""
