@@ -132,6 +132,7 @@ class Gateway:
         self.upstreams: Upstreams | None = None
         self.old_pools: list[UpstreamPool] = []
         self.ledger = Ledger()  # survives SIGHUP: a reload changes limits, never what was spent
+        self.generation = 0  # of the configuration: apply() counts it up (connections forget accepted tokens)
         self.apply(settings, tokens or [], policies)
 
     def apply(self, settings: Settings, tokens: list[tuple[bytes, str]], policies: dict[str, TokenPolicy] | None = None) -> None:
@@ -139,6 +140,7 @@ class Gateway:
 
         Raise ConfigError when a per-upstream key is unreadable (orchat.upstreams).
         """
+        self.generation += 1
         self.settings = settings
         self.site_routing = site_routing(settings)  # laid into each relayed request: computed once here
         self.is_openrouter = settings.is_openrouter  # parses ORCHAT_API_BASE: once per configuration, not per /readyz or scrape
