@@ -81,6 +81,8 @@ class Hooks:
 
         self.settings = settings
         self.log_impl = logs.get_log(settings)
+        # ORCHAT_LOG_LEVEL lets VERBOSE through: only then are per-request records built (one read per request, not a call).
+        self.verbose = self.log_impl.is_enabled(VERBOSE)
         self.registry = Registry()
         self.in_flight = self.registry.gauge("orchat_in_flight_requests", "Chat requests the daemon is relaying now.")
         self.connections = self.registry.gauge("orchat_daemon_connections", "Open client connections.")
@@ -128,13 +130,10 @@ class Hooks:
         self.settings = settings
         self.audit_on = bool(settings.values.get("ORCHAT_AUDIT_LOG"))
         self.log_impl = logs.get_log(settings)
+        self.verbose = self.log_impl.is_enabled(VERBOSE)
         self.reload_checks.set()
 
     # -- called on the event loop thread ------------------------------------------------------
-    def is_logged(self, level: int) -> bool:
-        """Return True when a record at LEVEL reaches the log (callers skip building it otherwise)."""
-        return self.log_impl.is_enabled(level)
-
     def log(self, level: int, message: str, **fields: Any) -> None:
         if self.log_impl.is_enabled(level):
             self.log_impl.log(level, message, logger="orchat.gateway.daemon", **fields)
@@ -157,7 +156,7 @@ class Hooks:
                 "error_type": kind,
             }
         )
-        if self.log_impl.is_enabled(VERBOSE):
+        if self.verbose:
             self.log(
                 VERBOSE,
                 f"chat {status}",

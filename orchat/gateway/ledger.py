@@ -75,13 +75,14 @@ class Minute:
 
     def add(self, second: int, requests: int, tokens: int) -> None:
         """Count REQUESTS and TOKENS in the bucket of SECOND (the window moves to SECOND)."""
-        self.advance(second)
         slot = second % WINDOW_SECONDS
-        if self.seconds[slot] != second:
-            if self.seconds[slot] > second - WINDOW_SECONDS:  # a later minute's bucket: the clock went back
-                self.request_sum -= self.requests[slot]
-                self.token_sum -= self.tokens[slot]
-            self.seconds[slot], self.requests[slot], self.tokens[slot] = second, 0, 0
+        if second != self.at or self.seconds[slot] != second:  # else (most calls) the bucket is current
+            self.advance(second)
+            if self.seconds[slot] != second:
+                if self.seconds[slot] > second - WINDOW_SECONDS:  # a later minute's bucket: the clock went back
+                    self.request_sum -= self.requests[slot]
+                    self.token_sum -= self.tokens[slot]
+                self.seconds[slot], self.requests[slot], self.tokens[slot] = second, 0, 0
         self.requests[slot] += requests
         self.tokens[slot] += tokens
         self.request_sum += requests
@@ -168,7 +169,7 @@ class Ledger:
         """Given POLICY, the MODEL asked for and an estimate EST of its tokens, admit the request
         (count it, return None) or return the Refusal naming the limit it hits."""
         name = policy.name
-        if not policy.allows_model(model):
+        if policy.models and not (policy.decisions.get(model) or policy.allows_model(model)):
             shown = "".join(ch if ch.isprintable() else "?" for ch in model[:200])
             message = f"token {name} may not use model {shown!r} (allowed: {','.join(policy.models)})"
             return Refusal(403, "model_not_allowed", "invalid_request_error", "models", message, values={"model": shown})
@@ -176,7 +177,8 @@ class Ledger:
         acct = self.accounts.get(name) or self.account(name)
         budget = policy.budget
         if budget is not None:
-            acct.roll(policy.period, now)
+            if not acct.window_start <= now < acct.window_end or policy.period != acct.period:  # roll() is a call: only when due
+                acct.roll(policy.period, now)
             if acct.spend >= budget:
                 values = _budget_values(acct, policy)
                 message = f"token {name} spent ${acct.spend:.6f} of its ${budget:g}/{policy.period} budget; it resets at {values['resets']}"
@@ -189,7 +191,8 @@ class Ledger:
         if rpm is not None or tpm is not None:
             minute = acct.minute or acct.last_minute()
             second = int(now)
-            minute.advance(second)
+            if minute.at != second:
+                minute.advance(second)
             if rpm is not None and minute.request_sum >= rpm:
                 wait = _retry_after(minute.oldest(second, minute.requests), now)
                 message = f"token {name} reached its limit of {rpm} requests per minute; retry in {wait}s"
@@ -211,13 +214,14 @@ class Ledger:
         the name's last known price per token, 0 before one is known). Return the cost booked."""
         now = time.time() if now is None else now
         acct = self.accounts.get(policy.name) or self.account(policy.name)
-        acct.in_flight = max(0, acct.in_flight - 1)
+        if acct.in_flight > 0:
+            acct.in_flight -= 1
         if cost is None:
             cost = tokens * acct.cost_per_token
         elif tokens > 0 and cost > 0:
             acct.cost_per_token = cost / tokens
         acct.max_cost = max(acct.max_cost, cost)
-        if policy.budget is not None:
+        if policy.budget is not None and (not acct.window_start <= now < acct.window_end or policy.period != acct.period):
             acct.roll(policy.period, now)
         acct.spend += cost
         if policy.tpm is not None and tokens > 0:

@@ -36,7 +36,7 @@ MAX_TOKEN_LABELS = 50  # token names with their own metric series (like MAX_MODE
 OTHER_NAME_LABEL = "other"
 MAX_TOKENS_FILE_BYTES = 1024 * 1024  # ~20,000 tokens; anything larger is not a tokens file
 MODELS_CACHE_SECONDS = 60.0
-CHARGE_LOG_LEVEL = 2  # VERBOSE: one line per charged request
+CHARGE_LOG_LEVEL = 2  # VERBOSE (Hooks.verbose): one line per charged request
 BYTES_PER_MEGABYTE = 1024 * 1024
 
 
@@ -257,7 +257,7 @@ class Gateway:
             tokens = 0  # refused or failed before the upstream answered: nothing was generated
         policy = relay.policy
         booked = self.ledger.charge(policy, tokens, cost)
-        if self.is_noted(CHARGE_LOG_LEVEL):  # off by default: no message, fields or remaining() per request then
+        if self.hooks is not None and self.hooks.verbose:  # off by default: no message, fields or remaining() per request then
             self.note(
                 CHARGE_LOG_LEVEL,
                 f"token {policy.name} charged",
@@ -267,10 +267,6 @@ class Gateway:
                 estimated=cost is None,
                 remaining=self.ledger.remaining(policy),
             )
-
-    def is_noted(self, level: int) -> bool:
-        """Return True when note() at LEVEL reaches the log (ORCHAT_LOG_LEVEL lets it through)."""
-        return self.hooks is not None and self.hooks.is_logged(level)
 
     def note(self, level: int, message: str, **fields: Any) -> None:
         if self.hooks is not None:

@@ -290,10 +290,8 @@ class RecordingHooks:
 
     def __init__(self, level: int) -> None:
         self.level = level
+        self.verbose = level <= 2
         self.records: list[tuple[int, str, dict[str, object]]] = []
-
-    def is_logged(self, level: int) -> bool:
-        return level >= self.level
 
     def log(self, level: int, message: str, **fields: object) -> None:
         if level >= self.level:

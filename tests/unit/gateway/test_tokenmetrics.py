@@ -39,5 +39,5 @@ def test_count_chat_adds_the_status_tokens_by_kind_and_cost_of_each_chat_to_its_
 def test_a_token_name_without_traffic_has_no_series() -> None:
     registry = Registry()
     metrics = TokenMetrics(registry)
-    metrics.series("idle")
+    metrics.counts("idle")
     assert series_lines(registry) == []

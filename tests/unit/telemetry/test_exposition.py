@@ -217,40 +217,48 @@ def test_counter_is_exact_under_concurrent_increments() -> None:
     assert counter.value(kind="a") == 40000
 
 
-def test_a_bound_series_renders_exactly_as_keyword_increments_do() -> None:
-    bound = Counter("app_answers_total", "Answers.", ["code", "token"])
-    keyword = Counter("app_answers_total", "Answers.", ["code", "token"])
-    ok, spare = bound.labels(token="alice", code="200"), bound.labels(token="bob", code="500")
-    assert render_families([bound]) == render_families([keyword])  # binding alone adds no series
-    ok.inc()
-    ok.inc(2.5)
-    keyword.inc(token="alice", code="200")
-    keyword.inc(2.5, token="alice", code="200")
-    assert render_families([bound]) == render_families([keyword])
-    assert 'token="bob"' not in render_families([bound]).decode() and spare is not ok
+def test_collected_counts_render_exactly_as_increments_do_and_add_to_them() -> None:
+    collected = Counter("app_answers_total", "Answers.", ["code", "token"])
+    incremented = Counter("app_answers_total", "Answers.", ["code", "token"])
+    counts = {("200", "alice"): 0}
+    collected.collect(lambda: {key: n for key, n in dict(counts).items() if n})
+    assert render_families([collected]) == render_families([incremented])  # nothing counted yet: no series
+    counts[("200", "alice")] = 3
+    counts[("500", "bob")] = 1
+    collected.inc(2, code="200", token="alice")  # e.g. a worker's restored total
+    incremented.inc(5, code="200", token="alice")
+    incremented.inc(code="500", token="bob")
+    assert render_families([collected]) == render_families([incremented])
+    assert (collected.value(code="200", token="alice"), collected.value(code="404", token="bob")) == (5.0, 0.0)
 
 
-def test_a_bound_counter_series_refuses_to_go_down_and_a_bound_gauge_series_may() -> None:
-    counter, gauge = Counter("x_total", "X.", ["kind"]), Gauge("g", "G.", ["kind"])
-    with pytest.raises(ValueError, match="cannot decrease"):
-        counter.labels(kind="a").inc(-1)
-    gauge.labels(kind="a").inc(-2)
-    assert (counter.value(kind="a"), gauge.value(kind="a")) == (0.0, -2.0)
-    with pytest.raises(ValueError, match="takes labels"):
-        counter.labels(other="a")
+def test_a_histogram_refuses_a_collected_source() -> None:
     with pytest.raises(TypeError, match="observed"):
-        Histogram("h_seconds", "H.", ["kind"], buckets=[1]).labels(kind="a")
+        Histogram("h_seconds", "H.", buckets=[1]).collect(dict)
 
 
-def test_a_bound_series_is_exact_under_concurrent_increments() -> None:
+def test_collected_counts_read_while_their_thread_adds_to_them_end_exact() -> None:
     counter = Counter("hits_total", "Hits.", ["kind"])
-    series = counter.labels(kind="a")
-    workers = [threading.Thread(target=lambda: [series.inc() for _ in range(10000)]) for _ in range(4)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    assert counter.value(kind="a") == 40000
+    counts: dict[tuple[str, ...], int] = {}
+    counter.collect(lambda: dict(counts))
+    done = threading.Event()
+    problems: list[str] = []
+
+    def scrape() -> None:
+        while not done.is_set():
+            try:
+                check_exposition(render_families([counter]).decode())
+            except Exception as err:  # pragma: no cover - only on failure
+                problems.append(repr(err))
+
+    scraper = threading.Thread(target=scrape)
+    scraper.start()
+    for index in range(20000):
+        key = (f"k{index % 50}",)  # new series keep appearing while the scraper reads
+        counts[key] = counts.get(key, 0) + 1
+    done.set()
+    scraper.join()
+    assert problems == [] and counter.value(kind="k0") == 400
 
 
 def test_render_metrics_puts_store_build_info_process_and_extra_families_together(tmp_path: Path) -> None:
