@@ -48,64 +48,90 @@ class Refusal:
 class Minute:
     """One name's requests and tokens of the last minute in WINDOW_SECONDS one-second buckets.
 
-    The bucket of second S is slot S % WINDOW_SECONDS; request_sum and token_sum are the
-    window's totals at second `at`, recomputed (60 additions) once per new second.
+    The bucket of second S is slot S % WINDOW_SECONDS of the ring (seconds, requests, tokens),
+    except the current second's (`at`), which is counted in plain attributes (current_*) and
+    stored in the ring when the next second begins: a request touches this object alone, not
+    three lists. request_sum and token_sum are the totals of the minute ending at `at`
+    (recomputed, 60 additions, once per new second). A bucket of a later minute in the slot of
+    a new current second (the clock went back) is dropped.
     """
 
-    __slots__ = ("at", "request_sum", "requests", "seconds", "token_sum", "tokens")
+    __slots__ = ("at", "current_requests", "current_tokens", "request_sum", "requests", "seconds", "token_sum", "tokens")
 
     def __init__(self) -> None:
         self.seconds = [NO_SECOND] * WINDOW_SECONDS
         self.requests = [0] * WINDOW_SECONDS
         self.tokens = [0] * WINDOW_SECONDS
         self.at = NO_SECOND
+        self.current_requests = 0
+        self.current_tokens = 0
         self.request_sum = 0
         self.token_sum = 0
 
-    def advance(self, second: int) -> None:
-        """Make request_sum and token_sum those of the minute ending at SECOND."""
-        if second != self.at:
-            floor = second - WINDOW_SECONDS
-            requests = tokens = 0
-            for slot, moment in enumerate(self.seconds):
-                if moment > floor:
-                    requests += self.requests[slot]
-                    tokens += self.tokens[slot]
-            self.at, self.request_sum, self.token_sum = second, requests, tokens
-
-    def add(self, second: int, requests: int, tokens: int) -> None:
-        """Count REQUESTS and TOKENS in the bucket of SECOND (the window moves to SECOND)."""
+    def settle(self, second: int) -> None:
+        """Make SECOND the current bucket, and request_sum and token_sum those of the minute ending at it."""
+        if self.current_requests or self.current_tokens:
+            self._store(self.at, self.current_requests, self.current_tokens)
         slot = second % WINDOW_SECONDS
-        if second != self.at or self.seconds[slot] != second:  # else (most calls) the bucket is current
-            self.advance(second)
-            if self.seconds[slot] != second:
-                if self.seconds[slot] > second - WINDOW_SECONDS:  # a later minute's bucket: the clock went back
-                    self.request_sum -= self.requests[slot]
-                    self.token_sum -= self.tokens[slot]
-                self.seconds[slot], self.requests[slot], self.tokens[slot] = second, 0, 0
+        if self.seconds[slot] == second:  # stored before: restored, or the clock went back
+            self.current_requests, self.current_tokens = self.requests[slot], self.tokens[slot]
+        else:
+            self.current_requests = self.current_tokens = 0
+        self.seconds[slot], self.requests[slot], self.tokens[slot] = NO_SECOND, 0, 0  # the slot is the current bucket's now
+        floor = second - WINDOW_SECONDS
+        requests, tokens = self.current_requests, self.current_tokens
+        for index, moment in enumerate(self.seconds):
+            if moment > floor:
+                requests += self.requests[index]
+                tokens += self.tokens[index]
+        self.at, self.request_sum, self.token_sum = second, requests, tokens
+
+    def _store(self, second: int, requests: int, tokens: int) -> None:
+        slot = second % WINDOW_SECONDS
+        if self.seconds[slot] != second:
+            self.seconds[slot], self.requests[slot], self.tokens[slot] = second, 0, 0
         self.requests[slot] += requests
         self.tokens[slot] += tokens
+
+    def add(self, second: int, requests: int, tokens: int) -> None:
+        """Count REQUESTS and TOKENS in the bucket of SECOND (which becomes the current second)."""
+        if second != self.at:
+            self.settle(second)
+        self.current_requests += requests
+        self.current_tokens += tokens
         self.request_sum += requests
         self.token_sum += tokens
 
     def load(self, second: int, requests: int, tokens: int) -> None:
         """Restore: count into the bucket of SECOND unless its slot holds a later second."""
+        self.settle_none()
         slot = second % WINDOW_SECONDS
         if self.seconds[slot] < second:
             self.seconds[slot], self.requests[slot], self.tokens[slot] = second, 0, 0
         if self.seconds[slot] == second:
             self.requests[slot] += requests
             self.tokens[slot] += tokens
-        self.at = NO_SECOND  # the sums are recomputed at the next advance()
 
-    def oldest(self, second: int, counts: list[int]) -> int:
-        """Return the earliest second of the minute ending at SECOND whose bucket in COUNTS is not empty."""
+    def settle_none(self) -> None:
+        """Store the current bucket in the ring and have none (the next add() or settle() recomputes the sums)."""
+        if self.current_requests or self.current_tokens:
+            self._store(self.at, self.current_requests, self.current_tokens)
+        self.at, self.current_requests, self.current_tokens = NO_SECOND, 0, 0
+
+    def oldest(self, second: int, *, tokens: bool) -> int:
+        """Return the earliest second of the minute ending at SECOND whose bucket has requests (or TOKENS)."""
         floor = second - WINDOW_SECONDS
-        return min((moment for moment, count in zip(self.seconds, counts) if count and moment > floor), default=second)
+        counts = self.tokens if tokens else self.requests
+        found = min((moment for moment, count in zip(self.seconds, counts) if count and moment > floor), default=second)
+        current = self.current_tokens if tokens else self.current_requests
+        return min(found, self.at) if current and self.at > floor else found
 
     def buckets(self) -> list[list[int]]:
         """Return the non-empty buckets as [second, requests, tokens] (for dump())."""
-        return [[moment, self.requests[slot], self.tokens[slot]] for slot, moment in enumerate(self.seconds) if self.requests[slot] or self.tokens[slot]]
+        stored = [[moment, self.requests[slot], self.tokens[slot]] for slot, moment in enumerate(self.seconds) if self.requests[slot] or self.tokens[slot]]
+        if self.current_requests or self.current_tokens:
+            stored.append([self.at, self.current_requests, self.current_tokens])
+        return stored
 
 
 class Account:
@@ -147,9 +173,34 @@ def _utc(moment: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(moment))
 
 
-def _budget_values(acct: Account, policy: TokenPolicy) -> dict[str, Any]:
-    # Built only for a refusal: formatting the reset time on every admitted request was measurable.
-    return {"spend": round(acct.spend, 9), "budget": policy.budget, "period": policy.period, "resets": _utc(acct.window_end)}
+def _refuse_model(policy: TokenPolicy, model: str) -> Refusal:
+    shown = "".join(ch if ch.isprintable() else "?" for ch in model[:200])
+    message = f"token {policy.name} may not use model {shown!r} (allowed: {','.join(policy.models)})"
+    return Refusal(403, "model_not_allowed", "invalid_request_error", "models", message, values={"model": shown})
+
+
+def _refuse_budget(acct: Account, policy: TokenPolicy) -> Refusal:
+    # The budget is spent (402), or what is left may not cover one more request in flight (429).
+    name, budget, period = policy.name, policy.budget or 0.0, policy.period
+    values: dict[str, Any] = {"spend": round(acct.spend, 9), "budget": policy.budget, "period": period, "resets": _utc(acct.window_end)}
+    if acct.spend >= budget:
+        message = f"token {name} spent ${acct.spend:.6f} of its ${budget:g}/{period} budget; it resets at {values['resets']}"
+        return Refusal(402, "budget_exceeded", "insufficient_quota", "budget", message, values=values)
+    message = f"token {name} has ${budget - acct.spend:.6f} of its ${budget:g}/{period} budget left: one request at a time"
+    return Refusal(429, "rate_limit_exceeded", "requests", "budget", message, 1, values={**values, "in_flight": acct.in_flight})
+
+
+def _refuse_rate(minute: Minute, policy: TokenPolicy, est: int, now: float) -> Refusal:
+    # rpm is checked first: a name over both limits is told about its requests.
+    name, rpm, tpm, second = policy.name, policy.rpm, policy.tpm, int(now)
+    if rpm is not None and minute.request_sum >= rpm:
+        wait = _retry_after(minute.oldest(second, tokens=False), now)
+        message = f"token {name} reached its limit of {rpm} requests per minute; retry in {wait}s"
+        return Refusal(429, "rate_limit_exceeded", "requests", "rpm", message, wait, values={"requests": minute.request_sum, "rpm": rpm})
+    used = minute.token_sum
+    wait = _retry_after(minute.oldest(second, tokens=True), now)
+    message = f"token {name} used {used} of its {tpm} tokens per minute (this request ~{est}); retry in {wait}s"
+    return Refusal(429, "rate_limit_exceeded", "tokens", "tpm", message, wait, values={"tokens": used, "estimate": est, "tpm": tpm})
 
 
 class Ledger:
@@ -168,42 +219,29 @@ class Ledger:
     def check(self, policy: TokenPolicy, model: str, est: int, now: float | None = None) -> Refusal | None:
         """Given POLICY, the MODEL asked for and an estimate EST of its tokens, admit the request
         (count it, return None) or return the Refusal naming the limit it hits."""
-        name = policy.name
+        # The admitting path is kept short and the refusals are built elsewhere (_refuse_*): it runs
+        # on every request, with the caches cold from the sockets' work (issue 17's throughput).
         if policy.models and not (policy.decisions.get(model) or policy.allows_model(model)):
-            shown = "".join(ch if ch.isprintable() else "?" for ch in model[:200])
-            message = f"token {name} may not use model {shown!r} (allowed: {','.join(policy.models)})"
-            return Refusal(403, "model_not_allowed", "invalid_request_error", "models", message, values={"model": shown})
+            return _refuse_model(policy, model)
         now = time.time() if now is None else now
-        acct = self.accounts.get(name) or self.account(name)
+        acct = self.accounts.get(policy.name) or self.account(policy.name)
         budget = policy.budget
         if budget is not None:
             if not acct.window_start <= now < acct.window_end or policy.period != acct.period:  # roll() is a call: only when due
                 acct.roll(policy.period, now)
-            if acct.spend >= budget:
-                values = _budget_values(acct, policy)
-                message = f"token {name} spent ${acct.spend:.6f} of its ${budget:g}/{policy.period} budget; it resets at {values['resets']}"
-                return Refusal(402, "budget_exceeded", "insufficient_quota", "budget", message, values=values)
-            if acct.in_flight and acct.spend + (acct.in_flight + 1) * acct.max_cost > budget:
-                message = f"token {name} has ${budget - acct.spend:.6f} of its ${budget:g}/{policy.period} budget left: one request at a time"
-                values = {**_budget_values(acct, policy), "in_flight": acct.in_flight}
-                return Refusal(429, "rate_limit_exceeded", "requests", "budget", message, 1, values=values)
+            if acct.spend >= budget or (acct.in_flight and acct.spend + (acct.in_flight + 1) * acct.max_cost > budget):
+                return _refuse_budget(acct, policy)
         rpm, tpm = policy.rpm, policy.tpm
         if rpm is not None or tpm is not None:
             minute = acct.minute or acct.last_minute()
             second = int(now)
             if minute.at != second:
-                minute.advance(second)
-            if rpm is not None and minute.request_sum >= rpm:
-                wait = _retry_after(minute.oldest(second, minute.requests), now)
-                message = f"token {name} reached its limit of {rpm} requests per minute; retry in {wait}s"
-                return Refusal(429, "rate_limit_exceeded", "requests", "rpm", message, wait, values={"requests": minute.request_sum, "rpm": rpm})
-            used = minute.token_sum
-            if tpm is not None and used and used + est > tpm:
-                wait = _retry_after(minute.oldest(second, minute.tokens), now)
-                message = f"token {name} used {used} of its {tpm} tokens per minute (this request ~{est}); retry in {wait}s"
-                return Refusal(429, "rate_limit_exceeded", "tokens", "tpm", message, wait, values={"tokens": used, "estimate": est, "tpm": tpm})
-            if rpm is not None:
-                minute.add(second, 1, 0)
+                minute.settle(second)
+            if (rpm is not None and minute.request_sum >= rpm) or (tpm is not None and minute.token_sum and minute.token_sum + est > tpm):
+                return _refuse_rate(minute, policy, est, now)
+            if rpm is not None:  # Minute.add() of the current second, inlined
+                minute.current_requests += 1
+                minute.request_sum += 1
         acct.last_used = now
         acct.in_flight += 1
         self.dirty = True
@@ -301,7 +339,8 @@ class Ledger:
             if policy.budget is not None:
                 acct.roll(policy.period, now)
             minute = acct.minute or Minute()
-            minute.advance(int(now))
+            if minute.at != int(now):
+                minute.settle(int(now))
             spend = acct.spend if (policy.budget is None or acct.window_start <= now < acct.window_end) else 0.0
             rows.append(
                 {
