@@ -53,7 +53,9 @@ class Minute:
     stored in the ring when the next second begins: a request touches this object alone, not
     three lists. request_sum and token_sum are the totals of the minute ending at `at`
     (recomputed, 60 additions, once per new second). A bucket of a later minute in the slot of
-    a new current second (the clock went back) is dropped.
+    a new current second (the clock went back) is dropped. To count at second S, Ledger calls
+    settle(S) unless `at` is S already, then adds to current_* and *_sum: plain attribute
+    additions, on every request.
     """
 
     __slots__ = ("at", "current_requests", "current_tokens", "request_sum", "requests", "seconds", "token_sum", "tokens")
@@ -92,15 +94,6 @@ class Minute:
             self.seconds[slot], self.requests[slot], self.tokens[slot] = second, 0, 0
         self.requests[slot] += requests
         self.tokens[slot] += tokens
-
-    def add(self, second: int, requests: int, tokens: int) -> None:
-        """Count REQUESTS and TOKENS in the bucket of SECOND (which becomes the current second)."""
-        if second != self.at:
-            self.settle(second)
-        self.current_requests += requests
-        self.current_tokens += tokens
-        self.request_sum += requests
-        self.token_sum += tokens
 
     def load(self, second: int, requests: int, tokens: int) -> None:
         """Restore: count into the bucket of SECOND unless its slot holds a later second."""
@@ -239,7 +232,7 @@ class Ledger:
                 minute.settle(second)
             if (rpm is not None and minute.request_sum >= rpm) or (tpm is not None and minute.token_sum and minute.token_sum + est > tpm):
                 return _refuse_rate(minute, policy, est, now)
-            if rpm is not None:  # Minute.add() of the current second, inlined
+            if rpm is not None:
                 minute.current_requests += 1
                 minute.request_sum += 1
         acct.last_used = now
@@ -263,7 +256,11 @@ class Ledger:
             acct.roll(policy.period, now)
         acct.spend += cost
         if policy.tpm is not None and tokens > 0:
-            (acct.minute or acct.last_minute()).add(int(now), 0, tokens)
+            minute, second = acct.minute or acct.last_minute(), int(now)
+            if minute.at != second:
+                minute.settle(second)
+            minute.current_tokens += tokens  # Minute's current second, as in check()
+            minute.token_sum += tokens
         self.dirty = True
         return cost
 
