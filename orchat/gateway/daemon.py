@@ -84,6 +84,8 @@ class Hooks:
 
         self.settings = settings
         self.log_impl = logs.get_log(settings)
+        # ORCHAT_LOG_LEVEL lets VERBOSE through: only then are per-request records built (one read per request, not a call).
+        self.verbose = self.log_impl.is_enabled(VERBOSE)
         self.registry = Registry()
         self.in_flight = self.registry.gauge("orchat_in_flight_requests", "Chat requests the daemon is relaying now.")
         self.connections = self.registry.gauge("orchat_daemon_connections", "Open client connections.")
@@ -135,6 +137,7 @@ class Hooks:
         self.settings = settings
         self.audit_on = bool(settings.values.get("ORCHAT_AUDIT_LOG"))
         self.log_impl = logs.get_log(settings)
+        self.verbose = self.log_impl.is_enabled(VERBOSE)
         self.reload_checks.set()
 
     # -- called on the event loop thread ------------------------------------------------------
@@ -160,7 +163,7 @@ class Hooks:
                 "error_type": kind,
             }
         )
-        if self.log_impl.is_enabled(VERBOSE):
+        if self.verbose:
             self.log(
                 VERBOSE,
                 f"chat {status}",

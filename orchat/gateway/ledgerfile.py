@@ -30,7 +30,7 @@ from orchat.gateway.ledger import Ledger
 from orchat.gateway.policy import TokenPolicy
 from orchat.gateway.slotsfile import read_stamp
 
-MAX_LEDGER_BYTES = 64 * 1024 * 1024  # a minute of requests per name at a few thousand rpm, with room
+MAX_LEDGER_BYTES = 64 * 1024 * 1024  # a version 1 file (a timestamp per request of the last minute) of a busy daemon, with room
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 

@@ -37,6 +37,7 @@ MAX_TOKEN_LABELS = 50  # token names with their own metric series (like MAX_MODE
 OTHER_NAME_LABEL = "other"
 MAX_TOKENS_FILE_BYTES = 1024 * 1024  # ~20,000 tokens; anything larger is not a tokens file
 MODELS_CACHE_SECONDS = 60.0
+CHARGE_LOG_LEVEL = 2  # VERBOSE (Hooks.verbose): one line per charged request
 BYTES_PER_MEGABYTE = 1024 * 1024
 
 
@@ -133,6 +134,7 @@ class Gateway:
         self.old_pools: list[UpstreamPool] = []
         self.ledger = Ledger()  # survives SIGHUP: a reload changes limits, never what was spent
         self.shared: SharedState | None = None  # ORCHAT_SHARED_STATE's link, set by the daemon
+        self.generation = 0  # of the configuration: apply() counts it up (connections forget accepted tokens)
         self.apply(settings, tokens or [], policies)
 
     def apply(self, settings: Settings, tokens: list[tuple[bytes, str]], policies: dict[str, TokenPolicy] | None = None) -> None:
@@ -140,8 +142,10 @@ class Gateway:
 
         Raise ConfigError when a per-upstream key is unreadable (orchat.upstreams).
         """
+        self.generation += 1
         self.settings = settings
         self.site_routing = site_routing(settings)  # laid into each relayed request: computed once here
+        self.is_openrouter = settings.is_openrouter  # parses ORCHAT_API_BASE: once per configuration, not per /readyz or scrape
         self.tokens = tokens
         # Only names with a limit are looked up per request: an unlimited token costs nothing more.
         self.policies = {name: policy for name, policy in (policies or {}).items() if policy.is_limited}
@@ -165,7 +169,7 @@ class Gateway:
         self.models_cache = None
         pools = []
         for index, (base, key) in enumerate(zip(api_bases(settings), upstream_keys(settings))):
-            attributed = settings.is_openrouter if index == 0 else is_openrouter_host(base)
+            attributed = self.is_openrouter if index == 0 else is_openrouter_host(base)
             pools.append(
                 UpstreamPool(
                     base,
@@ -193,7 +197,7 @@ class Gateway:
         """Return why /readyz says 503, or "" when this instance should get traffic."""
         if self.draining:
             return "draining"
-        if self.settings.is_openrouter and not self.settings.api_key:
+        if self.is_openrouter and not self.settings.api_key:
             return "no API key loaded"
         upstreams = self.upstreams
         if upstreams is not None and len(upstreams.pools) > 1 and not upstreams.any_up():
@@ -260,9 +264,9 @@ class Gateway:
         booked = self.ledger.charge(policy, tokens, cost)
         if self.shared is not None and counts_shared(policy):
             self.shared.book(self.ledger, policy, tokens, booked, relay.ticket)
-        if self.hooks is not None and self.hooks.log_impl.is_enabled(2):  # remaining() takes a shared ledger's lock: only when logged
+        if self.hooks is not None and self.hooks.verbose:  # off by default: no message, fields or remaining() per request then
             self.note(
-                2,
+                CHARGE_LOG_LEVEL,
                 f"token {policy.name} charged",
                 token=policy.name,
                 tokens=tokens,
@@ -286,7 +290,7 @@ class Gateway:
     def count_refusal(self, identity: str, status: int) -> None:
         label = self.token_labels.get(identity)
         if label is not None and self.hooks is not None:
-            self.hooks.tokens.count_request(label, str(status))
+            self.hooks.tokens.count_request(label, status)
 
     def metrics_body(self) -> bytes:
         if self.hooks is not None:

@@ -9,7 +9,10 @@ types; this module imports none of them. A long-running caller registers its own
     in_flight = registry.gauge("orchat_in_flight_requests", "Chat requests being served now.")
     checks = registry.gauge("orchat_health_check_status", "1 when the check passed, else 0.",
                             ["check"], series=[{"check": "filesystem"}, {"check": "network"}])
+    answers = registry.counter("orchat_answers_total", "Answers by HTTP status.", ["code"])
     in_flight.inc(); in_flight.dec(); checks.set(1, check="network")
+    counts = {"200": 0}  # a hot path's own plain counts, read at exposition time (collect)
+    answers.collect(lambda: {(code,): n for code, n in dict(counts).items() if n})
     body = exposition.render_metrics(extra_families=registry, models=["openai/gpt-4o-mini"])
     # answer GET /metrics with body and the header Content-Type: families.CONTENT_TYPE
 
@@ -24,7 +27,7 @@ from __future__ import annotations
 import math
 import re
 import threading
-from typing import Iterable, Iterator, Mapping, Sequence
+from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 METRIC_NAME_RE = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*\Z")
@@ -82,6 +85,7 @@ class Family:
         self.labelnames = tuple(labelnames)
         self._lock = threading.Lock()
         self._values: dict[LabelKey, float] = {}
+        self._sources: list[Callable[[], Mapping[LabelKey, float]]] = []
         if not self.labelnames:
             self._child(())
         for labels in series:
@@ -99,15 +103,34 @@ class Family:
     def _pairs(self, key: LabelKey) -> tuple:
         return tuple(zip(self.labelnames, key))
 
-    def samples(self) -> list[Sample]:
-        """Return a consistent snapshot of the family's samples (taken under its lock)."""
+    def collect(self, source: Callable[[], Mapping[LabelKey, float]]) -> None:
+        """Add SOURCE's values (label values in labelnames order -> value) to the family's own at every read.
+
+        For counts kept as plain numbers where they are made, with no lock and no label key per
+        increment (the daemon's per-token counters, added to on its event loop at thousands of
+        requests a second). SOURCE runs on the reading thread (a scrape, a worker's snapshot): it
+        returns a copy, taken in one step (dict(...)), and only series with something to show.
+        """
+        self._sources.append(source)
+
+    def _snapshot(self) -> dict[LabelKey, float]:
         with self._lock:
-            items = sorted(self._values.items())
-        return [("", self._pairs(key), value) for key, value in items]
+            values = dict(self._values)
+        for source in self._sources:
+            for key, value in source().items():
+                values[key] = values.get(key, 0.0) + value
+        return values
+
+    def samples(self) -> list[Sample]:
+        """Return a consistent snapshot of the family's samples (taken under its lock, plus collected sources)."""
+        return [("", self._pairs(key), float(value)) for key, value in sorted(self._snapshot().items())]
 
     def value(self, **labels: str) -> float:
+        key = self.key(labels)
+        if self._sources:
+            return float(self._snapshot().get(key, 0.0))
         with self._lock:
-            return self._values.get(self.key(labels), 0.0)
+            return self._values.get(key, 0.0)
 
     def clear(self) -> None:
         """Drop every series (a labelled family whose subject is gone: an unlinked store, say)."""
@@ -172,6 +195,9 @@ class Histogram(Family):
         if key not in self._counts:
             self._counts[key] = [0] * (len(self.bounds) + 1)
             self._sums[key] = 0.0
+
+    def collect(self, source: Callable[[], Mapping[LabelKey, float]]) -> None:
+        raise TypeError(f"{self.name}: a histogram's buckets are observed, not collected")
 
     def observe(self, value: float, /, **labels: str) -> None:
         key = self.key(labels)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import resource
 import socket
@@ -193,3 +194,14 @@ def test_plain_stderr_lines_are_left_out_when_stderr_is_the_journal(api_env: dic
     loud._announce("listening on somewhere")
     err = capfd.readouterr().err
     assert "somewhere" in err and "nowhere" not in err
+
+
+def test_hooks_say_whether_verbose_records_reach_the_log_and_a_reload_updates_it(api_env: dict[str, str], tmp_path: Path) -> None:
+    log_file = tmp_path / "daemon.log"
+    hooks = daemon.Hooks(settings_with(ORCHAT_LOG_LEVEL="3", ORCHAT_LOG_FILE=str(log_file)))
+    assert not hooks.verbose
+    hooks.chat_done(finished_relay(), "ok")
+    hooks.reopen(settings_with(ORCHAT_LOG_LEVEL="2", ORCHAT_LOG_FILE=str(log_file)))
+    assert hooks.verbose
+    hooks.chat_done(finished_relay(), "ok")
+    assert [json.loads(line)["message"] for line in log_file.read_text().splitlines()] == ["chat ok"]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import calendar
+import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -149,6 +151,92 @@ def test_dump_and_restore_keep_spend_windows_and_the_last_minute() -> None:
         copy.restore(b'{"version": 99}')
 
 
+def test_the_minute_is_the_buckets_of_the_current_second_and_the_59_before_it() -> None:
+    ledger, policy = Ledger(), TokenPolicy("alice", rpm=1)
+    assert ledger.check(policy, "m", 1, now=NOON + 0.9) is None  # counts in the bucket of second NOON
+    refusal = ledger.check(policy, "m", 1, now=NOON + 59.99)
+    assert refusal is not None and refusal.limit == "rpm" and refusal.retry_after == 1  # ceil(NOON + 60 - now)
+    assert ledger.check(policy, "m", 1, now=NOON + 60.0) is None  # second NOON left the minute
+    refusal = ledger.check(policy, "m", 1, now=NOON + 100.25)
+    assert refusal is not None and refusal.retry_after == 20  # ceil(NOON + 60 + 60 - (NOON + 100.25))
+
+
+def test_tpm_waits_for_the_oldest_bucket_with_tokens_not_the_oldest_with_requests() -> None:
+    ledger, policy = Ledger(), TokenPolicy("alice", rpm=100, tpm=100)
+    ledger.check(policy, "m", 1, now=NOON)
+    ledger.check(policy, "m", 1, now=NOON + 10)
+    ledger.charge(policy, 0, 0.0, now=NOON + 10)  # no tokens: nothing counts against tpm
+    ledger.charge(policy, 95, 0.0, now=NOON + 30.5)
+    refusal = ledger.check(policy, "m", 10, now=NOON + 31)
+    assert refusal is not None and (refusal.limit, refusal.retry_after, refusal.values["tokens"]) == ("tpm", 59, 95)
+    assert ledger.report({"alice": policy}, now=NOON + 31)[0]["requests_last_minute"] == 2
+
+
+def test_after_the_clock_went_back_a_minute_the_later_bucket_in_the_same_slot_is_replaced() -> None:
+    ledger, policy = Ledger(), TokenPolicy("alice", rpm=2)
+    assert ledger.check(policy, "m", 1, now=NOON + 65) is None
+    assert ledger.check(policy, "m", 1, now=NOON + 5) is None  # slot 5 again: second NOON + 65 is dropped
+    assert ledger.report({"alice": policy}, now=NOON + 5)[0]["requests_last_minute"] == 1
+    assert ledger.check(policy, "m", 1, now=NOON + 6) is None
+
+
+def test_a_busy_minute_dumps_as_at_most_sixty_buckets_in_a_version_2_ledger() -> None:
+    ledger, policy = Ledger(), TokenPolicy("alice", rpm=10**9, tpm=10**12)
+    for index in range(12000):  # 100 requests a second for two minutes
+        now = NOON + index / 100
+        assert ledger.check(policy, "m", 1, now=now) is None
+        ledger.charge(policy, 3, 0.0, now=now)
+    payload = json.loads(ledger.dump())
+    buckets = payload["accounts"]["alice"]["buckets"]
+    assert payload["version"] == 2 and len(buckets) == 60
+    assert sorted(buckets)[0] == [int(NOON) + 60, 100, 300] and sorted(buckets)[-1] == [int(NOON) + 119, 100, 300]
+    row = ledger.report({"alice": policy}, now=NOON + 119.5)[0]
+    assert (row["requests_last_minute"], row["tokens_last_minute"]) == (6000, 18000)
+
+
+def test_restore_reads_a_version_1_ledger_of_timestamps_into_buckets() -> None:
+    old = {
+        "version": 1,
+        "accounts": {
+            "alice": {
+                "spend": 0.25,
+                "period": "day",
+                "window_start": NOON - 12 * 3600,
+                "window_end": NOON + 12 * 3600,
+                "requests": [NOON - 70.0, NOON - 30.5, NOON - 30.2, NOON - 1.0],
+                "tokens": [[NOON - 30.5, 40], [NOON - 1.0, 2]],
+                "last_used": NOON - 1.0,
+                "max_cost": 0.25,
+                "cost_per_token": 0.005,
+            }
+        },
+    }
+    policy = TokenPolicy("alice", budget=1.0, rpm=3, tpm=1000)
+    ledger = Ledger()
+    ledger.restore(json.dumps(old).encode())
+    row = ledger.report({"alice": policy}, now=NOON)[0]
+    assert (row["spend"], row["requests_last_minute"], row["tokens_last_minute"], row["last_used"]) == (0.25, 3, 42, "2026-12-03T11:59:59Z")
+    refusal = ledger.check(policy, "m", 1, now=NOON)
+    assert refusal is not None and (refusal.limit, refusal.retry_after) == ("rpm", 29)  # the bucket of second NOON - 31 leaves at NOON + 29
+    assert json.loads(ledger.dump())["version"] == 2
+
+
+def test_sync_spend_sets_the_spend_of_the_current_window_and_ignores_names_without_a_budget() -> None:
+    ledger, policy = Ledger(), TokenPolicy("alice", budget=1.0, period="day")
+    ledger.check(policy, "m", 1, now=NOON - 86400)
+    ledger.charge(policy, 10, 0.5, now=NOON - 86400)  # yesterday's window
+    ledger.dirty = False
+    ledger.sync_spend(policy, 0.75, now=NOON)
+    assert ledger.dirty and ledger.remaining(policy, now=NOON) == pytest.approx(0.25)
+    assert ledger.report({"alice": policy}, now=NOON)[0]["resets"] == "2026-12-04T00:00:00Z"
+    ledger.sync_spend(policy, 1.0, now=NOON)  # the team spent it all elsewhere
+    refusal = ledger.check(policy, "m", 1, now=NOON)
+    assert refusal is not None and refusal.limit == "budget"
+    unlimited = TokenPolicy("bob", rpm=5)
+    ledger.sync_spend(unlimited, 3.0, now=NOON)
+    assert "bob" not in ledger.accounts
+
+
 def test_instance_key_is_the_file_safe_name_or_the_port() -> None:
     assert instance_key("gw-1", 9091) == "gw-1"
     assert instance_key("../eu 1", 9091) == "_eu_1"
@@ -178,3 +266,60 @@ def test_token_metric_labels_are_the_first_names_of_the_file_then_other(home: Pa
     assert gw.token_labels["user0"] == "user0" and gw.token_labels[names[MAX_TOKEN_LABELS - 1]] == names[MAX_TOKEN_LABELS - 1]
     assert {gw.token_labels[name] for name in names[MAX_TOKEN_LABELS:]} == {"other"}
     assert len(set(gw.token_labels.values())) == MAX_TOKEN_LABELS + 1
+
+
+class RecordingHooks:
+    """Hooks whose log lets records of LEVEL and up through, and keeps them."""
+
+    def __init__(self, level: int) -> None:
+        self.level = level
+        self.verbose = level <= 2
+        self.records: list[tuple[int, str, dict[str, object]]] = []
+
+    def log(self, level: int, message: str, **fields: object) -> None:
+        if level >= self.level:
+            self.records.append((level, message, fields))
+
+    def chat_done(self, relay: object, outcome: str) -> None:
+        pass
+
+
+def charged_gateway(home: Path, log_level: int) -> tuple[object, RecordingHooks, TokenPolicy]:
+    from orchat.config import load_settings
+    from orchat.gateway.state import Gateway
+
+    hooks, policy = RecordingHooks(log_level), TokenPolicy("alice", budget=1.0)
+    gw = Gateway(load_settings(environ={"ORCHAT_API_BASE": "http://127.0.0.1:9/v1"}), tokens=[(b"t" * 20, "alice")], policies={"alice": policy}, hooks=hooks)
+    relay = SimpleNamespace(usage={"total_tokens": 30, "cost": 0.25}, policy=policy, body=b"", deltas=0, sent_head=False)
+    gw.charge_chat(relay, "ok")
+    return gw, hooks, policy
+
+
+def test_a_charge_is_logged_with_what_remains_at_log_level_2(home: Path) -> None:
+    gw, hooks, _ = charged_gateway(home, 2)
+    assert hooks.records == [(2, "token alice charged", {"token": "alice", "tokens": 30, "cost": 0.25, "estimated": False, "remaining": 0.75})]
+
+
+def test_a_charge_below_the_log_level_is_booked_without_building_a_log_record(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def unwanted(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the remaining budget was worked out for a record nobody logs")
+
+    monkeypatch.setattr(Ledger, "remaining", unwanted)
+    gw, hooks, policy = charged_gateway(home, 3)
+    assert hooks.records == []
+    assert gw.ledger.accounts["alice"].spend == pytest.approx(0.25)  # type: ignore[attr-defined]
+
+
+def test_the_gateway_reads_whether_its_upstream_is_openrouter_once_per_configuration(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from orchat.config import Settings, load_settings
+    from orchat.gateway.state import Gateway
+
+    reads = []
+    original = Settings.is_openrouter
+    monkeypatch.setattr(Settings, "is_openrouter", property(lambda settings: reads.append(1) or original.fget(settings)))
+    gw = Gateway(load_settings(environ={"ORCHAT_API_BASE": "https://openrouter.ai/api/v1"}))
+    read_by_apply = len(reads)
+    assert [gw.not_ready_reason() for _ in range(3)] == ["no API key loaded"] * 3
+    assert len(reads) == read_by_apply  # /readyz and each scrape ask: the URL is not parsed again
+    gw.apply(load_settings(environ={"ORCHAT_API_BASE": "http://127.0.0.1:9/v1"}), [])
+    assert gw.not_ready_reason() == ""

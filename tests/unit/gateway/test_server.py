@@ -409,6 +409,31 @@ def test_tokens_are_required_when_configured_except_for_health_checks(harness: C
     assert h.gw.authenticate({"authorization": f"bearer {TOKEN}"}, "1.2.3.4") == "alice"
 
 
+def test_each_request_on_a_kept_alive_connection_is_authenticated_and_a_reload_revokes_a_remembered_token(
+    harness: Callable[..., Harness], fake_openrouter: FakeOpenRouter, tmp_path: Path
+) -> None:
+    other, log_file = "tok-" + "b" * 28, tmp_path / "daemon.log"
+    h = harness({"ORCHAT_LOG_LEVEL": "VERBOSE", "ORCHAT_LOG_FILE": str(log_file)}, tokens=[(TOKEN.encode(), "alice"), (other.encode(), "bob")])
+    conn = h.connection()  # one connection, as a balancer reuses it for several clients
+
+    def status_on_conn(token: str) -> int:
+        conn.request("POST", "/v1/chat/completions", body=json.dumps(CHAT).encode(), headers={"Authorization": f"Bearer {token}"})
+        response = conn.getresponse()
+        response.read()
+        return response.status
+
+    assert [status_on_conn(token) for token in (TOKEN, TOKEN, other, TOKEN)] == [200, 200, 200, 200]
+    lines = [json.loads(line) for line in log_file.read_text().splitlines()]
+    assert [line["client"] for line in lines if line["message"] == "chat ok"] == ["alice", "alice", "bob", "alice"]
+    assert status_on_conn(TOKEN[:-1] + "b") == 401  # close to the remembered token is not it
+    conn.close()
+    conn = h.connection()
+    assert status_on_conn(TOKEN) == 200
+    h.call(lambda: h.gw.apply(h.gw.settings, [(other.encode(), "bob")]))  # SIGHUP: alice's token revoked
+    assert status_on_conn(TOKEN) == 401
+    conn.close()
+
+
 def test_models_are_listed_in_openais_envelope_and_cached(harness: Callable[..., Harness], fake_openrouter: FakeOpenRouter) -> None:
     h = harness()
     status, _, body = h.request("GET", "/v1/models")

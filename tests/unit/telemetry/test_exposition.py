@@ -217,6 +217,50 @@ def test_counter_is_exact_under_concurrent_increments() -> None:
     assert counter.value(kind="a") == 40000
 
 
+def test_collected_counts_render_exactly_as_increments_do_and_add_to_them() -> None:
+    collected = Counter("app_answers_total", "Answers.", ["code", "token"])
+    incremented = Counter("app_answers_total", "Answers.", ["code", "token"])
+    counts = {("200", "alice"): 0}
+    collected.collect(lambda: {key: n for key, n in dict(counts).items() if n})
+    assert render_families([collected]) == render_families([incremented])  # nothing counted yet: no series
+    counts[("200", "alice")] = 3
+    counts[("500", "bob")] = 1
+    collected.inc(2, code="200", token="alice")  # e.g. a worker's restored total
+    incremented.inc(5, code="200", token="alice")
+    incremented.inc(code="500", token="bob")
+    assert render_families([collected]) == render_families([incremented])
+    assert (collected.value(code="200", token="alice"), collected.value(code="404", token="bob")) == (5.0, 0.0)
+
+
+def test_a_histogram_refuses_a_collected_source() -> None:
+    with pytest.raises(TypeError, match="observed"):
+        Histogram("h_seconds", "H.", buckets=[1]).collect(dict)
+
+
+def test_collected_counts_read_while_their_thread_adds_to_them_end_exact() -> None:
+    counter = Counter("hits_total", "Hits.", ["kind"])
+    counts: dict[tuple[str, ...], int] = {}
+    counter.collect(lambda: dict(counts))
+    done = threading.Event()
+    problems: list[str] = []
+
+    def scrape() -> None:
+        while not done.is_set():
+            try:
+                check_exposition(render_families([counter]).decode())
+            except Exception as err:  # pragma: no cover - only on failure
+                problems.append(repr(err))
+
+    scraper = threading.Thread(target=scrape)
+    scraper.start()
+    for index in range(20000):
+        key = (f"k{index % 50}",)  # new series keep appearing while the scraper reads
+        counts[key] = counts.get(key, 0) + 1
+    done.set()
+    scraper.join()
+    assert problems == [] and counter.value(kind="k0") == 400
+
+
 def test_render_metrics_puts_store_build_info_process_and_extra_families_together(tmp_path: Path) -> None:
     proc = make_fake_proc(tmp_path)
     registry = Registry()
