@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -40,17 +42,58 @@ def test_a_path_through_a_file_is_exit_66_naming_it(tmp_path: Path) -> None:
     assert err.value.exit_code == 66
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads mode-000 files")
-def test_an_unreadable_file_or_directory_is_exit_66_naming_it(tmp_path: Path) -> None:
-    path = tmp_path / "secret.conf"
-    path.write_text("x")
-    path.chmod(0)
-    with pytest.raises(NoInputError, match="secret.conf: Permission denied"):
-        attach([path])
-    locked = tmp_path / "locked"
-    locked.mkdir(mode=0)
-    with pytest.raises(NoInputError, match="locked: Permission denied"):
-        attach([locked])
+NOBODY = 65534
+
+
+def refusal_of(paths: list[Path]) -> str:
+    """Attach PATHS as an unprivileged user and return the NoInputError it raised ("exit N: message").
+
+    Root reads mode-000 files, so as root the attempt runs in a forked child that became nobody.
+    """
+
+    def attempt() -> str:
+        try:
+            attach(paths)
+        except NoInputError as err:
+            return f"exit {err.exit_code}: {err}"
+        return "no error"
+
+    if os.geteuid() != 0:
+        return attempt()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: drop to nobody, try, report through the pipe, and leave without pytest's teardown
+        os.close(read)
+        try:
+            os.setgroups([])
+            os.setgid(NOBODY)
+            os.setuid(NOBODY)
+            os.write(write, attempt().encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    data = b""
+    while chunk := os.read(read, 65536):
+        data += chunk
+    os.close(read)
+    os.waitpid(pid, 0)
+    return data.decode()
+
+
+def test_an_unreadable_file_or_directory_is_exit_66_naming_it() -> None:
+    # A directory anyone may enter (pytest's tmp_path is root's alone), holding what nobody may read.
+    base = Path(tempfile.mkdtemp(prefix="orchat-attach-"))
+    try:
+        base.chmod(0o755)
+        path = base / "secret.conf"
+        path.write_text("x")
+        path.chmod(0)
+        locked = base / "locked"
+        locked.mkdir(mode=0)
+        assert refusal_of([path]) == f"exit 66: cannot attach {path}: Permission denied"
+        assert refusal_of([locked]) == f"exit 66: cannot attach {locked}: Permission denied"
+    finally:
+        shutil.rmtree(base)
 
 
 def test_a_binary_file_named_directly_is_exit_65(tmp_path: Path) -> None:
