@@ -67,6 +67,7 @@ class SharedState:
         self.next_attempt = 0.0
         self.down_since: float | None = None
         self.outages = 0
+        self.closed = False  # unlinked (SIGHUP) or stopping: a connect still under way must not link again
         self.owed: dict[str, list[Any]] = {}  # spend key -> [cost booked while down, when the key may expire]
         self.ticket_prefix = f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(4)}:"
         self.tickets = itertools.count(1)
@@ -76,14 +77,20 @@ class SharedState:
     # -- connection ---------------------------------------------------------------------------------
     async def connect(self) -> None:
         """Open the pipeline (scripts loaded); on failure note the outage and retry later. Never raises."""
+        if self.closed:
+            return
         self.connecting = True
         try:
             pipe = await RespPipeline.open(self.url, scripts=(ADMIT_SCRIPT, BOOK_SCRIPT), ssl_context=self.ssl_context, timeout=self.timeout)
         except SharedStateError as err:
-            self.went_down(err)
+            if not self.closed:
+                self.went_down(err)
             return
         finally:
             self.connecting = False
+        if self.closed:
+            pipe.close()
+            return
         pipe.on_lost = self._lost
         self.pipe = pipe
         self.came_back()
@@ -146,6 +153,7 @@ class SharedState:
             await asyncio.sleep(0.01)
 
     def close(self) -> None:
+        self.closed = True
         pipe, self.pipe = self.pipe, None
         if pipe is not None:
             pipe.on_lost = None
