@@ -44,13 +44,15 @@ class Minute:
     additions, on every request.
     """
 
-    __slots__ = ("at", "current_requests", "current_tokens", "request_sum", "requests", "seconds", "token_sum", "tokens")
+    __slots__ = ("at", "current_requests", "current_tokens", "request_sum", "requests", "seconds", "since", "token_sum", "tokens", "until")
 
     def __init__(self) -> None:
         self.seconds = [NO_SECOND] * WINDOW_SECONDS
         self.requests = [0] * WINDOW_SECONDS
         self.tokens = [0] * WINDOW_SECONDS
         self.at = NO_SECOND
+        # `at` as the floats [since, until): check() and charge() compare time.time() with them, no int() per request.
+        self.since = self.until = 0.0
         self.current_requests = 0
         self.current_tokens = 0
         self.request_sum = 0
@@ -73,6 +75,7 @@ class Minute:
                 requests += self.requests[index]
                 tokens += self.tokens[index]
         self.at, self.request_sum, self.token_sum = second, requests, tokens
+        self.since, self.until = float(second), second + 1.0
 
     def _store(self, second: int, requests: int, tokens: int) -> None:
         slot = second % WINDOW_SECONDS
@@ -96,6 +99,7 @@ class Minute:
         if self.current_requests or self.current_tokens:
             self._store(self.at, self.current_requests, self.current_tokens)
         self.at, self.current_requests, self.current_tokens = NO_SECOND, 0, 0
+        self.since = self.until = 0.0
 
     def oldest(self, second: int, *, tokens: bool) -> int:
         """Return the earliest second of the minute ending at SECOND whose bucket has requests (or TOKENS)."""
@@ -190,9 +194,8 @@ class Ledger:
                 return _refuse_budget(acct, policy)
         rpm, tpm = policy.rpm, policy.tpm
         if rpm is not None or tpm is not None:
-            second = int(now)
-            if acct.at != second:
-                acct.settle(second)
+            if not acct.since <= now < acct.until:  # a new second (or the clock went back): settle() is a call
+                acct.settle(int(now))
             if (rpm is not None and acct.request_sum >= rpm) or (tpm is not None and acct.token_sum and acct.token_sum + est > tpm):
                 return _refuse_rate(acct, policy, est, now)
             if rpm is not None:
@@ -220,9 +223,8 @@ class Ledger:
             acct.roll(policy.period, now)
         acct.spend += cost
         if policy.tpm is not None and tokens > 0:
-            second = int(now)
-            if acct.at != second:
-                acct.settle(second)
+            if not acct.since <= now < acct.until:
+                acct.settle(int(now))
             acct.current_tokens += tokens  # the current second's bucket, as in check()
             acct.token_sum += tokens
         self.dirty = True
