@@ -73,7 +73,8 @@ class TokenMetrics:
             if isinstance(value, int) and value > 0:
                 counts.completion += value
             cost = usage.get("cost")
-            if isinstance(cost, (int, float)) and not isinstance(cost, bool) and cost > 0:
+            # A local llama.cpp reports no cost: `is not None` first spares it the isinstance calls.
+            if cost is not None and isinstance(cost, (int, float)) and not isinstance(cost, bool) and cost > 0:
                 counts.cost += cost
 
     # -- read when exposed, on the scraping thread: one-step copies of what the loop thread adds to

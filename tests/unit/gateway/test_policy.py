@@ -161,6 +161,22 @@ def test_the_minute_is_the_buckets_of_the_current_second_and_the_59_before_it() 
     assert refusal is not None and refusal.retry_after == 20  # ceil(NOON + 60 + 60 - (NOON + 100.25))
 
 
+def test_a_moment_counts_in_its_whole_seconds_bucket_at_the_boundary_and_when_the_clock_steps_back() -> None:
+    ledger, policy = Ledger(), TokenPolicy("alice", rpm=10, tpm=1000)
+    assert ledger.check(policy, "m", 1, now=NOON + 0.999) is None  # second NOON
+    assert ledger.check(policy, "m", 1, now=NOON + 1.0) is None  # second NOON + 1, to the microsecond
+    ledger.charge(policy, 7, 0.0, now=NOON + 1.5)
+    assert ledger.check(policy, "m", 1, now=NOON + 0.5) is None  # the clock stepped back into second NOON
+
+    def last_minute(now: float) -> tuple[int, int]:
+        row = ledger.report({"alice": policy}, now=now)[0]
+        return row["requests_last_minute"], row["tokens_last_minute"]
+
+    assert last_minute(NOON + 59.5) == (3, 7)
+    assert last_minute(NOON + 60.5) == (1, 7)  # second NOON left the minute, NOON + 1 did not
+    assert last_minute(NOON + 61.0) == (0, 0)
+
+
 def test_tpm_waits_for_the_oldest_bucket_with_tokens_not_the_oldest_with_requests() -> None:
     ledger, policy = Ledger(), TokenPolicy("alice", rpm=100, tpm=100)
     ledger.check(policy, "m", 1, now=NOON)
@@ -323,3 +339,33 @@ def test_the_gateway_reads_whether_its_upstream_is_openrouter_once_per_configura
     assert len(reads) == read_by_apply  # /readyz and each scrape ask: the URL is not parsed again
     gw.apply(load_settings(environ={"ORCHAT_API_BASE": "http://127.0.0.1:9/v1"}), [])
     assert gw.not_ready_reason() == ""
+
+
+@pytest.mark.parametrize(
+    ("usage", "tokens", "cost", "estimated"),
+    [
+        ({"total_tokens": 30, "cost": 0.25}, 30, 0.25, False),
+        ({"total_tokens": 30, "cost": 1}, 30, 1.0, False),  # an int cost counts as USD too
+        ({"total_tokens": 30}, 30, 0.0, True),  # a local llama.cpp: no cost, estimated from the last price (none yet)
+        ({"total_tokens": 30, "cost": None}, 30, 0.0, True),
+        ({"total_tokens": 30, "cost": True}, 30, 0.0, True),  # a bool is no amount
+        ({"total_tokens": 30, "cost": -0.5}, 30, 0.0, True),
+        ({"total_tokens": 30, "cost": float("nan")}, 30, 0.0, True),
+        ({"total_tokens": 30, "cost": "0.25"}, 30, 0.0, True),
+        ({"total_tokens": -3, "cost": 0.25}, 0, 0.25, False),
+        ({"total_tokens": "30", "cost": 0.25}, 0, 0.25, False),
+        ({"cost": 0.25}, 0, 0.25, False),
+    ],
+)
+def test_a_charge_books_each_kind_of_usage_value_as_the_upstream_meant_it(
+    home: Path, usage: dict[str, object], tokens: int, cost: float, estimated: bool
+) -> None:
+    from orchat.config import load_settings
+    from orchat.gateway.state import Gateway
+
+    hooks, policy = RecordingHooks(2), TokenPolicy("alice", budget=10.0)
+    gw = Gateway(load_settings(environ={"ORCHAT_API_BASE": "http://127.0.0.1:9/v1"}), tokens=[(b"t" * 20, "alice")], policies={"alice": policy}, hooks=hooks)
+    gw.charge_chat(SimpleNamespace(usage=usage, policy=policy, body=b"", deltas=0, sent_head=False), "ok")
+    fields = hooks.records[0][2]
+    assert (fields["tokens"], fields["cost"], fields["estimated"]) == (tokens, pytest.approx(cost), estimated)
+    assert gw.ledger.accounts["alice"].spend == pytest.approx(cost)  # type: ignore[attr-defined]
