@@ -212,7 +212,10 @@ def test_a_proxy_that_refuses_connect_is_a_502(harness: Callable[..., Harness], 
 
     def refuse() -> None:
         for _ in range(2):
-            conn, _ = server.accept()
+            try:
+                conn, _ = server.accept()
+            except OSError:  # the test ended with one CONNECT (it does not retry): the listener is closed
+                return
             conn.recv(4096)
             conn.sendall(b"HTTP/1.1 403 Forbidden\r\n\r\n")
             conn.close()
