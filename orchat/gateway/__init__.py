@@ -1,15 +1,17 @@
 """Gateway: `orchat --daemon`, the OpenAI-compatible HTTP server in front of the upstream.
 
-daemon (lifecycle: signals, reload, drain, hooks for logs/metrics/audit), server (the listening
+daemon (lifecycle: signals, reload, drain), hooks (its logs, metrics, audit and health checks), server (the listening
 socket), connection (one client socket: parsing, routing, answers), relay (one request forwarded
 upstream), upstream (the pool of upstream connections), state (what every connection shares),
 sdnotify (systemd readiness and watchdog), supervisor (ORCHAT_WORKERS > 1: the workers' parent),
-workerstats (a worker's /metrics summed over the group), sharedledger (atomic spend in Redis), keymask (the key masked across reads),
+workerstats (a worker's /metrics summed over the group), sharedledger (the Redis scripts, keys and replies), sharedstate (the daemon's
+link to Redis: pipelined, host-local while down), sharedreport (`daemon tokens` from Redis), keymask (the key masked across reads),
 events (whole SSE events in linear time), modellist (the model list rewritten one model at a
 time), ledger (per-token usage in memory), hostledger and slotsfile (the same, shared by the
 workers of an instance in a locked mmap), ledgerrules (the refusals both apply), ledgerfile
 (where an instance's ledger lives, and which one is newest). Inside the wing: upstream, keymask,
 events, modellist < state < relay < connection < server < daemon < supervisor; workerstats < daemon;
-policy < ledgerrules < ledger, hostledger < ledgerfile < daemon. May import: the foundation, wire, telemetry, health.
+policy < ledgerrules < ledger, hostledger < ledgerfile < hooks < daemon; ledgerrules < sharedledger <
+sharedstate < connection, state; sharedstate < sharedreport. May import: the foundation, wire, telemetry, health.
 Imported by: commands.
 """

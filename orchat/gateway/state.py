@@ -128,7 +128,7 @@ class Gateway:
         self.models_cache: tuple[float, bytes] | None = None
         self.tasks: set[asyncio.Task[Any]] = set()
         self.requests_served = 0
-        self.hooks = hooks  # orchat.gateway.daemon.Hooks: logs, metrics, audit; None in tests of the wire alone
+        self.hooks = hooks  # orchat.gateway.hooks.Hooks: logs, metrics, audit; None in tests of the wire alone
         self.pool: UpstreamPool | None = None  # the primary upstream's
         self.upstreams: Upstreams | None = None
         self.old_pools: list[UpstreamPool] = []

@@ -17,6 +17,8 @@ import pytest
 from orchat.config import load_settings
 from orchat.errors import ConfigError, StorageError
 from orchat.gateway import daemon
+from orchat.gateway import hooks as hooks_module
+from orchat.gateway.hooks import Hooks
 from orchat.gateway.requestid import ClientHeaders
 
 
@@ -41,7 +43,7 @@ def finished_relay(**fields: Any) -> Any:
 def test_chat_events_reach_the_metrics_store_the_audit_log_and_the_verbose_log(api_env: dict[str, str], tmp_path: Path) -> None:
     audit_file, log_file = tmp_path / "audit.log", tmp_path / "orchat.log"
     settings = settings_with(ORCHAT_AUDIT_LOG="1", ORCHAT_AUDIT_FILE=str(audit_file), ORCHAT_LOG_LEVEL="VERBOSE", ORCHAT_LOG_FILE=str(log_file))
-    hooks = daemon.Hooks(settings)
+    hooks = Hooks(settings)
     hooks.chat_done(finished_relay(), "ok")
     hooks.chat_done(finished_relay(error_kind="rate_limit"), "error")
     hooks.chat_done(finished_relay(), "cancelled")
@@ -65,7 +67,7 @@ def test_store_and_audit_failures_are_warned_once_and_never_raised(api_env: dict
     from orchat.telemetry import store as metricstore
 
     log_file = tmp_path / "orchat.log"
-    hooks = daemon.Hooks(settings_with(ORCHAT_AUDIT_LOG="1", ORCHAT_LOG_FILE=str(log_file)))
+    hooks = Hooks(settings_with(ORCHAT_AUDIT_LOG="1", ORCHAT_LOG_FILE=str(log_file)))
 
     def broken(*args: Any, **kwargs: Any) -> None:
         raise StorageError("disk full")
@@ -81,8 +83,8 @@ def test_store_and_audit_failures_are_warned_once_and_never_raised(api_env: dict
 
 def test_a_full_audit_queue_drops_records_with_one_warning(api_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     log_file = tmp_path / "orchat.log"
-    monkeypatch.setattr(daemon, "AUDIT_QUEUE_LIMIT", 1)
-    hooks = daemon.Hooks(settings_with(ORCHAT_AUDIT_LOG="1", ORCHAT_LOG_FILE=str(log_file), ORCHAT_AUDIT_FILE=str(tmp_path / "a.log")))
+    monkeypatch.setattr(hooks_module, "AUDIT_QUEUE_LIMIT", 1)
+    hooks = Hooks(settings_with(ORCHAT_AUDIT_LOG="1", ORCHAT_LOG_FILE=str(log_file), ORCHAT_AUDIT_FILE=str(tmp_path / "a.log")))
     for _ in range(3):
         hooks.audit("bob", "daemon:/v1/models", "", "OK")
     assert log_file.read_text().count("audit queue full") == 1
@@ -95,14 +97,14 @@ def test_metrics_render_without_the_store_when_it_is_unreadable(api_env: dict[st
         raise StorageError("store unreadable")
 
     monkeypatch.setattr(metrics, "render_metrics", broken)
-    hooks = daemon.Hooks(settings_with())
+    hooks = Hooks(settings_with())
     text = hooks.render_metrics().decode()
     assert "orchat_in_flight_requests" in text and "orchat_requests_total" not in text
 
 
 def test_background_thread_flushes_and_stops(api_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(daemon, "BACKGROUND_FLUSH_SECONDS", 0.01)
-    hooks = daemon.Hooks(settings_with())
+    monkeypatch.setattr(hooks_module, "BACKGROUND_FLUSH_SECONDS", 0.01)
+    hooks = Hooks(settings_with())
     hooks.start()
     hooks.chat_done(finished_relay(), "ok")
     deadline = time.monotonic() + 5
@@ -162,14 +164,14 @@ def test_check_settings_refuses_public_listening_without_tokens_and_openrouter_w
 def test_a_broken_health_checks_file_is_logged_and_a_reload_picks_up_the_fix(
     api_env: dict[str, str], home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(daemon, "HEALTH_IDLE_SECONDS", 0.05)
+    monkeypatch.setattr(hooks_module, "HEALTH_IDLE_SECONDS", 0.05)
     checks = home / ".config" / "orchat" / "health-checks.yaml"
     checks.parent.mkdir(parents=True, exist_ok=True)
     checks.write_text("checks:\n  - name: [broken\n")
     checks.chmod(0o600)
     log_file = tmp_path / "orchat.log"
     settings = settings_with(ORCHAT_LOG_FILE=str(log_file))
-    hooks = daemon.Hooks(settings)
+    hooks = Hooks(settings)
     hooks.start()
     try:
         deadline = time.monotonic() + 10
@@ -198,7 +200,7 @@ def test_plain_stderr_lines_are_left_out_when_stderr_is_the_journal(api_env: dic
 
 def test_hooks_say_whether_verbose_records_reach_the_log_and_a_reload_updates_it(api_env: dict[str, str], tmp_path: Path) -> None:
     log_file = tmp_path / "daemon.log"
-    hooks = daemon.Hooks(settings_with(ORCHAT_LOG_LEVEL="3", ORCHAT_LOG_FILE=str(log_file)))
+    hooks = Hooks(settings_with(ORCHAT_LOG_LEVEL="3", ORCHAT_LOG_FILE=str(log_file)))
     assert not hooks.verbose
     hooks.chat_done(finished_relay(), "ok")
     hooks.reopen(settings_with(ORCHAT_LOG_LEVEL="2", ORCHAT_LOG_FILE=str(log_file)))

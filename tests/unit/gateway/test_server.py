@@ -18,7 +18,7 @@ import pytest
 
 from orchat.config import load_settings
 from orchat.errors import ConfigError, PermissionFailure
-from orchat.gateway import daemon
+from orchat.gateway.hooks import Hooks
 from orchat.gateway.server import serve
 from orchat.gateway.state import Gateway, is_loopback, load_tokens
 from tests.fakes.openrouter import TEST_KEY, FakeOpenRouter
@@ -30,7 +30,7 @@ CHAT = {"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": 
 class Harness:
     def __init__(self, extra_env: dict[str, str] | None = None, tokens: list[tuple[bytes, str]] | None = None) -> None:
         settings = load_settings(environ={**os.environ, **(extra_env or {})})
-        self.hooks = daemon.Hooks(settings)
+        self.hooks = Hooks(settings)
         self.gw = Gateway(settings, tokens=tokens or [], hooks=self.hooks)
         self.hooks.gateway = self.gw
         self.loop = asyncio.new_event_loop()
