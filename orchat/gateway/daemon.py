@@ -35,6 +35,7 @@ from orchat.gateway.policy import TokenPolicy
 from orchat.gateway.server import serve
 from orchat.gateway.sharedstate import SharedState
 from orchat.gateway.state import Gateway, is_loopback, read_tokens_file
+from orchat.telemetry.logs import ERROR, INFO, NOTICE, WARNING
 from orchat.upstreams import upstream_keys
 
 if TYPE_CHECKING:
@@ -45,7 +46,6 @@ EXECUTOR_THREADS = 2  # DNS look-ups and proxy CONNECTs only
 SWEEP_SECONDS = 1.0
 STATUS_SECONDS = 10.0
 SELF_CHECK_TIMEOUT_SECONDS = 2.0
-VERBOSE, INFO, NOTICE, WARNING, ERROR = 2, 3, 4, 5, 6
 SHARED_SETTLE_SECONDS = 2.0
 
 

@@ -19,6 +19,7 @@ from orchat.config import Settings
 from orchat.errors import OrchatError
 from orchat.gateway.ledgerfile import save_ledger
 from orchat.gateway.tokenmetrics import TokenMetrics
+from orchat.telemetry.logs import ERROR, VERBOSE, WARNING
 
 if TYPE_CHECKING:
     from orchat.gateway.state import Gateway
@@ -27,7 +28,6 @@ if TYPE_CHECKING:
 BACKGROUND_FLUSH_SECONDS = 1.0
 AUDIT_QUEUE_LIMIT = 100000
 HEALTH_IDLE_SECONDS = 5.0  # how soon a SIGHUP's new health-checks.yaml is picked up
-VERBOSE, WARNING, ERROR = 2, 5, 6  # orchat.telemetry.logs.LEVELS
 
 
 class Hooks:

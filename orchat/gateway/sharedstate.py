@@ -29,10 +29,10 @@ from orchat.gateway.ledgerrules import Refusal, model_refusal, shared_state_refu
 from orchat.gateway.policy import TokenPolicy
 from orchat.gateway.sharedledger import ADMIT_SCRIPT, BOOK_SCRIPT, admit_command, book_command, read_admission, read_booking, resync_commands, spend_key
 from orchat.stateurl import StateURL
+from orchat.telemetry.logs import CRITICAL, INFO, NOTICE
 from orchat.wire.resp import COMMAND_TIMEOUT_SECONDS, RedisReplyError
 from orchat.wire.resppipe import RespPipeline, script_sha
 
-INFO, NOTICE, CRITICAL = 3, 4, 7  # orchat.telemetry.logs.LEVELS
 RETRY_SECONDS = 2.0  # between reconnect attempts while the store is down
 Decided = Callable[[Optional[Refusal], Any], None]  # (refusal or None, the ticket to book against)
 
