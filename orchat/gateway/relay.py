@@ -167,14 +167,14 @@ class ChatRelay:
         self.conn: UpstreamConnection | None = None
         self.sent_head = False
         self.sse = False
-        self.pending = EventCutter(gw.event_limit)
+        self.pending: EventCutter | None = None  # a stream's cutter and key mask: made at its head (most answers are whole)
+        self.mask: KeyMask | None = None
         self.error_status = 0
         self.error_headers: list[tuple[str, str]] = []
         self.error_body: list[bytes] = []
         self.error_size = 0
         # The key of the upstream asked (the primary's until a failover) never reaches a client, even cut in two.
         self.key, self.key_bytes, self.masked_key_bytes = gw.settings.api_key, gw.key_bytes, gw.masked_key_bytes
-        self.mask = KeyMask(gw.key_bytes, gw.masked_key_bytes)
         self.finished = False
         self.attempts = 0
         self.usage: dict[str, Any] | None = None
@@ -237,7 +237,6 @@ class ChatRelay:
             self.key = self.pool.api_key
             self.key_bytes = self.key.encode() if len(self.key) >= 8 else b""
             self.masked_key_bytes = mask_key(self.key).encode()
-            self.mask = KeyMask(self.key_bytes, self.masked_key_bytes)
         self.error_status, self.error_headers, self.error_body, self.error_size = 0, [], [], 0
         self.whole, self.whole_size, self.attempts, self.conn = None, 0, 0, None
         self.start()
@@ -278,6 +277,7 @@ class ChatRelay:
             self.whole, self.whole_head = [], (status, extra)
             return
         extra.append(("X-Accel-Buffering", "no"))  # nginx: relay each event, do not buffer
+        self.pending, self.mask = EventCutter(self.gw.event_limit), KeyMask(self.key_bytes, self.masked_key_bytes)
         self.sent_head = True
         self.client.start_stream(status, extra)
 
@@ -305,6 +305,7 @@ class ChatRelay:
         if self.policy is not None:
             self.deltas += data.count(b'"content"')
         # Relay whole events only, so an error event appended later never lands mid-line.
+        assert self.pending is not None and self.mask is not None  # set at a stream's head
         events = self.pending.feed(data)
         if events:
             self.client.send_stream(self.mask.feed(events))  # an in-band error event may echo the gateway's key
@@ -331,6 +332,7 @@ class ChatRelay:
         if self.whole is not None:
             self._answer_whole()
             return
+        assert self.pending is not None and self.mask is not None
         tail = self.mask.feed(self.pending.rest()) + self.mask.flush()
         if tail:
             self.client.send_stream(tail)
@@ -351,7 +353,7 @@ class ChatRelay:
         if not self.sent_head:
             self._answer_error(504 if timed_out else 502, reason, "upstream_timeout" if timed_out else "upstream_error")
         else:  # only streams have sent their head (whole answers are held until complete)
-            self.pending.rest()  # dropped: the error event must not land mid-event
+            self.pending = None  # what it held is dropped: the error event must not land mid-event
             self.client.send_stream(sse_error_event(504 if timed_out else 502, "upstream stream interrupted: " + reason, "upstream_error"))
             self.client.end_stream()
         self.gw.note(5, "upstream failed mid-request", reason=reason, model=self.model, request_id=self.headers.request_id)

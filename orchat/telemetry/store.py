@@ -20,6 +20,7 @@ import math
 import os
 import sys
 import time
+from bisect import bisect_left
 from pathlib import Path
 
 from orchat import fsutil, paths
@@ -47,6 +48,7 @@ HISTOGRAMS = {
     "response_time": ("orchat_response_time_seconds", "Time from sending a chat request to the end of its answer (every request, failed ones too)."),
     "first_token": ("orchat_time_to_first_token_seconds", "Time from sending a chat request to the first answer token."),
 }
+_EVENT_TIMES = (("response_time", "latency_seconds"), ("first_token", "first_token_seconds"))  # histogram, event field
 
 _warned = False
 
@@ -71,6 +73,8 @@ def empty_store() -> dict[str, Any]:
 
 
 def _number(value: Any) -> float:
+    if type(value) is int:  # the usual token count: no isinstance chain
+        return value if value >= 0 else 0.0
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
         return 0.0
     return value
@@ -161,30 +165,37 @@ def error_label(event: Mapping[str, Any]) -> str:
 
 
 def _observe(histogram: dict[str, Any], value: float) -> None:
-    index = next((i for i, bound in enumerate(LATENCY_BUCKETS_SECONDS) if value <= bound), len(LATENCY_BUCKETS_SECONDS))
+    index = bisect_left(LATENCY_BUCKETS_SECONDS, value)  # the first bound >= VALUE; len() past the last (+Inf)
     histogram["counts"][index] += 1
     histogram["sum"] += value
 
 
 def add_event(store: dict[str, Any], event: Mapping[str, Any], allowed: Sequence[str] = ()) -> None:
     """Add one chat EVENT (the dict documented in orchat.chat.observers) to STORE, in place."""
+    # The daemon adds one event per request it relays: plain look-ups, no per-event tuples or generators.
     label = model_label(store, str(event.get("model") or ""), allowed)
-    store["requests"][label] = store["requests"].get(label, 0) + 1
+    requests = store["requests"]
+    requests[label] = requests.get(label, 0) + 1
+    status = event.get("status")
     profile = str(event.get("profile") or "")
-    if profile and event.get("status") == "ok":  # profile names are config file names: a bounded set
+    if profile and status == "ok":  # profile names are config file names: a bounded set
         store["fallbacks"][profile] = store["fallbacks"].get(profile, 0) + 1
-    if event.get("status") != "ok":
-        kind = error_label(event)
-        store["errors"][kind] += 1
-    usage = event.get("usage") if isinstance(event.get("usage"), dict) else {}
-    details = usage.get("completion_tokens_details") if isinstance(usage.get("completion_tokens_details"), dict) else {}
-    for kind, value in (("prompt", usage.get("prompt_tokens")), ("completion", usage.get("completion_tokens")), ("reasoning", details.get("reasoning_tokens"))):
-        store["tokens"][kind] += _number(value)
+    if status != "ok":
+        store["errors"][error_label(event)] += 1
+    usage = event.get("usage")
+    if not isinstance(usage, dict):
+        usage = {}
+    details = usage.get("completion_tokens_details")
+    tokens = store["tokens"]
+    tokens["prompt"] += _number(usage.get("prompt_tokens"))
+    tokens["completion"] += _number(usage.get("completion_tokens"))
+    tokens["reasoning"] += _number(details.get("reasoning_tokens")) if isinstance(details, dict) else 0.0
     store["cost"] += _number(usage.get("cost"))
-    for name, field in (("response_time", "latency_seconds"), ("first_token", "first_token_seconds")):
+    histograms = store["histograms"]
+    for name, field in _EVENT_TIMES:
         value = event.get(field)
-        if isinstance(value, (int, float)) and math.isfinite(value) and value >= 0:
-            _observe(store["histograms"][name], float(value))
+        if value is not None and isinstance(value, (int, float)) and math.isfinite(value) and value >= 0:
+            _observe(histograms[name], float(value))
 
 
 def record_events(events: Sequence[Mapping[str, Any]], allowed: Sequence[str] = (), path: Path | None = None) -> None:

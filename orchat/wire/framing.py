@@ -22,8 +22,10 @@ MAX_CHUNK_SIZE_DIGITS = 16
 
 # RFC 9110 5.1 and 5.5: a field name is a token; a field value never holds CR, LF, NUL or another
 # control character but HTAB. A bare LF relayed onward would split the response (injected headers).
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _FIELD_VALUE_BAD = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+# The same two rules over a whole block of field lines at once (each ending CRLF): one regex call
+# per head instead of two per line, on every relayed request and its answer.
+_FIELD_LINES = re.compile(r"(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[^\x00-\x08\x0a-\x1f\x7f]*\r\n)*")
 
 _REASONS = {s.value: s.phrase for s in HTTPStatus}
 _STATUS_LINES: dict[int, bytes] = {}
@@ -52,9 +54,9 @@ def parse_request_head(head: bytes) -> tuple[str, str, str, dict[str, str]]:
     Header names are lower-case; repeated headers are joined with ", " except Content-Length,
     whose copies must agree (request smuggling). Raise WireError for anything malformed.
     """
-    lines = head.decode("latin-1").split("\r\n")
+    line, _, fields = head.decode("latin-1").partition("\r\n")
     try:
-        method, target, version = lines[0].split(" ")
+        method, target, version = line.split(" ")
     except ValueError:
         raise WireError("malformed request line") from None
     if (
@@ -65,7 +67,7 @@ def parse_request_head(head: bytes) -> tuple[str, str, str, dict[str, str]]:
         or "\t" in target
     ):
         raise WireError("malformed request line")
-    return method, target, version, _parse_fields(lines, 400)
+    return method, target, version, _parse_fields(fields, 400)
 
 
 def parse_response_head(head: bytes) -> tuple[int, dict[str, str]]:
@@ -74,12 +76,12 @@ def parse_response_head(head: bytes) -> tuple[int, dict[str, str]]:
     Raise WireError(502) for a status that is not three ASCII digits or a header field that
     breaks RFC 9110's syntax (a bare LF, NUL or other control character in a value).
     """
-    lines = head.decode("latin-1").split("\r\n")
-    parts = lines[0].split(" ", 2)
+    line, _, fields = head.decode("latin-1").partition("\r\n")
+    parts = line.split(" ", 2)
     status = parse_digits(parts[1], 3) if len(parts) >= 2 else None
     if status is None or status < 100 or not parts[0].startswith("HTTP/1."):
         raise WireError("malformed status line", 502)
-    return status, _parse_fields(lines, 502)
+    return status, _parse_fields(fields, 502)
 
 
 def parse_digits(text: str, max_digits: int = MAX_LENGTH_DIGITS) -> int | None:
@@ -94,13 +96,17 @@ def parse_digits(text: str, max_digits: int = MAX_LENGTH_DIGITS) -> int | None:
     return int(text)
 
 
-def _parse_fields(lines: list[str], status: int) -> dict[str, str]:
-    # One decode per head (the callers), then str methods only: this runs twice per relayed request.
+def _parse_fields(fields: str, status: int) -> dict[str, str]:
+    # FIELDS: the head's lines after the first, decoded once by the callers; then one regex call and
+    # str methods only: this runs twice per relayed request.
     headers: dict[str, str] = {}
-    for index in range(1, len(lines)):
-        name, colon, value = lines[index].partition(":")
-        if not colon or not _TOKEN.fullmatch(name) or _FIELD_VALUE_BAD.search(value):
-            raise WireError("malformed header line", status)
+    if not fields:
+        return headers
+    fields += "\r\n"
+    if not _FIELD_LINES.fullmatch(fields):
+        raise WireError("malformed header line", status)
+    for line in fields.split("\r\n")[:-1]:
+        name, _, value = line.partition(":")
         key = name.lower()
         value = value.strip(" \t")
         if key in headers:
