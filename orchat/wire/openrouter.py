@@ -23,8 +23,10 @@ from orchat.errors import (
 from orchat.upstreams import api_bases, upstream_keys
 from orchat.wire import routing
 from orchat.wire.framing import WireError, parse_digits
+from orchat.wire.httpresponse import REASONS, read_error_body
+from orchat.wire.retry import backoff_seconds, parse_retry_after
 from orchat.wire.sse import LineTooLong, SSEParser
-from orchat.wire.transport import REASONS, Transport, backoff_seconds, parse_retry_after, read_error_body
+from orchat.wire.transport import Transport
 
 TYPE_CHECKING = False
 

@@ -351,7 +351,7 @@ def test_an_error_answer_with_an_endless_body_is_read_only_as_far_as_a_message_n
     import socket
     import threading
 
-    from orchat.wire.transport import ERROR_BODY_MAX_BYTES
+    from orchat.wire.httpresponse import ERROR_BODY_MAX_BYTES
 
     listener = socket.create_server(("127.0.0.1", 0))
     sent = []

@@ -11,7 +11,10 @@ from typing import Iterator
 import pytest
 
 from orchat.errors import OrchatError, TemporaryFailure, UpstreamUnavailable
-from orchat.wire.transport import BufferedResponse, ConnectionLost, Endpoint, Transport, is_no_proxy, parse_retry_after
+from orchat.wire.endpoint import Endpoint, is_no_proxy
+from orchat.wire.httpresponse import BufferedResponse, ConnectionLost
+from orchat.wire.retry import parse_retry_after
+from orchat.wire.transport import Transport
 
 
 class RawServer:
