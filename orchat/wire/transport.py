@@ -18,8 +18,8 @@ import socket
 import time
 
 from orchat import __version__
-from orchat.config import is_header_safe
 from orchat.errors import ConfigError, TemporaryFailure, UpstreamUnavailable
+from orchat.settingstable import is_header_safe
 from orchat.wire.endpoint import Endpoint, proxy_address, proxy_for
 from orchat.wire.framing import WireError
 from orchat.wire.httpresponse import BufferedResponse, Response, read_error_body
