@@ -1,7 +1,7 @@
 """The settings table: every ORCHAT_* setting with its default, the parser of its value, and its help.
 
 One table (SETTINGS) drives parsing and validation (orchat.config loads and layers the values),
-`orchat config show`, the man page and the README's table. The parsers here raise ValueError;
+`orchat config show`, the man page and the README's table. The row parsers raise ValueError;
 orchat.config turns that into a ConfigError naming the variable.
 """
 
