@@ -2,7 +2,7 @@
 
 The package is one wing per capability (wire, telemetry, docgen, chat, backup, health, gateway,
 commands), each described in its own __init__.py, over a foundation kept here at the top:
-errors, paths, fsutil, config, keys and args. orchat.cli is the entry point. Imports point down
+errors, paths, fsutil, settingstable, config, keys and args. orchat.cli is the entry point. Imports point down
 only (tests/static/test_imports.py holds the order).
 """
 

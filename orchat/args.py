@@ -15,11 +15,11 @@ if TYPE_CHECKING:  # typing costs ~8 ms to import; annotations here are strings 
 
 
 def _from_config(name: str) -> Any:
-    # orchat.config's value parsers, imported on first use: `orchat --version` loads no settings code.
+    # orchat.settingstable's value parsers, imported on first use: `orchat --version` loads no settings code.
     def parse(text: str) -> Any:
-        from orchat import config
+        from orchat import settingstable
 
-        return getattr(config, name)(text)
+        return getattr(settingstable, name)(text)
 
     return parse
 

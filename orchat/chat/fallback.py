@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from orchat.config import Settings
 from orchat.errors import OrchatError
-from orchat.wire.openrouter import ChatResult, Client, run_chat
+from orchat.wire.answer import ChatResult
+from orchat.wire.openrouter import Client, run_chat
 from orchat.wire.routing import split_models
 
 TYPE_CHECKING = False

@@ -13,7 +13,8 @@ from orchat.errors import OrchatError, Terminated
 
 if TYPE_CHECKING:
     from orchat.chat.observers import Observer
-from orchat.wire.openrouter import ChatResult, Client
+from orchat.wire.answer import ChatResult
+from orchat.wire.openrouter import Client
 
 HELP_TEXT = """commands:
   /help          this list

@@ -10,7 +10,8 @@ from orchat.chat.fallback import Attempt, endpoint_attempts, run_attempts
 from orchat.config import Settings
 from orchat.errors import OrchatError, StorageError
 from orchat.terminal import escape_controls
-from orchat.wire.openrouter import ChatResult, Client
+from orchat.wire.answer import ChatResult
+from orchat.wire.openrouter import Client
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

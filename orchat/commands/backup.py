@@ -9,8 +9,9 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from orchat.config import SETTINGS, Settings, load_settings
+from orchat.config import Settings, load_settings
 from orchat.errors import ConfigError, OrchatError, UsageError
+from orchat.settingstable import SETTINGS
 
 EPILOG = """files:
   ~/backup/orchat (ORCHAT_BACKUP_DIR; system mode /var/backups/orchat), mode 0700:

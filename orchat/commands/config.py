@@ -6,7 +6,8 @@ import sys
 from typing import Any
 
 from orchat import paths
-from orchat.config import SETTINGS, load_settings, mask_key
+from orchat.config import load_settings, mask_key
+from orchat.settingstable import SETTINGS
 
 
 def add_arguments(parser: Any) -> None:

@@ -13,8 +13,9 @@ import os
 import sys
 from typing import Any
 
-from orchat.config import Settings, load_settings, port_argument
+from orchat.config import Settings, load_settings
 from orchat.errors import ConfigError
+from orchat.settingstable import port_argument
 
 
 def add_arguments(parser: Any) -> None:

@@ -11,10 +11,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from orchat.config import SETTINGS, Settings, load_settings
+from orchat.config import Settings, load_settings
 from orchat.errors import ConfigError
 from orchat.health.checks import COMPONENTS, DEFAULT_COMPONENTS, FULL_COMPONENTS, PRE_UPGRADE_COMPONENTS, normalize_component, plan_checks
 from orchat.health.runner import HealthContext, Status, overall_status, render_json, render_lines, render_nagios, run_checks
+from orchat.settingstable import SETTINGS
 
 
 def add_arguments(parser: Any) -> None:

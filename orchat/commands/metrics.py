@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from orchat import fsutil
-from orchat.config import Settings, load_settings, port_argument
+from orchat.config import Settings, load_settings
 from orchat.errors import EX_SIGHUP, OrchatError, Terminated, UsageError
+from orchat.settingstable import port_argument
 from orchat.telemetry.exposition import CONTENT_TYPE, render_metrics
 from orchat.telemetry.store import allowed_models
 

@@ -81,7 +81,8 @@ def _section_commands(root: Command) -> list[str]:
 
 
 def _section_environment() -> list[str]:
-    from orchat.config import KEY_NAMES, SETTINGS
+    from orchat.config import KEY_NAMES
+    from orchat.settingstable import SETTINGS
 
     lines = [
         ".SH ENVIRONMENT",

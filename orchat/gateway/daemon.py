@@ -170,7 +170,7 @@ class Daemon:
             return
         context = None
         if url.is_tls:
-            from orchat.wire.transport import make_ssl_context
+            from orchat.wire.tls import make_ssl_context
 
             context = make_ssl_context(settings.ca_file, dict(self.environ))
         self.gw.shared = SharedState(url, note=self._note_shared, on_outage=self.hooks.shared_outages.inc, required=required, ssl_context=context)

@@ -24,8 +24,9 @@ from orchat.gateway.policy import TokenPolicy
 from orchat.gateway.requestid import ClientHeaders
 from orchat.gateway.state import Gateway
 from orchat.gateway.upstream import UpstreamConnection
+from orchat.wire.answer import MAX_BODY_BYTES
+from orchat.wire.apierror import describe_error_body
 from orchat.wire.framing import error_json, sse_error_event
-from orchat.wire.openrouter import MAX_BODY_BYTES, describe_error_body
 
 
 class ClientConnection(Protocol):

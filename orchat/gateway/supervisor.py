@@ -8,7 +8,8 @@ count, WATCHDOG=1 on its own timer. A worker whose pings stop is killed; a worke
 restarted after a back-off that doubles while it keeps dying young. SIGTERM and SIGINT go to
 every worker (each drains, the supervisor exits 0 once all did); SIGHUP is validated here first
 and forwarded only when the new config loads, so a bad config leaves every worker on the old one.
-With port 0 the first worker picks the port and the others follow it.
+With port 0 the first worker picks the port and the others follow it. A slot and its back-off are
+orchat.gateway.workerslot; the notify socket is orchat.gateway.notifyinbox.
 """
 
 from __future__ import annotations
@@ -19,12 +20,9 @@ import secrets
 import selectors
 import shutil
 import signal
-import socket
-import struct
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -33,50 +31,15 @@ from orchat.errors import OrchatError
 from orchat.gateway import sdnotify
 from orchat.gateway.daemon import check_settings, run_daemon
 from orchat.gateway.hardening import forbid_core_dumps, stop_with_parent
+from orchat.gateway.notifyinbox import NotifyInbox
+from orchat.gateway.workerslot import Worker, decode_status
 from orchat.gateway.workerstats import GROUP_STATE, WorkerGroup
 
-BACKOFF_FIRST_SECONDS = 0.5
-BACKOFF_MAX_SECONDS = 30.0
-STABLE_SECONDS = 10.0  # a worker that lived this long resets the back-off
 STATUS_SECONDS = 10.0
 STOP_MARGIN_SECONDS = 10.0  # beyond grace + drain timeout, a worker still running is killed
 WATCHDOG_MISSES = 4  # worker intervals without a ping before it counts as wedged
-UCRED = struct.Struct("3i")
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD)
 NOTICE, WARNING, ERROR = 4, 5, 6
-
-
-@dataclass
-class Worker:
-    """One slot: the process now in it (pid 0 while it waits for a restart)."""
-
-    slot: int
-    pid: int = 0
-    started: float = 0.0
-    ready: bool = False
-    ever_ready: bool = False
-    last_ping: float = 0.0
-    failures: int = 0
-    restart_at: float = 0.0
-    exit_code: int | None = None
-    reloading: bool = False
-
-
-def decode_status(status: int) -> int:
-    """Given a waitpid status, return an exit code (128 + N for a signal, as the shell does)."""
-    if os.WIFSIGNALED(status):
-        return 128 + os.WTERMSIG(status)
-    return os.WEXITSTATUS(status)
-
-
-def parse_notify(data: bytes) -> dict[str, str]:
-    """Given one sd_notify datagram, return its KEY=VALUE lines as a dict."""
-    fields = {}
-    for line in data.decode("utf-8", errors="replace").splitlines():
-        key, sep, value = line.partition("=")
-        if sep:
-            fields[key] = value
-    return fields
 
 
 class Supervisor:
@@ -102,11 +65,7 @@ class Supervisor:
         self.next_watchdog = 0.0
         self.next_status = 0.0
         self.name = f"orchat-supervisor-{os.getpid()}-{secrets.token_hex(6)}"
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK)
-        # Abstract namespace: nothing to clean up; SO_PASSCRED names the sender, and only our
-        # children's datagrams count.
-        self.sock.bind("\0" + self.name)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        self.inbox = NotifyInbox(self.name)
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         # Where the workers share their in-memory metrics (orchat.gateway.workerstats): private, 0700.
         self.group_dir = Path(tempfile.mkdtemp(prefix="orchat-workers-", dir=self.environ.get("RUNTIME_DIRECTORY", "").split(":")[0] or None))
@@ -132,7 +91,7 @@ class Supervisor:
     def spawn(self, worker: Worker) -> None:
         """Fork a worker into WORKER's slot; the child never returns from here."""
         env = dict(self.environ)
-        env["NOTIFY_SOCKET"] = "@" + self.name
+        env["NOTIFY_SOCKET"] = self.inbox.address
         env.pop("WATCHDOG_PID", None)
         if self.watchdog:
             env["WATCHDOG_USEC"] = str(int(self.watchdog * 2_000_000))
@@ -156,7 +115,7 @@ class Supervisor:
             for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
                 signal.signal(signum, signal.SIG_DFL)
             signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the worker's loop handles it
-            self.sock.close()
+            self.inbox.close()
             os.close(self.wake_r)
             os.close(self.wake_w)
             os.environ.clear()
@@ -214,9 +173,7 @@ class Supervisor:
             worker.exit_code = code
             self.start_failure = code
             return
-        worker.failures = 0 if now - worker.started >= STABLE_SECONDS else worker.failures + 1
-        delay = min(BACKOFF_MAX_SECONDS, BACKOFF_FIRST_SECONDS * 2 ** max(0, worker.failures - 1)) if worker.failures else 0.0
-        worker.restart_at = now + delay
+        delay = worker.schedule_restart(now)
         self.restarts += 1
         self.write_group_state()
         self.log(ERROR, f"worker {worker.slot} (pid {pid}) exited with {code}: restarting in {delay:g}s", restarts=self.restarts)
@@ -342,22 +299,15 @@ class Supervisor:
         return max(0.0, min(due) - now)
 
     def read_notifications(self) -> None:
-        space = socket.CMSG_SPACE(UCRED.size)
-        while True:
-            try:
-                data, ancillary, _flags, _addr = self.sock.recvmsg(4096, space)
-            except (BlockingIOError, InterruptedError):
-                return
-            for level, kind, payload in ancillary:
-                if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS and len(payload) >= UCRED.size:
-                    self.on_message(UCRED.unpack(payload[: UCRED.size])[0], parse_notify(data))
+        for pid, fields in self.inbox.receive():
+            self.on_message(pid, fields)
 
     def run(self) -> int:
         """Start the workers and supervise them until they all stopped; return the exit code."""
         handlers = {signum: signal.signal(signum, lambda *_: None) for signum in FORWARDED}
         old_wakeup = signal.set_wakeup_fd(self.wake_w)
         selector = selectors.DefaultSelector()
-        selector.register(self.sock, selectors.EVENT_READ, "notify")
+        selector.register(self.inbox, selectors.EVENT_READ, "notify")
         selector.register(self.wake_r, selectors.EVENT_READ, "signal")
         self.write_group_state()
         self.log(NOTICE, f"starting {self.count} workers on {self.settings.metrics_addr}:{self.port}")
@@ -381,7 +331,7 @@ class Supervisor:
             for signum, handler in handlers.items():
                 signal.signal(signum, handler)
             selector.close()
-            self.sock.close()
+            self.inbox.close()
             os.close(self.wake_r)
             os.close(self.wake_w)
             shutil.rmtree(self.group_dir, ignore_errors=True)

@@ -4,7 +4,7 @@ One UpstreamPool per API base. A connection carries one exchange at a time; its 
 parsed incrementally (status line, headers, Content-Length / chunked / read-to-close body) and
 handed to the exchange's callbacks as bytes arrive, so stream relaying never waits for a whole
 answer. Finished connections go back to the pool unless either side said `Connection: close`.
-Proxies: http(s)_proxy and no_proxy as in orchat.wire.transport (CONNECT tunnel for https).
+Proxies: http(s)_proxy and no_proxy as in orchat.wire.endpoint (CONNECT tunnel for https).
 """
 
 from __future__ import annotations
@@ -16,8 +16,10 @@ import time
 from typing import Any, Callable, Protocol
 
 from orchat.errors import UpstreamUnavailable
+from orchat.wire.endpoint import Endpoint, proxy_address, proxy_for
 from orchat.wire.framing import MAX_HEAD_BYTES, ChunkedDecoder, WireError, parse_digits, parse_response_head
-from orchat.wire.transport import USER_AGENT, Endpoint, make_ssl_context, open_tunnel, proxy_address, proxy_for
+from orchat.wire.tls import make_ssl_context
+from orchat.wire.transport import USER_AGENT, open_tunnel
 
 MAX_IDLE_CONNECTIONS = 256
 

@@ -126,7 +126,8 @@ def check_network(ctx: HealthContext) -> CheckResult:
     from urllib.parse import urlsplit
 
     from orchat.upstreams import api_bases
-    from orchat.wire.transport import Endpoint, Transport, proxy_for
+    from orchat.wire.endpoint import Endpoint, proxy_for
+    from orchat.wire.transport import Transport
 
     endpoint = Endpoint.from_url(api_bases(ctx.settings)[0])
     proxy = proxy_for(endpoint, ctx.environ)

@@ -65,7 +65,7 @@ class RespClient:
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self.url.is_tls:
-                from orchat.wire.transport import make_ssl_context
+                from orchat.wire.tls import make_ssl_context
 
                 sock = make_ssl_context(self.ca_file, self.environ).wrap_socket(sock, server_hostname=self.url.host)
             sock.settimeout(self.timeout)

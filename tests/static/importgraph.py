@@ -9,7 +9,7 @@ from pathlib import Path
 # Rank of each wing (a top-level module of the foundation counts as wing "" ). A module may import
 # its own wing or a wing of strictly lower rank; wings of equal rank never import each other.
 WING_RANKS = {
-    "": 0,  # foundation: errors, paths, fsutil, config, keys, args, __init__
+    "": 0,  # foundation: errors, paths, fsutil, settingstable, config, keys, args, __init__
     "wire": 1,
     "telemetry": 1,
     "docgen": 1,

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from orchat import errors
-from orchat.config import SETTINGS
+from orchat.settingstable import SETTINGS
 from tests.conftest import REPO
 
 RUNTIME_FILES = sorted(REPO.glob("orchat/**/*.py")) + sorted(p for p in (REPO / "bin").iterdir() if p.is_file())

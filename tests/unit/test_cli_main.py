@@ -11,7 +11,8 @@ from orchat import cli
 from orchat.chat.repl import read_message, run_repl
 from orchat.chat.turn import Conversation, Output, TurnOptions, format_usage
 from orchat.config import load_settings
-from orchat.wire.openrouter import ChatResult, Client
+from orchat.wire.answer import ChatResult
+from orchat.wire.openrouter import Client
 
 
 def boom(exc: BaseException) -> Any:

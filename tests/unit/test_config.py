@@ -5,8 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from orchat.config import SETTINGS, load_settings, mask_key, parse_config_file
+from orchat.config import load_settings, mask_key, parse_config_file
 from orchat.errors import ConfigError
+from orchat.settingstable import SETTINGS
 
 
 def write_user_config(home: Path, text: str, mode: int = 0o600) -> Path:

@@ -12,7 +12,7 @@ from orchat.chat.turn import format_usage
 from orchat.health.runner import CheckResult, Status, render_json, render_lines, render_nagios
 from orchat.telemetry.store import empty_store, model_label
 from orchat.terminal import dumps_for_terminal, escape_controls
-from orchat.wire.openrouter import ChatResult
+from orchat.wire.answer import ChatResult
 
 HOSTILE = "a\x1b]52;c;cm0=\x07\u009b2J\u202e\u2028\U000e0001z"
 RAW = ("\x1b", "\x07", "\u009b", "\u202e", "\u2028", "\U000e0001")

@@ -8,7 +8,7 @@ import pytest
 
 from orchat.chat import repl
 from orchat.chat.turn import Conversation, Output, TurnOptions
-from orchat.wire.openrouter import ChatResult
+from orchat.wire.answer import ChatResult
 
 
 def test_usage_fields_of_the_wrong_type_do_not_end_the_session(monkeypatch: pytest.MonkeyPatch) -> None:

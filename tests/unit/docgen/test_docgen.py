@@ -9,10 +9,10 @@ import pytest
 from orchat import __version__
 from orchat.args import COMMANDS
 from orchat.cli import main
-from orchat.config import SETTINGS
 from orchat.docgen.completion import render_bash, render_completion, render_zsh
 from orchat.docgen.manpage import escape_roff, render_manpage
 from orchat.docgen.spec import Command, describe_cli, describe_parser
+from orchat.settingstable import SETTINGS
 
 KNOWN_REQUESTS = {".TH", ".SH", ".SS", ".TP", ".PP", ".br", ".nh", ".ad", '.\\"'}
 

@@ -11,8 +11,10 @@ from typing import Iterator
 import pytest
 
 from orchat.config import load_settings
-from orchat.gateway import supervisor
-from orchat.gateway.supervisor import Supervisor, Worker, decode_status, parse_notify
+from orchat.gateway import workerslot
+from orchat.gateway.notifyinbox import parse_notify
+from orchat.gateway.supervisor import Supervisor
+from orchat.gateway.workerslot import Worker, decode_status
 
 
 @pytest.fixture
@@ -24,7 +26,7 @@ def group(monkeypatch: pytest.MonkeyPatch, home: object) -> Iterator[Supervisor]
     monkeypatch.setattr(sup, "signal_workers", lambda signum, **_: sent.append(signum))
     sup.sent = sent  # type: ignore[attr-defined]
     yield sup
-    sup.sock.close()
+    sup.inbox.close()
     os.close(sup.wake_r)
     os.close(sup.wake_w)
     shutil.rmtree(sup.group_dir, ignore_errors=True)
@@ -46,7 +48,7 @@ def test_a_worker_that_lived_long_enough_is_restarted_at_once(group: Supervisor)
     group.group_ready = True
     worker = group.workers[0]
     worker.failures = 5
-    worker.pid, worker.started, worker.ever_ready = 4242, time.monotonic() - supervisor.STABLE_SECONDS, True
+    worker.pid, worker.started, worker.ever_ready = 4242, time.monotonic() - workerslot.STABLE_SECONDS, True
     group.exited(worker, 1)
     assert worker.failures == 0 and worker.restart_at <= time.monotonic()
 

@@ -10,18 +10,11 @@ import pytest
 
 from orchat.config import load_settings
 from orchat.errors import ConfigError, PermissionFailure
+from orchat.health import checkcommand, checksfile
 from orchat.health import custom as customchecks
-from orchat.health.custom import (
-    CommandOutcome,
-    CustomCheck,
-    CustomCheckScheduler,
-    Threshold,
-    judge,
-    load_custom_checks,
-    parse_checks,
-    read_checks_file,
-    run_command,
-)
+from orchat.health.checkcommand import CommandOutcome, command_environment, run_command
+from orchat.health.checksfile import DEFAULT_INTERVAL_SECONDS, CustomCheck, Threshold, checks_files, load_custom_checks, parse_checks, read_checks_file
+from orchat.health.custom import CustomCheckScheduler, judge
 from orchat.health.runner import HealthContext, Status
 from orchat.health.yamlsubset import parse_yaml
 
@@ -115,13 +108,13 @@ def test_unreadable_oversized_and_binary_files_are_config_errors(tmp_path: Path,
     binary.write_bytes(b"checks:\n\xff\xfe")
     with pytest.raises(ConfigError, match="not UTF-8"):
         read_checks_file(binary)
-    monkeypatch.setattr(customchecks, "MAX_FILE_BYTES", 4)
+    monkeypatch.setattr(checksfile, "MAX_FILE_BYTES", 4)
     with pytest.raises(ConfigError, match="larger than 4 bytes"):
         read_checks_file(write(tmp_path / "big.yaml", "checks:\n"))
 
 
 def test_user_checks_replace_system_checks_of_the_same_name(home: Path, tmp_path: Path) -> None:
-    system, user = customchecks.checks_files()
+    system, user = checks_files()
     write(system, "checks:\n  - name: a\n    command: 'echo system'\n  - name: b\n    command: 'echo b'\n")
     write(user, "checks:\n  - name: a\n    command: 'echo user'\n")
     checks = load_custom_checks()
@@ -133,7 +126,7 @@ def test_user_checks_replace_system_checks_of_the_same_name(home: Path, tmp_path
 def test_run_command_captures_output_exit_status_and_bounds_output(monkeypatch: pytest.MonkeyPatch) -> None:
     outcome = run_command("echo out; echo err >&2; exit 3", 5)
     assert (outcome.exit_code, outcome.stdout, outcome.stderr) == (3, b"out\n", b"err\n")
-    monkeypatch.setattr(customchecks, "OUTPUT_LIMIT_BYTES", 10)
+    monkeypatch.setattr(checkcommand, "OUTPUT_LIMIT_BYTES", 10)
     big = run_command("head -c 1000000 /dev/zero", 5)
     assert big.exit_code == 0 and len(big.stdout) == 10
 
@@ -181,7 +174,7 @@ def test_a_command_that_closes_its_output_but_keeps_running_times_out() -> None:
 
 
 def test_a_missing_shell_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(customchecks, "SHELL", "/nonexistent/sh")
+    monkeypatch.setattr(checkcommand, "SHELL", "/nonexistent/sh")
     with pytest.raises(ConfigError, match="cannot run /nonexistent/sh"):
         run_command("true", 1)
 
@@ -190,7 +183,7 @@ def test_commands_never_see_the_api_key_but_see_the_api_base(monkeypatch: pytest
     monkeypatch.setenv("ORCHAT_API_KEY", "sk-or-secret")
     monkeypatch.setenv("OPENROUTER_API_KEY", "sk-or-secret")
     monkeypatch.setenv("ORCHAT_API_BASE", "http://127.0.0.1:9/v1")
-    env = customchecks.command_environment(load_settings())
+    env = command_environment(load_settings())
     outcome = run_command("env", 5, env)
     assert b"sk-or-secret" not in outcome.stdout and b"ORCHAT_API_BASE=http://127.0.0.1:9/v1" in outcome.stdout
 
@@ -245,7 +238,7 @@ def test_run_custom_checks_runs_them_all_concurrently() -> None:
 
 
 def test_run_custom_checks_loads_the_files_by_default(home: Path) -> None:
-    write(customchecks.checks_files()[1], "checks:\n  - name: echo\n    command: echo hi\n    expect: hi\n")
+    write(checks_files()[1], "checks:\n  - name: echo\n    command: echo hi\n    expect: hi\n")
     assert [(r.label, r.status) for r in customchecks.run_custom_checks(load_settings())] == [("echo", Status.OK)]
 
 
@@ -262,13 +255,13 @@ def test_the_scheduler_runs_each_check_when_its_interval_comes_round() -> None:
     assert [c.name for c in scheduler.due()] == ["fast"]
     assert [r.label for r in scheduler.run_due()] == ["fast"]
     assert scheduler.run_due(now[0] + 1) == []
-    assert CustomCheckScheduler([], clock=lambda: now[0]).seconds_until_next() == customchecks.DEFAULT_INTERVAL_SECONDS
+    assert CustomCheckScheduler([], clock=lambda: now[0]).seconds_until_next() == DEFAULT_INTERVAL_SECONDS
 
 
 def test_plan_reports_none_configured_or_a_refused_file(home: Path) -> None:
     ctx = HealthContext(load_settings())
     [none] = customchecks.plan_custom_checks(ctx)
     assert none.func().summary.startswith("None configured (") and none.func().status is Status.OK
-    path = write(customchecks.checks_files()[1], "checks:\n  - name: [x]\n")
+    path = write(checks_files()[1], "checks:\n  - name: [x]\n")
     [refused] = customchecks.plan_custom_checks(ctx)
     assert refused.func().status is Status.CRITICAL and refused.func().summary.startswith(f"{path}:2:11: flow")

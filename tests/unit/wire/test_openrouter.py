@@ -9,7 +9,9 @@ import pytest
 
 from orchat.config import load_settings
 from orchat.errors import PermissionFailure, ProtocolError, RequestRejected, TemporaryFailure, UpstreamUnavailable
-from orchat.wire.openrouter import ChatResult, Client, describe_error_body, is_daily_cap, retry_verdict, run_chat
+from orchat.wire.answer import AnswerReader, ChatResult
+from orchat.wire.apierror import describe_error_body, is_daily_cap, retry_verdict
+from orchat.wire.openrouter import Client, run_chat
 from tests.fakes.openrouter import DEFAULT_ANSWER, FakeOpenRouter
 
 
@@ -18,6 +20,10 @@ def client(api_env: dict[str, str]) -> Client:
     c = Client(load_settings())
     c.transport.sleep = lambda seconds: None  # retries without waiting
     return c
+
+
+def _reader(client: Client) -> AnswerReader:
+    return AnswerReader(client.settings.stream_buffer, client.settings.request_timeout)
 
 
 def ask(client: Client, model: str = "openai/gpt-4o-mini", stream: bool = True, **extra: Any) -> tuple[ChatResult, list[tuple[str, str]]]:
@@ -303,7 +309,7 @@ def test_one_endless_event_of_short_data_lines_is_a_protocol_error_not_memory_gr
 
     response = EndlessEvent(reads=MAX_EVENT_BYTES // (client.settings.stream_buffer // 7 * 7) + 10)
     with pytest.raises(ProtocolError, match="stream event is larger than") as caught:
-        list(client._read_stream(response, ChatResult(), 0.0))
+        list(_reader(client).read_stream(response, ChatResult(), 0.0))
     assert caught.value.exit_code == 76 and response.reads > 0
 
 
@@ -321,12 +327,12 @@ class ManyDeltas:
 
 
 def test_a_streamed_answer_past_the_body_limit_is_a_protocol_error(client: Client) -> None:
-    from orchat.wire.openrouter import MAX_BODY_BYTES
+    from orchat.wire.answer import MAX_BODY_BYTES
 
     response = ManyDeltas(count=MAX_BODY_BYTES // 65536 + 10, size=65536)
     result = ChatResult()
     with pytest.raises(ProtocolError, match="streamed answer is larger than"):
-        list(client._read_stream(response, result, 0.0))
+        list(_reader(client).read_stream(response, result, 0.0))
     assert len(result.content) <= MAX_BODY_BYTES and response.count > 0
 
 
@@ -335,7 +341,7 @@ def test_endless_non_json_events_give_one_warning_not_one_each(client: Client) -
     chunks = iter([b"data: {broken\n\n"] * 1000 + [b'data: {"choices":[{"delta":{},"finish_reason":"stop"}]}\n\n', b""])
     response.read1 = lambda amount=65536: next(chunks)  # type: ignore[method-assign]
     result = ChatResult()
-    list(client._read_stream(response, result, 0.0))
+    list(_reader(client).read_stream(response, result, 0.0))
     assert result.warnings == ["skipped a stream event that is not JSON", "stream ended without [DONE]"]
 
 
@@ -351,7 +357,7 @@ def test_an_error_answer_with_an_endless_body_is_read_only_as_far_as_a_message_n
     import socket
     import threading
 
-    from orchat.wire.transport import ERROR_BODY_MAX_BYTES
+    from orchat.wire.httpresponse import ERROR_BODY_MAX_BYTES
 
     listener = socket.create_server(("127.0.0.1", 0))
     sent = []

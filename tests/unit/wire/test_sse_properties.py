@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 from orchat.config import load_settings
 from orchat.errors import OrchatError
 from orchat.wire import sse
-from orchat.wire.openrouter import ChatResult, Client, describe_error_body
+from orchat.wire.answer import AnswerReader, ChatResult
+from orchat.wire.apierror import describe_error_body
 from orchat.wire.sse import MAX_EVENT_BYTES, MAX_LINE_BYTES, EventTooLarge, LineTooLong, SSEParser
 from tests.unit.wire.test_sse import parse_all
 
@@ -157,10 +158,11 @@ EVENT_PAYLOADS = st.one_of(
 )
 def test_any_stream_a_server_sends_ends_in_an_answer_or_an_orchat_error(api_env: dict[str, str], events: list, rnd: random.Random) -> None:
     raw = b"".join(prefix + payload.replace(b"\n", b" ").replace(b"\r", b" ") + b"\n\n" for prefix, payload in events)
-    client = Client(load_settings())
+    loaded = load_settings()
+    reader = AnswerReader(loaded.stream_buffer, loaded.request_timeout)
     result = ChatResult()
     try:
-        for kind, text in client._read_stream(Scripted(split(raw, rnd, 6)), result, 0.0):
+        for kind, text in reader.read_stream(Scripted(split(raw, rnd, 6)), result, 0.0):
             assert kind in ("content", "reasoning", "comment") and isinstance(text, str)
     except OrchatError as err:
         assert err.exit_code in (69, 75, 76, 77, 65)
@@ -178,10 +180,11 @@ ANSWER_VALUES = st.recursive(
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ANSWER_VALUES)
 def test_any_whole_answer_ends_in_an_answer_or_an_orchat_error(api_env: dict[str, str], payload: object) -> None:
-    client = Client(load_settings())
+    loaded = load_settings()
+    reader = AnswerReader(loaded.stream_buffer, loaded.request_timeout)
     result = ChatResult()
     try:
-        list(client._read_whole(Scripted([json.dumps(payload).encode()]), result, 0.0))
+        list(reader.read_whole(Scripted([json.dumps(payload).encode()]), result, 0.0))
     except OrchatError as err:
         assert err.exit_code in (65, 69, 75, 76, 77)
     assert isinstance(result.content, str)

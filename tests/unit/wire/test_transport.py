@@ -11,7 +11,10 @@ from typing import Iterator
 import pytest
 
 from orchat.errors import OrchatError, TemporaryFailure, UpstreamUnavailable
-from orchat.wire.transport import BufferedResponse, ConnectionLost, Endpoint, Transport, is_no_proxy, parse_retry_after
+from orchat.wire.endpoint import Endpoint, is_no_proxy
+from orchat.wire.httpresponse import BufferedResponse, ConnectionLost
+from orchat.wire.retry import parse_retry_after
+from orchat.wire.transport import Transport
 
 
 class RawServer:
@@ -185,7 +188,8 @@ def test_stream_buffer_bounds_each_read(raw: type[RawServer]) -> None:
 def test_a_redirect_is_a_config_error_naming_where_it_points(raw: type[RawServer]) -> None:
     from orchat.config import load_settings
     from orchat.errors import ConfigError
-    from orchat.wire.openrouter import ChatResult, Client, run_chat
+    from orchat.wire.answer import ChatResult
+    from orchat.wire.openrouter import Client, run_chat
 
     server = raw([b"HTTP/1.1 301 Moved Permanently\r\nLocation: https://example.invalid/v1/chat/completions\r\nContent-Length: 0\r\n\r\n"])
     settings = load_settings(environ={"ORCHAT_API_BASE": f"http://127.0.0.1:{server.port}/v1"})

@@ -6,9 +6,10 @@ import socket
 
 import pytest
 
+from orchat.wire.apierror import describe_error_body, is_daily_cap
 from orchat.wire.framing import WireError, parse_digits
-from orchat.wire.openrouter import describe_error_body, is_daily_cap
-from orchat.wire.transport import Response, parse_retry_after
+from orchat.wire.httpresponse import Response
+from orchat.wire.retry import parse_retry_after
 
 HOSTILE_NUMBERS = ["\u00b2", "\u0661\u0662", "1" * 5000, "-1", "+1", "1_0", "0x1", " ", "", "1e3", "inf", "nan"]
 
