@@ -57,6 +57,7 @@ class ClientConnection(asyncio.Protocol):
         self.gw = gw
         self.transport: Any = None
         self.peer = "?"
+        self.local_identity = "local:?"
         self.buf = b""
         self.state = HEAD
         self.deadline = 0.0
@@ -87,6 +88,7 @@ class ClientConnection(asyncio.Protocol):
         gw = self.gw
         peer = transport.get_extra_info("peername")
         self.peer = str(peer[0]) if isinstance(peer, tuple) and peer else "unix"
+        self.local_identity = f"local:{self.peer}"  # every request's name on a daemon without client tokens
         gw.clients.add(self)
         if len(gw.clients) > gw.max_connections:
             self.keep_alive = False
@@ -249,6 +251,8 @@ class ClientConnection(asyncio.Protocol):
         on one connection), and the remembered name holds until a SIGHUP's tokens replace it.
         """
         gw = self.gw
+        if gw.is_open:
+            return self.local_identity
         presented = headers.get("authorization")
         granted = self.granted
         if granted is not None and presented is not None and granted[1] == gw.generation and presented.isascii():

@@ -147,6 +147,7 @@ class Gateway:
         self.site_routing = site_routing(settings)  # laid into each relayed request: computed once here
         self.is_openrouter = settings.is_openrouter  # parses ORCHAT_API_BASE: once per configuration, not per /readyz or scrape
         self.tokens = tokens
+        self.is_open = not tokens and not settings.daemon_tokens_file  # no client tokens: a (loopback) daemon anyone local may use
         # Only names with a limit are looked up per request: an unlimited token costs nothing more.
         self.policies = {name: policy for name, policy in (policies or {}).items() if policy.is_limited}
         # Metric labels stay bounded: the file's first MAX_TOKEN_LABELS names, every later one "other".
@@ -214,7 +215,7 @@ class Gateway:
         Without ORCHAT_DAEMON_TOKENS_FILE a (loopback) daemon is open; with one, a bearer
         token from it is required, and a file with no token left lets nobody in.
         """
-        if not self.tokens and not self.settings.daemon_tokens_file:
+        if self.is_open:
             return f"local:{peer}"
         value = headers.get("authorization", "")
         scheme, _, presented = value.partition(" ")
