@@ -65,16 +65,17 @@ class TokenMetrics:
         by_status = counts.by_status
         by_status[status] = by_status.get(status, 0) + 1
         usage = relay.usage
-        if isinstance(usage, dict):
+        if type(usage) is dict or isinstance(usage, dict):
+            # type() before isinstance(): an exact int, float or None is the usual answer (as in Gateway.charge_chat).
             value = usage.get("prompt_tokens")
-            if isinstance(value, int) and value > 0:
+            if (type(value) is int or isinstance(value, int)) and value > 0:
                 counts.prompt += value
             value = usage.get("completion_tokens")
-            if isinstance(value, int) and value > 0:
+            if (type(value) is int or isinstance(value, int)) and value > 0:
                 counts.completion += value
             cost = usage.get("cost")
             # A local llama.cpp reports no cost: `is not None` first spares it the isinstance calls.
-            if cost is not None and isinstance(cost, (int, float)) and not isinstance(cost, bool) and cost > 0:
+            if cost is not None and (type(cost) is float or (isinstance(cost, (int, float)) and not isinstance(cost, bool))) and cost > 0:
                 counts.cost += cost
 
     # -- read when exposed, on the scraping thread: one-step copies of what the loop thread adds to

@@ -24,8 +24,10 @@ MAX_CHUNK_SIZE_DIGITS = 16
 # control character but HTAB. A bare LF relayed onward would split the response (injected headers).
 _FIELD_VALUE_BAD = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 # The same two rules over a whole block of field lines at once (each ending CRLF): one regex call
-# per head instead of two per line, on every relayed request and its answer.
-_FIELD_LINES = re.compile(r"(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[^\x00-\x08\x0a-\x1f\x7f]*\r\n)*")
+# per head instead of two per line, on every relayed request and its answer. The value class is
+# spelled as what is allowed (HTAB, visible ASCII and space, obs-text: all of latin-1 but CTL),
+# which sre matches faster than the negated set.
+_FIELD_LINES = re.compile(r"(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[\t\x20-\x7e\x80-\xff]*\r\n)*")
 
 _REASONS = {s.value: s.phrase for s in HTTPStatus}
 _STATUS_LINES: dict[int, bytes] = {}
