@@ -257,7 +257,7 @@ class Gateway:
             tokens = total if (type(total) is int or isinstance(total, int)) and total >= 0 else 0
             value = usage.get("cost")
             if value is None:
-                cost = None  # a local llama.cpp reports no cost: its requests count against rpm/tpm only
+                pass  # a local llama.cpp reports no cost: 0, never the name's price from another upstream (rpm/tpm only)
             elif type(value) is float:
                 cost = value if value >= 0 else None
             else:

@@ -8,7 +8,7 @@ import threading
 from pathlib import Path
 
 from tests.conftest import run_orchat
-from tests.daemonproc import DaemonProc, request, stream_content, wait_for
+from tests.daemonproc import DaemonProc, request, stream_content, wait_for, write_tokens
 from tests.fakes.openrouter import FakeOpenRouter
 
 CHAT = {"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
@@ -85,3 +85,31 @@ def test_a_5xx_goes_to_the_next_upstream_and_with_every_upstream_down_readyz_is_
         assert ask(daemon.port, 1)[0] == 502
     status, _, body = request(daemon.port, "GET", "/readyz")
     assert status == 503 and json.loads(body)["reason"] == "no upstream up"
+
+
+def test_answers_of_an_upstream_that_reports_no_cost_add_nothing_to_a_budget_after_priced_ones(
+    daemons: list[DaemonProc], api_env: dict[str, str], fake_openrouter: FakeOpenRouter, second_fake: FakeOpenRouter, tmp_path: Path
+) -> None:
+    # The README's typical use: OpenRouter first (it reports usage.cost), the site's llama.cpp second
+    # (usage without cost). Behind the second only rpm, tpm and models apply, so its answers cost nothing,
+    # even once the name has a price per token from the first.
+    primary, local = fake_openrouter, second_fake
+    local.reports_cost = False
+    token = "metered-token-" + "x" * 20
+    tokens = write_tokens(tmp_path / "tokens", [f"metered:{token} budget=1/day"])
+    env = {**api_env, "ORCHAT_API_BASE": f"{primary.url},{local.url}", "ORCHAT_DAEMON_TOKENS_FILE": str(tokens), "ORCHAT_INSTANCE_NAME": "mixed"}
+    daemon = DaemonProc(env)
+    daemons.append(daemon)
+    auth = {"Authorization": f"Bearer {token}"}
+    status, _, data = request(daemon.port, "POST", "/v1/chat/completions", CHAT, headers=auth)
+    assert status == 200
+    priced = json.loads(data)["usage"]["cost"]
+    primary.kill()  # the uplink is down: the next answers come from the local server
+    for _ in range(3):
+        status, _, data = request(daemon.port, "POST", "/v1/chat/completions", CHAT, headers=auth)
+        assert status == 200 and "cost" not in json.loads(data)["usage"]
+    assert len(local.chat_requests()) == 3
+    assert daemon.stop() == 0
+    listed = run_orchat("daemon", "tokens", "--json", env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert json.loads(listed.stdout)[0]["spend"] == priced

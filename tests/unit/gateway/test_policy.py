@@ -346,8 +346,8 @@ def test_the_gateway_reads_whether_its_upstream_is_openrouter_once_per_configura
     [
         ({"total_tokens": 30, "cost": 0.25}, 30, 0.25, False),
         ({"total_tokens": 30, "cost": 1}, 30, 1.0, False),  # an int cost counts as USD too
-        ({"total_tokens": 30}, 30, 0.0, True),  # a local llama.cpp: no cost, estimated from the last price (none yet)
-        ({"total_tokens": 30, "cost": None}, 30, 0.0, True),
+        ({"total_tokens": 30}, 30, 0.0, False),  # a local llama.cpp: no cost, so nothing spent (rpm/tpm only)
+        ({"total_tokens": 30, "cost": None}, 30, 0.0, False),
         ({"total_tokens": 30, "cost": True}, 30, 0.0, True),  # a bool is no amount
         ({"total_tokens": 30, "cost": -0.5}, 30, 0.0, True),
         ({"total_tokens": 30, "cost": float("nan")}, 30, 0.0, True),
@@ -369,3 +369,16 @@ def test_a_charge_books_each_kind_of_usage_value_as_the_upstream_meant_it(
     fields = hooks.records[0][2]
     assert (fields["tokens"], fields["cost"], fields["estimated"]) == (tokens, pytest.approx(cost), estimated)
     assert gw.ledger.accounts["alice"].spend == pytest.approx(cost)  # type: ignore[attr-defined]
+
+
+def test_usage_without_cost_books_nothing_even_after_a_priced_answer_gave_the_name_a_price(home: Path) -> None:
+    from orchat.config import load_settings
+    from orchat.gateway.state import Gateway
+
+    # OpenRouter first, the site's llama.cpp second: the local answers must not be charged OpenRouter's price.
+    hooks, policy = RecordingHooks(2), TokenPolicy("alice", budget=10.0)
+    gw = Gateway(load_settings(environ={"ORCHAT_API_BASE": "http://127.0.0.1:9/v1"}), tokens=[(b"t" * 20, "alice")], policies={"alice": policy}, hooks=hooks)
+    for usage in ({"total_tokens": 30, "cost": 0.25}, {"total_tokens": 30}):
+        gw.charge_chat(SimpleNamespace(usage=usage, policy=policy, body=b"", deltas=0, sent_head=False), "ok")
+    assert [record[2]["cost"] for record in hooks.records] == [0.25, 0.0]
+    assert gw.ledger.accounts["alice"].spend == pytest.approx(0.25)  # type: ignore[attr-defined]
