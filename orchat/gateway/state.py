@@ -133,6 +133,7 @@ class Gateway:
         self.upstreams: Upstreams | None = None
         self.old_pools: list[UpstreamPool] = []
         self.ledger = Ledger()  # survives SIGHUP: a reload changes limits, never what was spent
+        self.costless_upstreams: set[str] = set()  # base URLs that answered without a cost (a local llama.cpp)
         self.shared: SharedState | None = None  # ORCHAT_SHARED_STATE's link, set by the daemon
         self.generation = 0  # of the configuration: apply() counts it up (connections forget accepted tokens)
         self.apply(settings, tokens or [], policies)
@@ -247,7 +248,8 @@ class Gateway:
 
     def charge_chat(self, relay: Any, outcome: str) -> None:
         """Book RELAY's tokens and cost to its client's name: the upstream's usage, or for a stream
-        cut before its usage (the client hung up) an estimate from the body and the deltas relayed."""
+        cut before its usage (the client hung up) an estimate from the body and the deltas relayed
+        (no cost from an upstream that reports none)."""
         usage = relay.usage
         cost: float | None = 0.0
         if type(usage) is dict or isinstance(usage, dict):
@@ -257,13 +259,17 @@ class Gateway:
             tokens = total if (type(total) is int or isinstance(total, int)) and total >= 0 else 0
             value = usage.get("cost")
             if value is None:
-                pass  # a local llama.cpp reports no cost: 0, never the name's price from another upstream (rpm/tpm only)
-            elif type(value) is float:
-                cost = value if value >= 0 else None
+                self.costless_upstreams.add(relay.pool.base_url)  # a local llama.cpp: 0, never another upstream's price
             else:
-                cost = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0 else None
+                if self.costless_upstreams:  # it reports a cost after all: its cut streams are estimated again
+                    self.costless_upstreams.discard(relay.pool.base_url)
+                if type(value) is float:
+                    cost = value if value >= 0 else None
+                else:
+                    cost = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0 else None
         elif outcome == "cancelled" or relay.sent_head:
-            tokens, cost = len(relay.body) // 4 + relay.deltas, None
+            tokens = len(relay.body) // 4 + relay.deltas
+            cost = self.cost_without_usage(relay.pool.base_url, outcome)
         else:
             tokens = 0  # refused or failed before the upstream answered: nothing was generated
         policy = relay.policy
@@ -280,6 +286,15 @@ class Gateway:
                 estimated=cost is None,
                 remaining=self.ledger.remaining(policy),
             )
+
+    def cost_without_usage(self, base_url: str, outcome: str) -> float | None:
+        """Given the upstream BASE_URL of a chat that ended with OUTCOME and no usage, return its cost:
+        None (estimate it from the name's price) when it was cut, 0.0 when it ended whole or its
+        upstream reports no cost. Issue 17: behind a local llama.cpp only rpm and tpm apply."""
+        if outcome == "ok":  # a whole answer without usage: this upstream reports none
+            self.costless_upstreams.add(base_url)
+            return 0.0
+        return 0.0 if base_url in self.costless_upstreams else None
 
     def note(self, level: int, message: str, **fields: Any) -> None:
         if self.hooks is not None:

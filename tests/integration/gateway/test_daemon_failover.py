@@ -94,7 +94,7 @@ def test_answers_of_an_upstream_that_reports_no_cost_add_nothing_to_a_budget_aft
     # (usage without cost). Behind the second only rpm, tpm and models apply, so its answers cost nothing,
     # even once the name has a price per token from the first.
     primary, local = fake_openrouter, second_fake
-    local.reports_cost = False
+    local.reports_cost, local.usage_variant = False, "none"  # and its streams carry no usage (no stream_options asked)
     token = "metered-token-" + "x" * 20
     tokens = write_tokens(tmp_path / "tokens", [f"metered:{token} budget=1/day"])
     env = {**api_env, "ORCHAT_API_BASE": f"{primary.url},{local.url}", "ORCHAT_DAEMON_TOKENS_FILE": str(tokens), "ORCHAT_INSTANCE_NAME": "mixed"}
@@ -108,7 +108,9 @@ def test_answers_of_an_upstream_that_reports_no_cost_add_nothing_to_a_budget_aft
     for _ in range(3):
         status, _, data = request(daemon.port, "POST", "/v1/chat/completions", CHAT, headers=auth)
         assert status == 200 and "cost" not in json.loads(data)["usage"]
-    assert len(local.chat_requests()) == 3
+        status, _, data = request(daemon.port, "POST", "/v1/chat/completions", {**CHAT, "stream": True}, headers=auth)
+        assert status == 200 and stream_content(data) == local.answer and b'"usage"' not in data
+    assert len(local.chat_requests()) == 6
     assert daemon.stop() == 0
     listed = run_orchat("daemon", "tokens", "--json", env=env)
     assert listed.returncode == 0, listed.stderr
