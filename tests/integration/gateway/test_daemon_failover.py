@@ -28,6 +28,13 @@ def ask(port: int, index: int) -> tuple[int, str]:
     return status, stream_content(data) if body["stream"] else json.loads(data)["choices"][0]["message"]["content"]
 
 
+def start_without_retries(daemons: list[DaemonProc], env: dict[str, str], primary: FakeOpenRouter, backup: FakeOpenRouter) -> DaemonProc:
+    """Start a daemon on PRIMARY then BACKUP that retries no upstream on its own (each failure fails over at once)."""
+    daemon = DaemonProc({**env, "ORCHAT_API_BASE": f"{primary.url},{backup.url}", "ORCHAT_RETRY_ATTEMPTS": "0"})
+    daemons.append(daemon)
+    return daemon
+
+
 def test_a_killed_primary_fails_over_without_client_errors_is_ejected_and_returns_after_it_recovers(
     daemons: list[DaemonProc], api_env: dict[str, str], fake_openrouter: FakeOpenRouter, second_fake: FakeOpenRouter, tmp_path: Path
 ) -> None:
@@ -71,8 +78,7 @@ def test_a_5xx_goes_to_the_next_upstream_and_with_every_upstream_down_readyz_is_
     daemons: list[DaemonProc], api_env: dict[str, str], fake_openrouter: FakeOpenRouter, second_fake: FakeOpenRouter
 ) -> None:
     primary, backup = fake_openrouter, second_fake
-    daemon = DaemonProc({**api_env, "ORCHAT_API_BASE": f"{primary.url},{backup.url}", "ORCHAT_RETRY_ATTEMPTS": "0"})
-    daemons.append(daemon)
+    daemon = start_without_retries(daemons, api_env, primary, backup)
     primary.fail_next(500)
     assert ask(daemon.port, 1) == (200, primary.answer) and len(backup.chat_requests()) == 1
     primary.fail_next(429)  # no Retry-After: the next upstream
@@ -115,3 +121,17 @@ def test_answers_of_an_upstream_that_reports_no_cost_add_nothing_to_a_budget_aft
     listed = run_orchat("daemon", "tokens", "--json", env=env)
     assert listed.returncode == 0, listed.stderr
     assert json.loads(listed.stdout)[0]["spend"] == priced
+
+
+def test_a_429_whose_retry_after_is_a_second_or_more_goes_to_the_next_upstream(
+    daemons: list[DaemonProc], api_env: dict[str, str], fake_openrouter: FakeOpenRouter, second_fake: FakeOpenRouter
+) -> None:
+    primary, backup = fake_openrouter, second_fake
+    daemon = start_without_retries(daemons, api_env, primary, backup)
+    for wait in ("1", "30"):
+        primary.fail_next(429, headers={"Retry-After": wait})
+        assert ask(daemon.port, 1) == (200, backup.answer)
+    assert len(backup.chat_requests()) == 2
+    primary.fail_next(429, headers={"Retry-After": "0.5"})  # ready within a second: the client gets the 429
+    status, _, _ = request(daemon.port, "POST", "/v1/chat/completions", CHAT)
+    assert status == 429 and len(backup.chat_requests()) == 2
