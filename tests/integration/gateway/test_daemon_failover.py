@@ -135,3 +135,12 @@ def test_a_429_whose_retry_after_is_a_second_or_more_goes_to_the_next_upstream(
     primary.fail_next(429, headers={"Retry-After": "0.5"})  # ready within a second: the client gets the 429
     status, _, _ = request(daemon.port, "POST", "/v1/chat/completions", CHAT)
     assert status == 429 and len(backup.chat_requests()) == 2
+
+
+def test_a_stream_that_breaks_after_its_first_byte_ends_with_an_error_event_and_never_fails_over(
+    daemons: list[DaemonProc], api_env: dict[str, str], fake_openrouter: FakeOpenRouter, second_fake: FakeOpenRouter
+) -> None:
+    daemon = start_without_retries(daemons, api_env, fake_openrouter, second_fake)
+    status, _, data = request(daemon.port, "POST", "/v1/chat/completions", {**CHAT, "model": "fake/truncated", "stream": True})
+    assert status == 200 and b'"content"' in data and b'data: {"error"' in data
+    assert second_fake.chat_requests() == []  # the client already has the primary's first words
