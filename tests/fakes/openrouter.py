@@ -104,7 +104,7 @@ class FakeOpenRouter:
         self.answer = DEFAULT_ANSWER
         self.command = "echo hello from the fake"
         self.reasoning_text = "Let me think about this."
-        self.usage_variant = "B"
+        self.usage_variant = "B"  # A, B or C: where a stream carries its usage; any other value: no usage event
         self.reports_cost = True  # False: usage without `cost`, as a local llama.cpp server answers
         self.comments_before = 1
         self.comment_between = False
