@@ -269,7 +269,7 @@ class Gateway:
                     cost = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0 else None
         elif outcome == "cancelled" or relay.sent_head:
             tokens = len(relay.body) // 4 + relay.deltas
-            cost = self.cost_without_usage(relay.pool.base_url, outcome)
+            cost = self.cost_without_usage(relay, outcome)
         else:
             tokens = 0  # refused or failed before the upstream answered: nothing was generated
         policy = relay.policy
@@ -287,11 +287,12 @@ class Gateway:
                 remaining=self.ledger.remaining(policy),
             )
 
-    def cost_without_usage(self, base_url: str, outcome: str) -> float | None:
-        """Given the upstream BASE_URL of a chat that ended with OUTCOME and no usage, return its cost:
-        None (estimate it from the name's price) when it was cut, 0.0 when it ended whole or its
-        upstream reports no cost. Issue 17: behind a local llama.cpp only rpm and tpm apply."""
-        if outcome == "ok":  # a whole answer without usage: this upstream reports none
+    def cost_without_usage(self, relay: Any, outcome: str) -> float | None:
+        """Given a chat RELAY that ended with OUTCOME and no usage, return its cost: None (estimate it
+        from the name's price) when it was cut, 0.0 when it ended whole (also read on after its client
+        left) or its upstream reports no cost. Issue 17: behind a local llama.cpp only rpm/tpm apply."""
+        base_url = relay.pool.base_url
+        if outcome == "ok" or (outcome == "cancelled" and relay.client_left):  # whole, without usage: none reported
             self.costless_upstreams.add(base_url)
             return 0.0
         return 0.0 if base_url in self.costless_upstreams else None

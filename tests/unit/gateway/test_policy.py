@@ -388,7 +388,13 @@ def chat_relay(usage: dict[str, object] | None, policy: TokenPolicy, base_url: s
     """A finished chat of POLICY's name from the upstream at BASE_URL; STREAMED: 40 body bytes and 5 deltas relayed."""
     body, deltas = (b"x" * 40, 5) if streamed else (b"", 0)
     return SimpleNamespace(
-        usage=usage, policy=policy, body=body, deltas=deltas, sent_head=streamed or usage is not None, pool=SimpleNamespace(base_url=base_url)
+        usage=usage,
+        policy=policy,
+        body=body,
+        deltas=deltas,
+        sent_head=streamed or usage is not None,
+        pool=SimpleNamespace(base_url=base_url),
+        client_left=False,
     )
 
 
@@ -423,3 +429,20 @@ def test_a_cut_stream_is_estimated_unless_its_upstream_reports_no_cost(home: Pat
     gw.charge_chat(chat_relay({"total_tokens": 30, "cost": 0.3}, policy, LOCAL), "ok")  # now it reports a cost
     gw.charge_chat(chat_relay(None, policy, LOCAL, streamed=True), "cancelled")
     assert hooks.records[-1][2]["estimated"] is True and hooks.records[-1][2]["cost"] == pytest.approx(0.15)
+
+
+def test_a_stream_read_on_after_its_client_left_that_ends_without_usage_marks_its_upstream_costless(home: Path) -> None:
+    from orchat.config import load_settings
+    from orchat.gateway.state import Gateway
+
+    # A name with a budget and no price yet has its stream read on to its usage (relay.client_gone);
+    # a local llama.cpp sends none: that upstream reports no cost, so its streams are never read on again.
+    hooks, policy = RecordingHooks(2), TokenPolicy("alice", budget=10.0)
+    gw = Gateway(load_settings(environ={"ORCHAT_API_BASE": "http://127.0.0.1:9/v1"}), tokens=[(b"t" * 20, "alice")], policies={"alice": policy}, hooks=hooks)
+    left = chat_relay(None, policy, LOCAL, streamed=True)
+    left.client_left = True
+    gw.charge_chat(left, "cancelled")
+    assert (hooks.records[0][2]["cost"], hooks.records[0][2]["estimated"]) == (0.0, False)
+    assert gw.costless_upstreams == {LOCAL}
+    gw.charge_chat(chat_relay(None, policy, PRICED, streamed=True), "cancelled")  # cut, not read on: estimated
+    assert hooks.records[1][2]["estimated"] is True and gw.costless_upstreams == {LOCAL}
