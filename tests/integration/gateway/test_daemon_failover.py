@@ -74,7 +74,7 @@ def test_a_killed_primary_fails_over_without_client_errors_is_ejected_and_return
         revived.stop()
 
 
-def test_a_5xx_goes_to_the_next_upstream_and_with_every_upstream_down_readyz_is_503(
+def test_a_5xx_goes_to_the_next_upstream_and_with_every_upstream_down_readyz_is_503_and_the_health_check_critical(
     daemons: list[DaemonProc], api_env: dict[str, str], fake_openrouter: FakeOpenRouter, second_fake: FakeOpenRouter
 ) -> None:
     primary, backup = fake_openrouter, second_fake
@@ -91,6 +91,8 @@ def test_a_5xx_goes_to_the_next_upstream_and_with_every_upstream_down_readyz_is_
         assert ask(daemon.port, 1)[0] == 502
     status, _, body = request(daemon.port, "GET", "/readyz")
     assert status == 503 and json.loads(body)["reason"] == "no upstream up"
+    checked = run_orchat("health-check", "--component=daemon", env={**api_env, "ORCHAT_METRICS_PORT": str(daemon.port)})
+    assert checked.returncode == 2 and "upstream 1, 2 of 2 (ORCHAT_API_BASE) ejected" in checked.stdout, checked.stdout + checked.stderr
 
 
 def test_answers_of_an_upstream_that_reports_no_cost_add_nothing_to_a_budget_after_priced_ones(
