@@ -446,3 +446,13 @@ def test_a_stream_read_on_after_its_client_left_that_ends_without_usage_marks_it
     assert gw.costless_upstreams == {LOCAL}
     gw.charge_chat(chat_relay(None, policy, PRICED, streamed=True), "cancelled")  # cut, not read on: estimated
     assert hooks.records[1][2]["estimated"] is True and gw.costless_upstreams == {LOCAL}
+
+
+def test_a_names_first_requests_sent_together_all_pass_since_no_price_is_known_yet() -> None:
+    # README "Per-token limits" says so: the one-at-a-time rule needs the dearest request, known after the first ends.
+    ledger, policy = Ledger(), TokenPolicy("alice", budget=0.000001, period="day")
+    assert [ledger.check(policy, "m", 1, now=NOON) for _ in range(3)] == [None, None, None]
+    for _ in range(3):
+        ledger.charge(policy, 10, 0.01, now=NOON)
+    refusal = ledger.check(policy, "m", 1, now=NOON)
+    assert refusal is not None and refusal.status == 402
