@@ -279,6 +279,15 @@ class HostLedger:
             self.file.unlock()
         return cost
 
+    def knows_price(self, policy: TokenPolicy) -> bool:
+        """Return True once an answer to POLICY's name reported a cost: its cut streams can be estimated."""
+        self.file.lock()
+        try:
+            _, fields = self._load(policy.name)
+        finally:
+            self.file.unlock()
+        return bool(fields[PER_TOKEN] > 0)
+
     def remaining(self, policy: TokenPolicy, now: float | None = None) -> float | None:
         """Return what is left of POLICY's budget in the current window (None without a budget).
         Only reads: a new window is written by the next check or charge."""

@@ -230,6 +230,11 @@ class Ledger:
         self.dirty = True
         return cost
 
+    def knows_price(self, policy: TokenPolicy) -> bool:
+        """Return True once an answer to POLICY's name reported a cost: its cut streams can be estimated."""
+        acct = self.accounts.get(policy.name)
+        return acct is not None and acct.cost_per_token > 0
+
     def remaining(self, policy: TokenPolicy, now: float | None = None) -> float | None:
         """Return what is left of POLICY's budget in the current window (None without a budget)."""
         if policy.budget is None:

@@ -121,6 +121,7 @@ class ChatRelay:
         "attempts",
         "body",
         "client",
+        "client_left",
         "conn",
         "deltas",
         "error_body",
@@ -187,6 +188,7 @@ class ChatRelay:
         self.policy: TokenPolicy | None = None  # the client's limits; charged when the request ends
         self.ticket: str | None = None  # its place among the team's requests in flight (ORCHAT_SHARED_STATE)
         self.deltas = 0  # content events relayed: the completion tokens of a stream cut before its usage
+        self.client_left = False  # the client hung up while this stream is read on to its usage
         self.tried: tuple[int, ...] = ()  # upstreams that failed this request (orchat.gateway.failover)
         upstreams = gw.upstreams
         self.upstream = upstreams.pick() or 0 if upstreams is not None else 0
@@ -338,7 +340,7 @@ class ChatRelay:
         if tail:
             self.client.send_stream(tail)
         self.client.end_stream()
-        self._finish("ok")
+        self._finish("cancelled" if self.client_left else "ok")
 
     def on_lost(self, reason: str, *, retryable: bool) -> None:
         if self._settled():
@@ -362,8 +364,24 @@ class ChatRelay:
 
     # -- endings ----------------------------------------------------------------------------
     def client_gone(self) -> None:
-        """The client disconnected: drop the upstream request (OpenRouter stops billing on close)."""
+        """The client disconnected: drop the upstream request (OpenRouter stops billing on close).
+        A stream of a name with a budget but no known price yet is read on to its usage instead:
+        estimated at no price, a name that always hung up before its usage would spend nothing."""
         if self.finished:
+            return
+        policy = self.policy
+        if (
+            self.sent_head
+            and self.usage is None
+            and policy is not None
+            and policy.budget is not None
+            and self.pool.base_url not in self.gw.costless_upstreams  # a local llama.cpp: no price to learn
+            and not self.gw.ledger.knows_price(policy)
+        ):
+            self.client_left = True
+            conn = self.conn
+            if conn is not None and conn.transport is not None:
+                conn.transport.resume_reading()  # the gone client may have paused it (pause_writing)
             return
         if self.conn is not None:
             self.conn.abandon()

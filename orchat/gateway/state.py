@@ -133,6 +133,7 @@ class Gateway:
         self.upstreams: Upstreams | None = None
         self.old_pools: list[UpstreamPool] = []
         self.ledger = Ledger()  # survives SIGHUP: a reload changes limits, never what was spent
+        self.costless_upstreams: set[str] = set()  # base URLs that answered without a cost (a local llama.cpp)
         self.shared: SharedState | None = None  # ORCHAT_SHARED_STATE's link, set by the daemon
         self.generation = 0  # of the configuration: apply() counts it up (connections forget accepted tokens)
         self.apply(settings, tokens or [], policies)
@@ -248,7 +249,8 @@ class Gateway:
 
     def charge_chat(self, relay: Any, outcome: str) -> None:
         """Book RELAY's tokens and cost to its client's name: the upstream's usage, or for a stream
-        cut before its usage (the client hung up) an estimate from the body and the deltas relayed."""
+        cut before its usage (the client hung up) an estimate from the body and the deltas relayed
+        (no cost from an upstream that reports none)."""
         usage = relay.usage
         cost: float | None = 0.0
         if type(usage) is dict or isinstance(usage, dict):
@@ -258,13 +260,17 @@ class Gateway:
             tokens = total if (type(total) is int or isinstance(total, int)) and total >= 0 else 0
             value = usage.get("cost")
             if value is None:
-                cost = None  # a local llama.cpp reports no cost: its requests count against rpm/tpm only
-            elif type(value) is float:
-                cost = value if value >= 0 else None
+                self.costless_upstreams.add(relay.pool.base_url)  # a local llama.cpp: 0, never another upstream's price
             else:
-                cost = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0 else None
+                if self.costless_upstreams:  # it reports a cost after all: its cut streams are estimated again
+                    self.costless_upstreams.discard(relay.pool.base_url)
+                if type(value) is float:
+                    cost = value if value >= 0 else None
+                else:
+                    cost = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0 else None
         elif outcome == "cancelled" or relay.sent_head:
-            tokens, cost = len(relay.body) // 4 + relay.deltas, None
+            tokens = len(relay.body) // 4 + relay.deltas
+            cost = self.cost_without_usage(relay, outcome)
         else:
             tokens = 0  # refused or failed before the upstream answered: nothing was generated
         policy = relay.policy
@@ -281,6 +287,16 @@ class Gateway:
                 estimated=cost is None,
                 remaining=self.ledger.remaining(policy),
             )
+
+    def cost_without_usage(self, relay: Any, outcome: str) -> float | None:
+        """Given a chat RELAY that ended with OUTCOME and no usage, return its cost: None (estimate it
+        from the name's price) when it was cut, 0.0 when it ended whole (also read on after its client
+        left) or its upstream reports no cost. Issue 17: behind a local llama.cpp only rpm/tpm apply."""
+        base_url = relay.pool.base_url
+        if outcome == "ok" or (outcome == "cancelled" and relay.client_left):  # whole, without usage: none reported
+            self.costless_upstreams.add(base_url)
+            return 0.0
+        return 0.0 if base_url in self.costless_upstreams else None
 
     def note(self, level: int, message: str, **fields: Any) -> None:
         if self.hooks is not None:

@@ -104,7 +104,8 @@ class FakeOpenRouter:
         self.answer = DEFAULT_ANSWER
         self.command = "echo hello from the fake"
         self.reasoning_text = "Let me think about this."
-        self.usage_variant = "B"
+        self.usage_variant = "B"  # A, B or C: where a stream carries its usage; any other value: no usage event
+        self.reports_cost = True  # False: usage without `cost`, as a local llama.cpp server answers
         self.comments_before = 1
         self.comment_between = False
         self.crlf = False
@@ -202,7 +203,7 @@ class FakeOpenRouter:
     def usage_for(self, prompt_chars: int, answer: str) -> dict[str, Any]:
         prompt_tokens = max(1, prompt_chars // 4)
         completion_tokens = max(1, len(answer.split()))
-        return {
+        usage = {
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,
             "total_tokens": prompt_tokens + completion_tokens,
@@ -212,6 +213,9 @@ class FakeOpenRouter:
             "cost_details": {"upstream_inference_cost": 0},
             "completion_tokens_details": {"reasoning_tokens": 0, "image_tokens": 0, "audio_tokens": 0},
         }
+        if not self.reports_cost:
+            return {k: usage[k] for k in ("prompt_tokens", "completion_tokens", "total_tokens")}
+        return usage
 
 
 _STATUS_MESSAGES = {
@@ -450,7 +454,7 @@ class _Handler(BaseHTTPRequestHandler):
             "cancelled": False,
             "tokens_prompt": usage["prompt_tokens"],
             "tokens_completion": usage["completion_tokens"],
-            "total_cost": usage["cost"],
+            "total_cost": usage.get("cost", 0),
         }
         if body.get("stream"):
             self._stream(gen, served_model, scenario, answer, usage)

@@ -357,3 +357,44 @@ def test_in_front_of_llama_cpp_a_budget_never_applies_but_rpm_and_models_do(loca
     listed = run_orchat("daemon", "tokens", "--json", env=env)
     row = json.loads(listed.stdout)[0]
     assert (row["name"], row["spend"], row["requests_last_minute"]) == ("local", 0.0, 2)
+
+
+def test_llama_cpp_as_the_second_upstream_after_openrouter_adds_nothing_to_a_budget(
+    local_env: dict[str, str], llama_url: str, fake_openrouter: FakeOpenRouter, tmp_path: Path
+) -> None:
+    from openai import OpenAI
+
+    from tests.daemonproc import DaemonProc
+
+    # The README's typical failover: OpenRouter (the fake, which reports usage.cost) first, the site's
+    # llama.cpp second. The openai SDK asks no usage of a stream, so llama.cpp's streams end without
+    # one: neither they nor its whole answers may be charged at the price OpenRouter's answer taught.
+    token = "llama-failover-token-1234"
+    tokens_file = tmp_path / "tokens"
+    tokens_file.write_text(f"team:{token} budget=1/day\n")
+    tokens_file.chmod(0o600)
+    env = dict(
+        local_env,
+        ORCHAT_API_BASE=f"{fake_openrouter.url},{llama_url}/v1",
+        OPENROUTER_API_KEY=TEST_KEY,
+        ORCHAT_DAEMON_TOKENS_FILE=str(tokens_file),
+        ORCHAT_INSTANCE_NAME="llama-failover",
+    )
+    daemon = DaemonProc(env)
+    try:
+        client = OpenAI(base_url=f"http://127.0.0.1:{daemon.port}/v1", api_key=token, max_retries=0, timeout=120)
+        question = [{"role": "user", "content": QUESTION}]
+        priced = client.chat.completions.create(model="openai/gpt-4o-mini", messages=question)
+        cost = priced.model_dump()["usage"]["cost"]
+        assert cost > 0
+        fake_openrouter.kill()  # the uplink is down
+        options: dict[str, Any] = {"model": llama_server.MODEL_ALIAS, "messages": question, "temperature": 0, "max_tokens": int(ANSWER_TOKENS)}
+        whole = client.chat.completions.create(**options)
+        assert "Paris" in (whole.choices[0].message.content or "")
+        chunks = list(client.chat.completions.create(**options, stream=True))
+        assert "".join(chunk.choices[0].delta.content or "" for chunk in chunks if chunk.choices).strip()
+    finally:
+        assert daemon.stop() == 0
+    listed = run_orchat("daemon", "tokens", "--json", env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert json.loads(listed.stdout)[0]["spend"] == cost

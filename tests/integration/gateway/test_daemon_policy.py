@@ -246,3 +246,46 @@ def test_metrics_count_requests_by_code_tokens_cost_and_remaining_budget_per_tok
     assert float(series['orchat_daemon_token_cost_total{token="fast"}']) > 0
     assert series['orchat_daemon_token_budget_remaining{token="rich"}'] == "1e-06"
     assert not any(token in text for token in TOKENS.values())
+
+
+def hang_up_after_the_first_words(port: int, token: str) -> int:
+    """Stream a chat as TOKEN, close the connection once its first content arrived; return the status."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    body = json.dumps({"model": MODEL, "messages": MESSAGES, "stream": True}).encode()
+    head = f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+    head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    sock.sendall(head.encode() + body)
+    received = b""
+    while b'"content"' not in received and b"\r\n\r\n{" not in received:  # first words, or a refusal
+        piece = sock.recv(4096)
+        assert piece, received
+        received += piece
+    sock.close()
+    return int(received.split(b" ", 2)[1])
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])  # the in-memory ledger, and the workers' shared ledger.slots
+def test_a_name_that_hangs_up_on_every_stream_before_its_usage_still_spends_its_budget(
+    daemons: list[DaemonProc], api_env: dict[str, str], tmp_path: Path, fake_openrouter: Any, workers: str
+) -> None:
+    # A hung-up stream is estimated at the name's last known price: a name that never let a stream
+    # reach its usage had none, so every answer it read in full was free, beyond any budget.
+    log_file = tmp_path / "daemon.log"
+    lines = [f"cutter:{TOKENS['rich']} budget=0.000001/day"]  # the fake's one answer costs more than this
+    env = {
+        **api_env,
+        "ORCHAT_DAEMON_TOKENS_FILE": str(write_tokens(tmp_path / "tokens", lines)),
+        "ORCHAT_LOG_FILE": str(log_file),
+        "ORCHAT_LOG_LEVEL": "VERBOSE",
+    }
+    daemon = DaemonProc({**env, "ORCHAT_WORKERS": workers})
+    daemons.append(daemon)
+    fake_openrouter.chunk_delay = 0.05
+    assert hang_up_after_the_first_words(daemon.port, TOKENS["rich"]) == 200
+
+    def charged() -> list[dict[str, Any]]:
+        return [json.loads(line) for line in log_file.read_text().splitlines() if '"token cutter charged"' in line]
+
+    wait_for(lambda: len(charged()) == 1)
+    assert charged()[0]["estimated"] is False and charged()[0]["cost"] > 0.000001  # read on to its usage
+    assert hang_up_after_the_first_words(daemon.port, TOKENS["rich"]) == 402

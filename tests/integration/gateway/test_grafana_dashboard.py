@@ -4,6 +4,7 @@ that scraped a real daemon's traffic, returning series."""
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -74,3 +75,11 @@ def test_every_panel_query_evaluates_against_a_real_prometheus_and_returns_serie
         results[title] = prometheus.wait_for(f"series for {title!r}: {query}", evaluated)
     assert all(results.values())
     assert any(r["metric"].get("token") == "alice" for r in results["Remaining budget (USD)"])
+
+    # The instance filter: Grafana's label_values(METRIC, LABEL) is Prometheus's label values API
+    # matched on METRIC; "All" sends the variable's allValue, which the queries above were run with.
+    variable = next(v for v in json.loads(DASHBOARD.read_text())["templating"]["list"] if v["name"] == "instance")
+    found = re.fullmatch(r"label_values\((\w+), *(\w+)\)", variable["query"]["query"])
+    assert found is not None and variable["allValue"] == VARIABLES["$instance"]
+    metric, label = found.groups()
+    assert f"127.0.0.1:{daemon.port}" in prometheus.api(f"/api/v1/label/{label}/values", **{"match[]": metric})

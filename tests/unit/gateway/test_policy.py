@@ -346,8 +346,8 @@ def test_the_gateway_reads_whether_its_upstream_is_openrouter_once_per_configura
     [
         ({"total_tokens": 30, "cost": 0.25}, 30, 0.25, False),
         ({"total_tokens": 30, "cost": 1}, 30, 1.0, False),  # an int cost counts as USD too
-        ({"total_tokens": 30}, 30, 0.0, True),  # a local llama.cpp: no cost, estimated from the last price (none yet)
-        ({"total_tokens": 30, "cost": None}, 30, 0.0, True),
+        ({"total_tokens": 30}, 30, 0.0, False),  # a local llama.cpp: no cost, so nothing spent (rpm/tpm only)
+        ({"total_tokens": 30, "cost": None}, 30, 0.0, False),
         ({"total_tokens": 30, "cost": True}, 30, 0.0, True),  # a bool is no amount
         ({"total_tokens": 30, "cost": -0.5}, 30, 0.0, True),
         ({"total_tokens": 30, "cost": float("nan")}, 30, 0.0, True),
@@ -365,7 +365,94 @@ def test_a_charge_books_each_kind_of_usage_value_as_the_upstream_meant_it(
 
     hooks, policy = RecordingHooks(2), TokenPolicy("alice", budget=10.0)
     gw = Gateway(load_settings(environ={"ORCHAT_API_BASE": "http://127.0.0.1:9/v1"}), tokens=[(b"t" * 20, "alice")], policies={"alice": policy}, hooks=hooks)
-    gw.charge_chat(SimpleNamespace(usage=usage, policy=policy, body=b"", deltas=0, sent_head=False), "ok")
+    gw.charge_chat(chat_relay(usage, policy, LOCAL), "ok")
     fields = hooks.records[0][2]
     assert (fields["tokens"], fields["cost"], fields["estimated"]) == (tokens, pytest.approx(cost), estimated)
     assert gw.ledger.accounts["alice"].spend == pytest.approx(cost)  # type: ignore[attr-defined]
+
+
+def test_usage_without_cost_books_nothing_even_after_a_priced_answer_gave_the_name_a_price(home: Path) -> None:
+    from orchat.config import load_settings
+    from orchat.gateway.state import Gateway
+
+    # OpenRouter first, the site's llama.cpp second: the local answers must not be charged OpenRouter's price.
+    hooks, policy = RecordingHooks(2), TokenPolicy("alice", budget=10.0)
+    gw = Gateway(load_settings(environ={"ORCHAT_API_BASE": "http://127.0.0.1:9/v1"}), tokens=[(b"t" * 20, "alice")], policies={"alice": policy}, hooks=hooks)
+    for usage in ({"total_tokens": 30, "cost": 0.25}, {"total_tokens": 30}):
+        gw.charge_chat(chat_relay(usage, policy, LOCAL), "ok")
+    assert [record[2]["cost"] for record in hooks.records] == [0.25, 0.0]
+    assert gw.ledger.accounts["alice"].spend == pytest.approx(0.25)  # type: ignore[attr-defined]
+
+
+def chat_relay(usage: dict[str, object] | None, policy: TokenPolicy, base_url: str, *, streamed: bool = False) -> SimpleNamespace:
+    """A finished chat of POLICY's name from the upstream at BASE_URL; STREAMED: 40 body bytes and 5 deltas relayed."""
+    body, deltas = (b"x" * 40, 5) if streamed else (b"", 0)
+    return SimpleNamespace(
+        usage=usage,
+        policy=policy,
+        body=body,
+        deltas=deltas,
+        sent_head=streamed or usage is not None,
+        pool=SimpleNamespace(base_url=base_url),
+        client_left=False,
+    )
+
+
+PRICED, LOCAL = "https://openrouter.ai/api/v1", "http://127.0.0.1:8081/v1"
+
+
+def test_a_stream_that_ends_without_usage_books_no_cost_but_its_tokens_count_for_tpm(home: Path) -> None:
+    from orchat.config import load_settings
+    from orchat.gateway.state import Gateway
+
+    # The openai SDK asks no usage of a stream, and a local llama.cpp then sends none: it reports no cost.
+    hooks, policy = RecordingHooks(2), TokenPolicy("alice", budget=10.0, tpm=1000)
+    gw = Gateway(load_settings(environ={"ORCHAT_API_BASE": "http://127.0.0.1:9/v1"}), tokens=[(b"t" * 20, "alice")], policies={"alice": policy}, hooks=hooks)
+    gw.charge_chat(chat_relay({"total_tokens": 30, "cost": 0.25}, policy, PRICED), "ok")
+    gw.charge_chat(chat_relay(None, policy, LOCAL, streamed=True), "ok")
+    assert [(record[2]["tokens"], record[2]["cost"]) for record in hooks.records] == [(30, 0.25), (15, 0.0)]
+    assert gw.ledger.accounts["alice"].spend == pytest.approx(0.25)  # type: ignore[attr-defined]
+    assert gw.ledger.accounts["alice"].token_sum == 45  # type: ignore[attr-defined]
+
+
+def test_a_cut_stream_is_estimated_unless_its_upstream_reports_no_cost(home: Path) -> None:
+    from orchat.config import load_settings
+    from orchat.gateway.state import Gateway
+
+    hooks, policy = RecordingHooks(2), TokenPolicy("alice", budget=10.0)
+    gw = Gateway(load_settings(environ={"ORCHAT_API_BASE": "http://127.0.0.1:9/v1"}), tokens=[(b"t" * 20, "alice")], policies={"alice": policy}, hooks=hooks)
+    gw.charge_chat(chat_relay({"total_tokens": 30, "cost": 0.3}, policy, PRICED), "ok")  # 0.01 per token
+    gw.charge_chat(chat_relay(None, policy, PRICED, streamed=True), "cancelled")  # the client hung up: 15 tokens estimated
+    gw.charge_chat(chat_relay({"total_tokens": 30}, policy, LOCAL), "ok")  # the local server answers without cost
+    gw.charge_chat(chat_relay(None, policy, LOCAL, streamed=True), "cancelled")  # so its cut streams cost nothing
+    assert [(record[2]["cost"], record[2]["estimated"]) for record in hooks.records] == [(0.3, False), (pytest.approx(0.15), True), (0.0, False), (0.0, False)]
+    gw.charge_chat(chat_relay({"total_tokens": 30, "cost": 0.3}, policy, LOCAL), "ok")  # now it reports a cost
+    gw.charge_chat(chat_relay(None, policy, LOCAL, streamed=True), "cancelled")
+    assert hooks.records[-1][2]["estimated"] is True and hooks.records[-1][2]["cost"] == pytest.approx(0.15)
+
+
+def test_a_stream_read_on_after_its_client_left_that_ends_without_usage_marks_its_upstream_costless(home: Path) -> None:
+    from orchat.config import load_settings
+    from orchat.gateway.state import Gateway
+
+    # A name with a budget and no price yet has its stream read on to its usage (relay.client_gone);
+    # a local llama.cpp sends none: that upstream reports no cost, so its streams are never read on again.
+    hooks, policy = RecordingHooks(2), TokenPolicy("alice", budget=10.0)
+    gw = Gateway(load_settings(environ={"ORCHAT_API_BASE": "http://127.0.0.1:9/v1"}), tokens=[(b"t" * 20, "alice")], policies={"alice": policy}, hooks=hooks)
+    left = chat_relay(None, policy, LOCAL, streamed=True)
+    left.client_left = True
+    gw.charge_chat(left, "cancelled")
+    assert (hooks.records[0][2]["cost"], hooks.records[0][2]["estimated"]) == (0.0, False)
+    assert gw.costless_upstreams == {LOCAL}
+    gw.charge_chat(chat_relay(None, policy, PRICED, streamed=True), "cancelled")  # cut, not read on: estimated
+    assert hooks.records[1][2]["estimated"] is True and gw.costless_upstreams == {LOCAL}
+
+
+def test_a_names_first_requests_sent_together_all_pass_since_no_price_is_known_yet() -> None:
+    # README "Per-token limits" says so: the one-at-a-time rule needs the dearest request, known after the first ends.
+    ledger, policy = Ledger(), TokenPolicy("alice", budget=0.000001, period="day")
+    assert [ledger.check(policy, "m", 1, now=NOON) for _ in range(3)] == [None, None, None]
+    for _ in range(3):
+        ledger.charge(policy, 10, 0.01, now=NOON)
+    refusal = ledger.check(policy, "m", 1, now=NOON)
+    assert refusal is not None and refusal.status == 402
