@@ -128,6 +128,9 @@ rpm: dist ## build $(RPMDIR)/orchat-VERSION-N.noarch.rpm from the release tarbal
 	mv '$(BUILDDIR)'/rpm/orchat-*.noarch.rpm '$(RPMDIR)/'
 	rm -rf '$(BUILDDIR)/rpm'
 
+# Issue 17 compares the policy's cost with the daemon as it was when the issue was filed (a git checkout only).
+BENCH_BEFORE := $(shell git rev-parse -q --verify '9017c40^{commit}' >/dev/null 2>&1 && echo --before 9017c40)
+
 bench: venv ## run bench/ (start-up, one-shot, metrics, shared ledger, daemon, daemon workers) and write docs/benchmarks.md
 	$(VPY) bench/startup
 	$(VPY) bench/oneshot
@@ -136,7 +139,9 @@ bench: venv ## run bench/ (start-up, one-shot, metrics, shared ledger, daemon, d
 	$(VPY) bench/ledger --contended
 	@if [ -x bench/daemon ]; then $(VPY) bench/daemon; fi
 	@if [ -x bench/daemon ]; then $(VPY) bench/daemon --workers; fi
-	@if [ -x bench/daemon ]; then $(VPY) bench/daemon --policy; fi
+	@if [ -x bench/daemon ]; then $(VPY) bench/daemon --policy --rounds 5 $(BENCH_BEFORE); fi
+	@if [ -x bench/daemon ] && command -v valgrind >/dev/null; then $(VPY) bench/daemon --policy --instructions $(BENCH_BEFORE); \
+	else echo "bench: no valgrind: instructions per request not counted"; fi
 	@if [ -x bench/daemon ]; then $(VPY) bench/daemon --policy --workers; fi
 
 bench-peers: venv ## install llm, shell-gpt, litellm[proxy] into .bench-peers/ and compare ORCHAT with them (docs/benchmarks.md)
