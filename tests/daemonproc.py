@@ -122,7 +122,7 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 10.0, interval: flo
 
 
 def write_tokens(path: Path, lines: list[str]) -> Path:
-    path.write_text("\n".join(lines) + "\n")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     path.chmod(0o600)
     return path
 

@@ -9,16 +9,20 @@ no field has no limit. The policy only says what is allowed; orchat.gateway.ledg
 from __future__ import annotations
 
 import calendar
+import math
 import re
 import time
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 
+from orchat.wire.framing import parse_digits
+
 PERIODS = ("day", "week", "month")
 FIELDS = ("budget", "rpm", "tpm", "models")
 MAX_MODEL_DECISIONS = 1024  # distinct model names remembered per token (a client may send any string)
 _FIELD_START = re.compile(r"[a-z]+=")
-_AMOUNT = re.compile(r"(\d+(?:\.\d*)?|\.\d+)/(day|week|month)")
+# [0-9], not \d: \d and float() also read fullwidth and Arabic-Indic digits (numbers here are ASCII, as on the wire).
+_AMOUNT = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)/(day|week|month)")
 SECONDS_PER_DAY = 86400
 
 
@@ -97,13 +101,14 @@ def parse_policy(name: str, words: list[str]) -> TokenPolicy:
         seen.add(key)
         if key == "budget":
             match = _AMOUNT.fullmatch(value)
-            if not match:
+            if not match or not math.isfinite(float(match.group(1))):  # hundreds of digits make float() inf
                 raise PolicyError(f"budget={value}: expected AMOUNT/day, AMOUNT/week or AMOUNT/month (USD, e.g. 5.00/day)")
             policy.budget, policy.period = float(match.group(1)), match.group(2)
         elif key in ("rpm", "tpm"):
-            if not value.isdigit() or int(value) < 1:
+            number = parse_digits(value)  # ASCII digits only: str.isdigit() passes a superscript two, int() reads Arabic-Indic
+            if number is None or number < 1:
                 raise PolicyError(f"{key}={value}: expected a whole number of at least 1")
-            setattr(policy, key, int(value))
+            setattr(policy, key, number)
         else:
             globs = tuple(value.split(","))
             if not value or not all(globs) or any(ch.isspace() or not ch.isprintable() for ch in value):

@@ -27,6 +27,7 @@ from orchat.gateway.upstream import UpstreamConnection
 from orchat.wire.answer import MAX_BODY_BYTES
 from orchat.wire.apierror import describe_error_body
 from orchat.wire.framing import error_json, sse_error_event
+from orchat.wire.retry import is_retry_after_under_a_second
 
 
 class ClientConnection(Protocol):
@@ -253,7 +254,7 @@ class ChatRelay:
         if status != 429:
             return False
         wait = next((value for name, value in self.error_headers if name == "retry-after"), "")
-        return not (wait.strip() in ("0", "0.0") or wait.strip().startswith("0."))
+        return not is_retry_after_under_a_second(wait)
 
     # -- upstream callbacks ----------------------------------------------------------------
     def cork(self) -> None:

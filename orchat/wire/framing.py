@@ -11,10 +11,6 @@ import json
 import re
 from http import HTTPStatus
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # typing costs start-up time on every chat; annotations are strings here
-    from typing import Any
-
 MAX_HEAD_BYTES = 16384
 MAX_CHUNK_LINE_BYTES = 4096
 MAX_LENGTH_DIGITS = 18  # a Content-Length up to 10**18 - 1: far beyond any body, and int() stays cheap
@@ -234,10 +230,14 @@ ERROR_TYPES = {
 }
 
 
-def error_json(status: int, message: str, *, error_type: str = "", code: Any = None) -> bytes:
-    """Return OpenAI's error body: {"error": {"message", "type", "param", "code"}}."""
+def error_json(status: int, message: str, *, error_type: str = "", code: str | None = None) -> bytes:
+    """Return OpenAI's error body: {"error": {"message", "type", "param", "code"}}.
+
+    CODE is a string or null, never the status as a number: OpenAI's error object (and the openai
+    SDK's APIError.code) is Optional[str]; the status is already on the status line.
+    """
     kind = error_type or ERROR_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
-    payload = {"error": {"message": message, "type": kind, "param": None, "code": code if code is not None else status}}
+    payload = {"error": {"message": message, "type": kind, "param": None, "code": code}}
     return json.dumps(payload, separators=(",", ":")).encode("utf-8")
 
 

@@ -26,6 +26,7 @@ from orchat.wire.answer import AnswerReader, ChatResult, read_bounded
 from orchat.wire.apierror import RESET_MILLISECONDS_DIGITS, describe_error_body, retry_verdict
 from orchat.wire.framing import WireError, parse_digits
 from orchat.wire.httpresponse import read_error_body
+from orchat.wire.retry import is_retry_after_under_a_second
 from orchat.wire.transport import Transport
 
 TYPE_CHECKING = False
@@ -206,8 +207,8 @@ class Client:
                 if index == last:
                     raise
                 continue
-            wait = (response.getheader("Retry-After") or "").strip()
-            failed = response.status >= 500 or (response.status == 429 and not wait.startswith("0"))
+            wait = response.getheader("Retry-After") or ""
+            failed = response.status >= 500 or (response.status == 429 and not is_retry_after_under_a_second(wait))
             if not failed or index == last:
                 return conn, response
             conn.close()

@@ -39,3 +39,14 @@ def parse_retry_after(value: str) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - time.time())
+
+
+def is_retry_after_under_a_second(value: str) -> bool:
+    """Given a Retry-After header value, return True if it says the same server is ready in under a second.
+
+    Both the CLI and the daemon ask this of a 429 to choose between passing it on and trying the next
+    upstream, so both read "05" as five seconds (RFC 9110 delay-seconds is 1*DIGIT) and "00" as none.
+    A value that is neither delay-seconds nor an HTTP-date is no promise: False.
+    """
+    wait = parse_retry_after(value)
+    return wait is not None and wait < 1

@@ -42,9 +42,12 @@ def test_the_cli_passes_a_429_on_to_the_next_upstream_unless_the_same_one_is_rea
     fake_openrouter.fail_next(429, headers={"Retry-After": "30"})  # busy for a while: the next upstream
     proc = run_orchat("-m", "openai/gpt-4o-mini", "hello", env=env)
     assert proc.returncode == 0 and len(second_fake.chat_requests()) == 1, proc.stderr
+    fake_openrouter.fail_next(429, headers={"Retry-After": "05"})  # five seconds (RFC 9110 delay-seconds), as the daemon reads it
+    proc = run_orchat("-m", "openai/gpt-4o-mini", "hello", env=env)
+    assert proc.returncode == 0 and len(second_fake.chat_requests()) == 2, proc.stderr
     fake_openrouter.fail_next(429, headers={"Retry-After": "0"})  # ready again at once: its answer stands
     proc = run_orchat("-m", "openai/gpt-4o-mini", "hello", env=env)
-    assert proc.returncode == 75 and proc.stdout == "" and len(second_fake.chat_requests()) == 1, proc.stderr
+    assert proc.returncode == 75 and proc.stdout == "" and len(second_fake.chat_requests()) == 2, proc.stderr
 
 
 def test_the_cli_never_goes_to_the_next_upstream_once_an_answer_began(

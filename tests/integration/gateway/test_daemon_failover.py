@@ -88,7 +88,10 @@ def test_a_5xx_goes_to_the_next_upstream_and_with_every_upstream_down_readyz_is_
     primary.kill()
     backup.kill()
     for _ in range(3):  # each upstream fails three times in a row: both ejected
-        assert ask(daemon.port, 1)[0] == 502
+        status, _, body = request(daemon.port, "POST", "/v1/chat/completions", CHAT)
+        error = json.loads(body)["error"]
+        # OpenAI's code is a string or null (the openai SDK types it Optional[str]), never the status
+        assert status == 502 and error["type"] == "upstream_unavailable" and error["code"] is None
     status, _, body = request(daemon.port, "GET", "/readyz")
     assert status == 503 and json.loads(body)["reason"] == "no upstream up"
     checked = run_orchat("health-check", "--component=daemon", env={**api_env, "ORCHAT_METRICS_PORT": str(daemon.port)})
@@ -130,13 +133,15 @@ def test_a_429_whose_retry_after_is_a_second_or_more_goes_to_the_next_upstream(
 ) -> None:
     primary, backup = fake_openrouter, second_fake
     daemon = start_without_retries(daemons, api_env, primary, backup)
-    for wait in ("1", "30"):
+    for wait in ("1", "30", "05"):  # "05" is five seconds (RFC 9110 delay-seconds), as the CLI reads it
         primary.fail_next(429, headers={"Retry-After": wait})
         assert ask(daemon.port, 1) == (200, backup.answer)
-    assert len(backup.chat_requests()) == 2
-    primary.fail_next(429, headers={"Retry-After": "0.5"})  # ready within a second: the client gets the 429
-    status, _, _ = request(daemon.port, "POST", "/v1/chat/completions", CHAT)
-    assert status == 429 and len(backup.chat_requests()) == 2
+        assert ask(daemon.port, 1) == (200, primary.answer)  # a success between: three failures in a row would eject it
+    assert len(backup.chat_requests()) == 3
+    for wait in ("0.5", "00"):  # ready within a second: the client gets the 429
+        primary.fail_next(429, headers={"Retry-After": wait})
+        status, _, _ = request(daemon.port, "POST", "/v1/chat/completions", CHAT)
+        assert status == 429 and len(backup.chat_requests()) == 3
 
 
 def test_a_stream_that_breaks_after_its_first_byte_ends_with_an_error_event_and_never_fails_over(

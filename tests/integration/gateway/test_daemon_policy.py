@@ -136,10 +136,18 @@ def test_each_decision_is_logged_with_the_token_name_limit_and_values_never_the_
     assert not any(token in log_file.read_text() for token in TOKENS.values())
 
 
-def test_a_malformed_policy_field_stops_the_start_with_78_naming_file_and_line(api_env: dict[str, str], tmp_path: Path) -> None:
-    tokens = write_tokens(tmp_path / "tokens", ["# team", f"alice:{TOKENS['fast']} rpm=fast"])
+@pytest.mark.parametrize(
+    ("field", "says"),
+    [
+        ("rpm=fast", "rpm=fast: expected a whole number"),
+        ("rpm=\u00b2", "rpm=\u00b2: expected a whole number"),  # str.isdigit() says yes, int() raises
+        ("budget=\uff15/day", "budget=\uff15/day: expected AMOUNT/day"),  # fullwidth: float() reads it as 5
+    ],
+)
+def test_a_malformed_policy_field_stops_the_start_with_78_naming_file_and_line(api_env: dict[str, str], tmp_path: Path, field: str, says: str) -> None:
+    tokens = write_tokens(tmp_path / "tokens", ["# team", f"alice:{TOKENS['fast']} {field}"])
     proc = run_orchat("--daemon", "--port", "0", env={**api_env, "ORCHAT_DAEMON_TOKENS_FILE": str(tokens)}, timeout=30)
-    assert proc.returncode == 78 and f"{tokens}:2: rpm=fast: expected a whole number" in proc.stderr
+    assert proc.returncode == 78 and f"{tokens}:2: {says}" in proc.stderr
     assert TOKENS["fast"] not in proc.stderr and "Traceback" not in proc.stderr
 
 

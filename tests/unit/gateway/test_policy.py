@@ -21,7 +21,7 @@ NOON = float(calendar.timegm((2026, 12, 3, 12, 0, 0)))  # a Thursday
 
 def tokens_file(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "tokens"
-    path.write_text(text)
+    path.write_text(text, encoding="utf-8")
     path.chmod(0o600)
     return path
 
@@ -52,6 +52,21 @@ def test_read_tokens_file_keeps_plain_lines_and_reads_every_field(tmp_path: Path
         ("models=a,,b", "models=a,,b"),
         ("colour=red", "unknown field 'colour'"),
         ("rpm=1 rpm=2", "given twice"),
+        # Numbers in the file are ASCII digits only: float() and int() also read these.
+        ("budget=\uff15/day", "budget=\uff15/day"),  # fullwidth 5
+        ("budget=\u0665.\u0660/day", "budget=\u0665.\u0660/day"),  # Arabic-Indic 5.0
+        ("rpm=\uff16\uff10", "rpm=\uff16\uff10"),
+        ("rpm=\u0666\u0660", "rpm=\u0666\u0660"),
+        ("tpm=\uff11\uff10\uff10", "tpm=\uff11\uff10\uff10"),
+        ("tpm=\u0661\u0660\u0660", "tpm=\u0661\u0660\u0660"),
+        ("rpm=\u00b2", "rpm=\u00b2"),  # passes str.isdigit(), then int() raises
+        ("tpm=" + "9" * 5000, "expected a whole number"),  # int() of 5,000 digits raises
+        ("budget=" + "9" * 400 + "/day", "expected AMOUNT/day"),  # float() of it is inf
+        ("budget=1e3/day", "budget=1e3/day"),
+        ("budget=inf/day", "budget=inf/day"),
+        ("budget=nan/day", "budget=nan/day"),
+        ("rpm=-1", "rpm=-1"),
+        ("rpm=+1", "rpm=+1"),
     ],
 )
 def test_a_malformed_field_is_a_config_error_naming_file_and_line(tmp_path: Path, field: str, says: str) -> None:

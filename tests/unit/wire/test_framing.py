@@ -91,10 +91,21 @@ def test_body_length_covers_length_chunked_none_and_bad_values() -> None:
 
 def test_error_json_has_openais_shape() -> None:
     body = json.loads(error_json(429, "slow down"))
-    assert body == {"error": {"message": "slow down", "type": "rate_limit_error", "param": None, "code": 429}}
+    assert body == {"error": {"message": "slow down", "type": "rate_limit_error", "param": None, "code": None}}
     assert json.loads(error_json(502, "x"))["error"]["type"] == "api_error"
     assert sse_error_event(502, "cut", "upstream_error").startswith(b"data: {")
     assert status_line(418).startswith(b"HTTP/1.1 418 ")
+
+
+def test_error_bodies_carry_code_as_a_string_or_null_never_a_number() -> None:
+    # OpenAI's error object types code as Optional[str] (so does the openai SDK); a status as a
+    # JSON number breaks typed clients. The status is already the answer's status line.
+    for status in (400, 401, 404, 408, 413, 429, 431, 500, 502, 503, 504):
+        assert json.loads(error_json(status, "x"))["error"]["code"] is None
+        assert json.loads(error_json(status, "x", error_type="upstream_unavailable"))["error"]["code"] is None
+        event = sse_error_event(status, "cut", "upstream_error")
+        assert json.loads(event[len(b"data: ") :])["error"]["code"] is None
+    assert json.loads(error_json(404, "x", code="not_found"))["error"]["code"] == "not_found"
 
 
 def test_client_status_for_maps_the_gateway_key_failure_to_502() -> None:

@@ -9,7 +9,7 @@ import pytest
 from orchat.wire.apierror import describe_error_body, is_daily_cap
 from orchat.wire.framing import WireError, parse_digits
 from orchat.wire.httpresponse import Response
-from orchat.wire.retry import parse_retry_after
+from orchat.wire.retry import is_retry_after_under_a_second, parse_retry_after
 
 HOSTILE_NUMBERS = ["\u00b2", "\u0661\u0662", "1" * 5000, "-1", "+1", "1_0", "0x1", " ", "", "1e3", "inf", "nan"]
 
@@ -44,3 +44,25 @@ def test_rate_limit_reset_and_retry_hints_that_are_not_numbers_are_ignored() -> 
     for hint in ("Infinity", "NaN", "-1", "1e999"):
         body = b'{"error": {"message": "slow", "metadata": {"retry_after_seconds": %b}}}' % hint.encode()
         assert describe_error_body(429, body)[2] is None
+
+
+@pytest.mark.parametrize(
+    ("value", "soon"),
+    [
+        ("0", True),
+        ("00", True),
+        (" 0 ", True),
+        ("0.5", True),
+        ("Thu, 01 Jan 1970 00:00:00 GMT", True),  # a date already past: ready now
+        ("05", False),  # delay-seconds is 1*DIGIT (RFC 9110 10.2.3): five seconds, not "0-something"
+        ("1", False),
+        ("30", False),
+        ("", False),
+        ("\u0660", False),  # Arabic-Indic zero: not a DIGIT
+        ("0x0", False),
+        ("-1", False),
+    ],
+)
+def test_a_retry_after_is_under_a_second_only_when_its_value_says_so(value: str, soon: bool) -> None:
+    # The CLI and the daemon both decide with this whether a 429 goes to the next upstream.
+    assert is_retry_after_under_a_second(value) is soon
