@@ -1,10 +1,9 @@
-"""One client socket of the gateway: HTTP/1.1 request parsing, routing, and answers.
+"""One client socket of the gateway: HTTP/1.1 request parsing and routing.
 
 A ClientConnection parses requests incrementally (head, then a Content-Length or chunked body),
 checks route, method, token and size before reading a body, and keeps the connection alive
-between requests. Answers are written whole (respond) or in pieces (start_stream, send_stream,
-end_stream); writes made while the upstream's bytes are handled are corked into one send().
-The once-a-second sweep calls expire() on connections past their deadline (slowloris).
+between requests; its answers are written by its base class (orchat.gateway.answers). The
+once-a-second sweep calls expire() on connections past their deadline (slowloris).
 """
 
 from __future__ import annotations
@@ -16,29 +15,26 @@ import os
 import time
 from typing import Any
 
+from orchat.gateway.answers import BODY, BUSY, CLOSED, HEAD, ClientAnswers
 from orchat.gateway.ledgerrules import Refusal
 from orchat.gateway.modelentry import ModelEntry, is_model_path, model_not_found_body
 from orchat.gateway.modelfilter import AllowedModels
+from orchat.gateway.modelsfetch import ModelsFetch
 from orchat.gateway.policy import TokenPolicy
-from orchat.gateway.relay import ChatRelay, ModelsFetch
-from orchat.gateway.requestid import ClientHeaders, new_request_id, read_client_headers
+from orchat.gateway.relay import ChatRelay
+from orchat.gateway.requestid import ClientHeaders, read_client_headers
 from orchat.gateway.sharedstate import SharedState, counts_shared
 from orchat.gateway.state import Gateway
 from orchat.wire.framing import (
-    LAST_CHUNK,
     MAX_HEAD_BYTES,
     ChunkedDecoder,
     WireError,
     body_length,
-    encode_chunk,
     error_json,
     parse_request_head,
-    status_line,
 )
 from orchat.wire.routing import apply_site_routing
 
-HEAD, BODY, BUSY, CLOSED = range(4)
-JSON = "application/json"
 ROUTES = {
     "/v1/chat/completions": ("POST",),
     "/v1/models": ("GET", "HEAD"),
@@ -50,7 +46,7 @@ OPEN_ROUTES = frozenset({"/healthz", "/readyz"})  # load balancer checks carry n
 ESTIMATED_BYTES_PER_TOKEN = 4  # tpm: a request's tokens guessed from its body before the upstream counts them
 
 
-class ClientConnection(asyncio.Protocol):
+class ClientConnection(ClientAnswers, asyncio.Protocol):
     """One client socket: parse requests, route them, write answers (kept alive between requests)."""
 
     def __init__(self, gw: Gateway) -> None:
@@ -375,87 +371,6 @@ class ClientConnection(asyncio.Protocol):
         gw.audit(self.identity, "daemon:/v1/chat/completions", model[:200], "REFUSED:" + refusal.code)
         headers = [("Retry-After", str(refusal.retry_after))] if refusal.retry_after else None
         self.respond(refusal.status, error_json(refusal.status, refusal.message, error_type=refusal.error_type, code=refusal.code), headers=headers)
-
-    # -- answers -------------------------------------------------------------------------------------
-    def _request_id_header(self) -> bytes:
-        # Every answer names its request, also those refused before a head was read.
-        request_id = self.client_headers.request_id if self.client_headers is not None else new_request_id()
-        return b"X-Request-Id: %b\r\n" % request_id.encode("ascii")
-
-    def _connection_header(self) -> bytes:
-        if not self.keep_alive or self.gw.draining:
-            self.keep_alive = False
-            return b"Connection: close\r\n"
-        return b"Connection: keep-alive\r\n" if self.http10 else b""
-
-    def respond(self, status: int, body: bytes, *, content_type: str = JSON, headers: list[tuple[str, str]] | None = None) -> None:
-        """Write a complete answer, then wait for the next request (or close)."""
-        transport = self.transport
-        if self.state == CLOSED or transport is None or transport.is_closing():
-            return
-        self.status = status
-        extra = "".join(f"{k}: {v}\r\n" for k, v in headers).encode("latin-1") if headers else b""
-        head = b"%bContent-Type: %b\r\nContent-Length: %d\r\n%b%b%b%b\r\n" % (
-            status_line(status),
-            content_type.encode(),
-            len(body),
-            self.gw.common_headers,
-            self._request_id_header(),
-            extra,
-            self._connection_header(),
-        )
-        self.write(head if self.head_only else head + body)
-        self.done()
-
-    def start_stream(self, status: int, headers: list[tuple[str, str]]) -> None:
-        """Write the head of an answer whose body follows in pieces (chunked, or until close for HTTP/1.0)."""
-        if self.state == CLOSED:
-            return
-        self.status = status
-        if self.http10:
-            self.keep_alive = False
-        self.chunked = not self.http10
-        extra = "".join(f"{k}: {v}\r\n" for k, v in headers).encode("latin-1")
-        framing = b"Transfer-Encoding: chunked\r\n" if self.chunked else b""
-        self.write(b"%b%b%b%b%b%b\r\n" % (status_line(status), extra, self.gw.common_headers, self._request_id_header(), framing, self._connection_header()))
-
-    def send_stream(self, data: bytes) -> None:
-        if self.state != CLOSED and data:
-            self.write(encode_chunk(data) if self.chunked else data)
-
-    def end_stream(self) -> None:
-        if self.state == CLOSED:
-            return
-        if self.chunked:
-            self.write(LAST_CHUNK)
-        self.done()
-
-    def write(self, data: bytes) -> None:
-        if self.corked is not None:
-            self.corked.append(data)
-        else:
-            self.transport.write(data)
-
-    def cork(self) -> None:
-        """Collect writes until uncork(): a head, body and end that arrive together go out in one send()."""
-        if self.corked is None:
-            self.corked = []
-
-    def uncork(self) -> None:
-        parts, self.corked = self.corked, None
-        if parts and self.transport is not None and not self.transport.is_closing():
-            self.transport.write(parts[0] if len(parts) == 1 else b"".join(parts))
-
-    def abort(self) -> None:
-        self.corked = None
-        if self.transport is not None:
-            self.transport.abort()
-
-    def close(self) -> None:
-        self.uncork()
-        self.state = CLOSED
-        if self.transport is not None:
-            self.transport.close()
 
     def done(self) -> None:
         """One answer is out: keep the connection for the next request, or close it."""

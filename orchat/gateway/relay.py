@@ -1,4 +1,4 @@
-"""One gateway request forwarded upstream: POST /chat/completions relayed, GET /models cached.
+"""One gateway chat request forwarded upstream: POST /chat/completions relayed to its client.
 
 A ChatRelay gets the upstream answer through UpstreamConnection callbacks and writes a stream
 to its ClientConnection event by event as it arrives; a non-streamed answer goes out whole once
@@ -10,109 +10,32 @@ an SSE error event instead.
 
 from __future__ import annotations
 
-import json
 import re
 import time
-from typing import Any, Protocol
+from typing import Any
 
 from orchat.config import mask_key, scrub_secret
 from orchat.errors import UpstreamUnavailable
+from orchat.gateway.clientside import ClientConnection
 from orchat.gateway.events import EventCutter
 from orchat.gateway.keymask import KeyMask
-from orchat.gateway.modellist import NoModelList, rewrite_model_list
 from orchat.gateway.policy import TokenPolicy
 from orchat.gateway.requestid import ClientHeaders
 from orchat.gateway.state import Gateway
+from orchat.gateway.statusmap import client_status_for, error_kind_for
 from orchat.gateway.upstream import UpstreamConnection
+from orchat.gateway.usage import USAGE_MARK, find_usage
 from orchat.wire.answer import MAX_BODY_BYTES
 from orchat.wire.apierror import describe_error_body
 from orchat.wire.framing import error_json, sse_error_event
 from orchat.wire.retry import is_retry_after_under_a_second
 
-
-class ClientConnection(Protocol):
-    """The client side a relay writes to; orchat.gateway.connection implements it (and creates relays)."""
-
-    relay: ChatRelay | None
-
-    def respond(self, status: int, body: bytes, *, content_type: str = ..., headers: list[tuple[str, str]] | None = None) -> None: ...
-
-    def start_stream(self, status: int, headers: list[tuple[str, str]]) -> None: ...
-
-    def send_stream(self, data: bytes) -> None: ...
-
-    def end_stream(self) -> None: ...
-
-    def cork(self) -> None: ...
-
-    def uncork(self) -> None: ...
-
-    def abort(self) -> None: ...
-
-
 ERROR_BODY_LIMIT_BYTES = 65536
 PASSED_ERROR_HEADERS = ("retry-after", "x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset")
 RELAYED_HEADERS = (("cache-control", "Cache-Control"), ("x-generation-id", "X-Generation-Id"))
 MAX_STALE_RETRIES = 2
-_USAGE_MARK = b'"usage"'
 # A delta with text: `"content":"x` (not the role chunk's empty string); the CLI's first token too.
 _FIRST_TOKEN = re.compile(rb'"content" ?: ?"(?!")')
-USAGE_WINDOW_BYTES = 16384  # a usage object is a few hundred bytes; never decode more than this per mark
-MAX_USAGE_TRIES = 8  # marks tried from the end: a body full of decoy marks costs a constant, not n^2
-_decoder = json.JSONDecoder()
-
-
-def client_status_for(upstream_status: int) -> int:
-    """Map an upstream error status to the one the gateway answers with.
-
-    The client's request problems pass through (400, 402, 403, 404, 408, 413, 422, 429); the
-    upstream refusing the gateway's own key is a 502 (the client's token was fine); other
-    5xx become 502, except 503 (with its Retry-After) and timeouts (504).
-    """
-    if upstream_status == 401:
-        return 502
-    if upstream_status in (503, 504):
-        return upstream_status
-    if upstream_status == 524:
-        return 504
-    if 400 <= upstream_status < 500:
-        return upstream_status
-    return 502
-
-
-def error_kind_for(status: int) -> str:
-    """Return the metrics error type (orchat.telemetry.store.ERROR_TYPES) for a client-facing status."""
-    if status in (401, 402, 403):
-        return "auth"
-    if status == 429:
-        return "rate_limit"
-    if status in (408, 504):
-        return "timeout"
-    if status < 500:
-        return "client"
-    return "upstream"
-
-
-def find_usage(data: bytes) -> dict[str, Any] | None:
-    """Return the last `"usage": {...}` object in DATA (a JSON body or SSE events), or None.
-
-    Linear in DATA: at most MAX_USAGE_TRIES marks are tried, each on a window of
-    USAGE_WINDOW_BYTES (the whole tail per mark was quadratic on a body of decoy marks).
-    """
-    at = data.rfind(_USAGE_MARK)
-    tries = 0
-    while at >= 0 and tries < MAX_USAGE_TRIES:
-        tries += 1
-        brace = data.find(b"{", at, at + 64)
-        if brace >= 0:
-            try:
-                value, _ = _decoder.raw_decode(data[brace : brace + USAGE_WINDOW_BYTES].decode("utf-8", errors="replace"))
-            except (ValueError, RecursionError):
-                value = None
-            if isinstance(value, dict):
-                return value
-        at = data.rfind(_USAGE_MARK, 0, at)
-    return None
 
 
 class ChatRelay:
@@ -302,7 +225,7 @@ class ChatRelay:
                 self._answer_error(502, f"the upstream answer is larger than {MAX_BODY_BYTES} bytes", "upstream_error")
                 self._finish("error")
             return
-        if _USAGE_MARK in data:
+        if USAGE_MARK in data:
             self.usage = find_usage(data) or self.usage
         if self.first_token_seconds is None and _FIRST_TOKEN.search(data):
             self.first_token_seconds = time.monotonic() - self.started
@@ -406,7 +329,7 @@ class ChatRelay:
     def _answer_whole(self) -> None:
         body = b"".join(self.whole or ())
         self.whole = None
-        if _USAGE_MARK in body:
+        if USAGE_MARK in body:
             self.usage = find_usage(body)
         key = self.key_bytes
         if key and key in body:
@@ -428,76 +351,3 @@ class ChatRelay:
         self.gw.in_flight -= 1
         self.client.relay = None
         self.gw.observe_chat(self, outcome)
-
-
-class ModelsFetch:
-    """GET /models once for every client waiting on it; the answer is cached for a minute."""
-
-    def __init__(self, gw: Gateway) -> None:
-        self.gw = gw
-        self.waiters: list[ClientConnection] = []
-        self.key = gw.settings.api_key  # of the upstream asked: masked if it echoes it
-        self.status = 0
-        self.parts: list[bytes] = []
-        self.size = 0
-
-    async def run(self) -> None:
-        try:
-            upstreams = self.gw.upstreams
-            pool = self.gw.pool
-            if upstreams is not None:
-                pool = upstreams.pools[upstreams.pick() or 0]  # the first upstream up
-                self.key = pool.api_key
-            conn = pool.take_idle() or await pool.connect()
-        except UpstreamUnavailable as err:
-            self._reply(502, error_json(502, str(err), error_type="upstream_unavailable"))
-            return
-        conn.send(pool.models_request(), self)
-
-    def cork(self) -> None:
-        pass
-
-    uncork = cork
-
-    def on_head(self, status: int, headers: dict[str, str]) -> None:
-        self.status = status
-
-    def on_body(self, data: bytes) -> None:
-        self.size += len(data)
-        if self.size <= self.gw.models_limit_bytes:
-            self.parts.append(data)
-
-    def on_end(self) -> None:
-        body = b"".join(self.parts)
-        self.parts = []
-        if self.status != 200:
-            status = client_status_for(self.status)
-            message, kind, _ = describe_error_body(self.status, body)
-            self._reply(status, error_json(status, message, error_type=kind or "upstream_error"))
-            return
-        if self.size > self.gw.models_limit_bytes:
-            self._reply(502, error_json(502, "the upstream model list is larger than ORCHAT_CACHE_SIZE allows", error_type="upstream_error"))
-            return
-        try:
-            payload = rewrite_model_list(body)  # one model at a time: json.loads of it all took 40x its size
-        except NoModelList:
-            self._reply(502, error_json(502, "the upstream answer has no model list", error_type="upstream_error"))
-            return
-        except (ValueError, RecursionError):
-            self._reply(502, error_json(502, "the upstream model list is not JSON", error_type="upstream_error"))
-            return
-        del body
-        key = self.key.encode() if len(self.key) >= 8 else b""
-        if key and key in payload:  # an upstream that echoes the key in its model list
-            payload = payload.replace(key, mask_key(self.key).encode())
-        self.gw.cache_models(payload)
-        self._reply(200, payload)
-
-    def on_lost(self, reason: str, *, retryable: bool) -> None:
-        self._reply(502, error_json(502, reason, error_type="upstream_error"))
-
-    def _reply(self, status: int, body: bytes) -> None:
-        self.gw.models_fetch = None
-        for client in self.waiters:
-            client.respond(status, body)
-        self.waiters.clear()

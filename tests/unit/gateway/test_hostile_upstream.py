@@ -9,7 +9,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from orchat.gateway import relay as relay_module
+from orchat.gateway import usage as usage_module
 from tests.fakes.openrouter import TEST_KEY
 from tests.fakes.raw_upstream import WAIT_SECONDS, Piece, RawUpstream
 from tests.unit.gateway.test_server import CHAT, Harness
@@ -149,12 +149,12 @@ class CountingDecoder:
 
 def test_find_usage_on_a_body_full_of_decoy_marks_decodes_no_more_than_the_body(monkeypatch: pytest.MonkeyPatch) -> None:
     counting = CountingDecoder()
-    monkeypatch.setattr(relay_module, "_decoder", counting)
+    monkeypatch.setattr(usage_module, "_decoder", counting)
     body = b'"usage"{' * 8192  # 64 KiB of marks, none of them a usage object
-    assert relay_module.find_usage(body) is None
+    assert usage_module.find_usage(body) is None
     assert counting.chars <= len(body)  # was the sum of every tail: about len(body) ** 2 / 16
     real = body + b'"usage":{"prompt_tokens":3}}'
-    assert relay_module.find_usage(real) == {"prompt_tokens": 3}
+    assert usage_module.find_usage(real) == {"prompt_tokens": 3}
 
 
 @pytest.mark.parametrize("length", ["\u00b2", "1\u00b9", "1" * 5000, "1_0", " 1 2"])

@@ -8,7 +8,8 @@ from typing import Any
 
 from orchat.errors import UpstreamUnavailable
 from orchat.gateway.connection import ClientConnection
-from orchat.gateway.relay import ChatRelay, ModelsFetch
+from orchat.gateway.modelsfetch import ModelsFetch
+from orchat.gateway.relay import ChatRelay
 from orchat.gateway.state import Gateway
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from orchat.gateway import sdnotify
-from orchat.gateway.relay import client_status_for, error_kind_for, find_usage
+from orchat.gateway.statusmap import client_status_for, error_kind_for
+from orchat.gateway.usage import find_usage
 from orchat.wire.framing import (
     ChunkedDecoder,
     WireError,
