@@ -240,6 +240,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ORCHAT_METRICS_PORT", "9090", parse_port, "listen port of metrics serve and the daemon"),
     Setting("ORCHAT_METRICS", "1", _bool, "count chat requests in the metrics store (state dir) read by `orchat metrics`"),
     Setting("ORCHAT_METRICS_MODELS", "", _text, 'models with their own metrics label (comma list); the first 10 others seen too, the rest are "other"'),
+    Setting(
+        "ORCHAT_METRICS_TOKENS",
+        "",
+        _text,
+        'daemon: token names with their own metrics label (comma list); the tokens file\'s first 50 others too, the rest are "other"',
+    ),
     Setting("ORCHAT_BACKUP_DIR", "", _text, "backup directory (default ~/backup/orchat, system /var/backups/orchat)"),
     Setting("ORCHAT_DAEMON_TOKENS_FILE", "", _text, "daemon client tokens, one per line or name:token"),
     Setting("ORCHAT_MAX_CONCURRENCY", "256", _int(1, 100000), "daemon: concurrent upstream requests (429 + Retry-After beyond)"),

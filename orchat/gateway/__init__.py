@@ -13,7 +13,8 @@ events (whole SSE events in linear time), modellist (the model list rewritten on
 time), ledger (per-token usage in memory), hostledger and slotsfile (the same, shared by the
 workers of an instance in a locked mmap), ledgerrules (the refusals both apply), ledgerfile
 (where an instance's ledger lives, and which one is newest). Inside the wing: upstream, keymask,
-events, modellist < state < statusmap, usage, clientside < relay, modelsfetch < answers < connection < server < daemon < supervisor; workerslot, notifyinbox < supervisor; workerstats < daemon;
+events, modellist < state < statusmap, usage, clientside < relay, modelsfetch < answers < connection
+< server < daemon < supervisor; workerslot, notifyinbox < supervisor; workerstats < daemon;
 policy < ledgerrules < ledger, hostledger < ledgerfile < hooks < daemon; ledgerrules < sharedledger <
 sharedstate < connection, state; sharedstate < sharedreport. May import: the foundation, wire, telemetry, health.
 Imported by: commands.

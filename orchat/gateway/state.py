@@ -51,6 +51,22 @@ def is_loopback(address: str) -> bool:
         return False
 
 
+def token_labels(names: list[str], listed: str) -> dict[str, str]:
+    """Given the tokens file's client NAMES in file order and ORCHAT_METRICS_TOKENS (LISTED, comma or
+    space separated), return each name's metrics label: the rule of models (orchat.telemetry.store):
+    a listed name has its own, so do the first MAX_TOKEN_LABELS others, every later one is "other"."""
+    wanted = set(listed.replace(",", " ").split())
+    labels: dict[str, str] = {}
+    others = 0
+    for name in dict.fromkeys(names):
+        if name in wanted:
+            labels[name] = name
+        else:
+            labels[name] = name if others < MAX_TOKEN_LABELS else OTHER_NAME_LABEL
+            others += 1
+    return labels
+
+
 def load_tokens(path_text: str) -> list[tuple[bytes, str]]:
     """Return the [(token bytes, client name)] of ORCHAT_DAEMON_TOKENS_FILE (see read_tokens_file)."""
     return read_tokens_file(path_text)[0]
@@ -151,9 +167,7 @@ class Gateway:
         self.is_open = not tokens and not settings.daemon_tokens_file  # no client tokens: a (loopback) daemon anyone local may use
         # Only names with a limit are looked up per request: an unlimited token costs nothing more.
         self.policies = {name: policy for name, policy in (policies or {}).items() if policy.is_limited}
-        # Metric labels stay bounded: the file's first MAX_TOKEN_LABELS names, every later one "other".
-        names = list(dict.fromkeys(name for _, name in tokens))
-        self.token_labels = {name: name if index < MAX_TOKEN_LABELS else OTHER_NAME_LABEL for index, name in enumerate(names)}
+        self.token_labels = token_labels([name for _, name in tokens], str(settings.values.get("ORCHAT_METRICS_TOKENS") or ""))
         # The upstream key as bytes, to mask it wherever an upstream echoes it back (never relayed).
         self.key_bytes = settings.api_key.encode() if len(settings.api_key) >= 8 else b""
         self.masked_key_bytes = mask_key(settings.api_key).encode()

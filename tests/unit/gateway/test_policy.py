@@ -471,3 +471,18 @@ def test_a_names_first_requests_sent_together_all_pass_since_no_price_is_known_y
         ledger.charge(policy, 10, 0.01, now=NOON)
     refusal = ledger.check(policy, "m", 1, now=NOON)
     assert refusal is not None and refusal.status == 402
+
+
+def test_token_names_listed_in_orchat_metrics_tokens_keep_their_own_label_beyond_the_first_names(home: Path) -> None:
+    from orchat.config import load_settings
+    from orchat.gateway.state import MAX_TOKEN_LABELS, Gateway
+
+    names = [f"user{i}" for i in range(MAX_TOKEN_LABELS + 5)]
+    late = names[-1]
+    settings = load_settings(environ={"ORCHAT_API_BASE": "http://127.0.0.1:9/v1", "ORCHAT_METRICS_TOKENS": f"nobody, {late}"})
+    gw = Gateway(settings, tokens=[(b"t" * 20, name) for name in names])
+    assert gw.token_labels[late] == late  # listed: its own series, as ORCHAT_METRICS_MODELS does for models
+    # the first MAX_TOKEN_LABELS others still have theirs; the listed name does not take one of their places
+    assert [gw.token_labels[name] for name in names[:MAX_TOKEN_LABELS]] == names[:MAX_TOKEN_LABELS]
+    assert {gw.token_labels[name] for name in names[MAX_TOKEN_LABELS:-1]} == {"other"}
+    assert "nobody" not in gw.token_labels  # a listed name without a token gets nothing
