@@ -32,14 +32,18 @@ def upstream_label(base_url: str) -> str:
 
 
 class Health:
-    """One upstream's passive health: failures in a row, ejection and its back-off."""
+    """One upstream's passive health: failures in a row, ejection and its back-off; and its counts
+    for /metrics (requests routed to it, failures, ejections), read by the scraping thread."""
 
-    __slots__ = ("backoff", "fails", "label", "probing", "retry_at", "up")
+    __slots__ = ("backoff", "ejections", "fails", "failures", "label", "probing", "requests", "retry_at", "up")
 
     def __init__(self, label: str) -> None:
         self.label = label
         self.up = True
         self.fails = 0
+        self.requests = 0
+        self.failures = 0
+        self.ejections = 0
         self.backoff = FIRST_BACKOFF_SECONDS
         self.retry_at = 0.0
         self.probing = False
@@ -86,9 +90,11 @@ class Upstreams:
         health = self.health
         for index in range(len(health)):
             if health[index].up and index not in tried:
+                health[index].requests += 1
                 return index
         for index in range(len(health)):
             if index not in tried and not any(h.up for h in health):
+                health[index].requests += 1
                 return index
         return None
 
@@ -96,8 +102,10 @@ class Upstreams:
         """Count a failure of upstream INDEX; eject it after FAILS_TO_EJECT in a row."""
         health = self.health[index]
         health.fails += 1
+        health.failures += 1
         if health.up and health.fails >= FAILS_TO_EJECT:
             health.up = False
+            health.ejections += 1
             health.retry_at = time.monotonic() + health.backoff
             self.note(5, "upstream ejected", upstream=health.label, fails=health.fails, backoff_seconds=health.backoff, reason=reason)
 
@@ -105,6 +113,18 @@ class Upstreams:
         health = self.health[index]
         if health.fails:
             health.fails = 0
+
+    def keep_counts(self, old: Upstreams) -> None:
+        """SIGHUP: an upstream still configured keeps its counts from OLD (counters never go down)."""
+        before = {health.label: health for health in old.health}
+        for health in self.health:
+            found = before.get(health.label)
+            if found is not None:
+                health.requests, health.failures, health.ejections = found.requests, found.failures, found.ejections
+
+    def counts(self, kind: str) -> dict[tuple[str, ...], float]:
+        """Return KIND (requests, failures or ejections) per upstream label, for a metrics family."""
+        return {(health.label,): getattr(health, kind) for health in list(self.health)}
 
     def any_up(self) -> bool:
         return any(h.up for h in self.health)

@@ -76,6 +76,13 @@ class Hooks:
         self.store_path: Path | None = None
         self.tokens = TokenMetrics(self.registry)
         self.upstream_up = self.registry.gauge("orchat_daemon_upstream_up", "1 while an upstream takes requests, 0 while it is ejected.", ["upstream"])
+        for kind, text in (
+            ("requests", "Requests the daemon routed to each upstream (a request that fails over counts on each it tried)."),
+            ("failures", "Failures that count toward ejecting an upstream: no connection, a 5xx, a 429 without a short Retry-After."),
+            ("ejections", "Times an upstream was ejected after failing in a row."),
+        ):
+            family = self.registry.counter(f"orchat_daemon_upstream_{kind}_total", text, ["upstream"])
+            family.collect(lambda kind=kind: self.gateway.upstreams.counts(kind) if self.gateway is not None and self.gateway.upstreams is not None else {})
         self.shared_up = self.registry.gauge(
             "orchat_daemon_shared_state_up", "1 while ORCHAT_SHARED_STATE answers, 0 while limits are host-local (a series only with a store).", ["store"]
         )

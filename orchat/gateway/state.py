@@ -198,8 +198,12 @@ class Gateway:
                     ca_file=settings.ca_file,
                 )
             )
-        old_pools = self.upstreams.pools if self.upstreams is not None else []
+        old = self.upstreams
         self.upstreams = Upstreams(pools, self.note)
+        old_pools = []
+        if old is not None:
+            self.upstreams.keep_counts(old)
+            old_pools = old.pools
         self.pool = pools[0]
         for old in old_pools:
             old.close()

@@ -7,6 +7,7 @@ import re
 import threading
 from pathlib import Path
 
+from orchat.gateway.failover import FAILS_TO_EJECT
 from tests.conftest import run_orchat
 from tests.daemonproc import DaemonProc, request, stream_content, wait_for, write_tokens
 from tests.fakes.openrouter import FakeOpenRouter
@@ -16,8 +17,12 @@ RUN = 40
 
 
 def upstream_up(port: int) -> dict[str, float]:
+    return upstream_series(port, "orchat_daemon_upstream_up")
+
+
+def upstream_series(port: int, family: str) -> dict[str, float]:
     text = request(port, "GET", "/metrics")[2].decode()
-    return {url: float(value) for url, value in re.findall(r'^orchat_daemon_upstream_up\{upstream="([^"]+)"\} (\S+)$', text, re.MULTILINE)}
+    return {url: float(value) for url, value in re.findall(rf'^{family}\{{upstream="([^"]+)"\}} (\S+)$', text, re.MULTILINE)}
 
 
 def ask(port: int, index: int) -> tuple[int, str]:
@@ -58,6 +63,14 @@ def test_a_killed_primary_fails_over_without_client_errors_is_ejected_and_return
     assert killed.is_set() and results == [(200, answer)] * RUN  # no client error for requests not yet started
     assert len(primary.chat_requests()) == RUN // 4 and len(backup.chat_requests()) == RUN - RUN // 4
     assert upstream_up(daemon.port) == {primary.url: 0.0, backup.url: 1.0}
+    # Per upstream counts: the primary took its RUN // 4 answers and the FAILS_TO_EJECT requests that failed
+    # on it (each then went on to the backup, which took every request after the kill).
+    assert upstream_series(daemon.port, "orchat_daemon_upstream_ejections_total") == {primary.url: 1.0, backup.url: 0.0}
+    assert upstream_series(daemon.port, "orchat_daemon_upstream_failures_total") == {primary.url: float(FAILS_TO_EJECT), backup.url: 0.0}
+    assert upstream_series(daemon.port, "orchat_daemon_upstream_requests_total") == {
+        primary.url: float(RUN // 4 + FAILS_TO_EJECT),
+        backup.url: float(RUN - RUN // 4),
+    }
     status, _, body = request(daemon.port, "GET", "/readyz")
     assert status == 200, body  # ready while one upstream is
     checked = run_orchat("health-check", "--component=daemon", env={**api_env, "ORCHAT_METRICS_PORT": str(daemon.port)})

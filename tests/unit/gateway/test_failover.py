@@ -80,3 +80,18 @@ def test_the_second_upstreams_own_key_is_masked_when_it_echoes_it_after_a_failov
         raw.close()
     assert status == 200 and second_key.encode() not in answer and b'"echo":"sk-...ssss"' in answer
     assert b"Authorization: Bearer " + second_key.encode() in raw.requests[0]  # its own key, not the primary's
+
+
+def test_each_upstream_counts_requests_failures_and_ejections_and_keeps_them_across_a_reload() -> None:
+    ups, _ = upstreams(2)
+    assert ups.pick() == 0 and ups.pick() == 0
+    for _ in range(FAILS_TO_EJECT):
+        ups.failed(0, "HTTP 502")
+    assert ups.pick() == 1
+    assert ups.counts("requests") == {("http://127.0.0.1:9000/v1",): 2, ("http://127.0.0.1:9001/v1",): 1}
+    assert ups.counts("failures") == {("http://127.0.0.1:9000/v1",): FAILS_TO_EJECT, ("http://127.0.0.1:9001/v1",): 0}
+    assert ups.counts("ejections") == {("http://127.0.0.1:9000/v1",): 1, ("http://127.0.0.1:9001/v1",): 0}
+    reloaded: Any = Upstreams([StubPool("http://127.0.0.1:9001/v1"), StubPool("http://127.0.0.1:9002/v1")], lambda *a, **k: None)  # type: ignore[list-item]
+    reloaded.keep_counts(ups)
+    # an upstream still listed keeps its counts (counters never go down); a new one starts at 0
+    assert reloaded.counts("requests") == {("http://127.0.0.1:9001/v1",): 1, ("http://127.0.0.1:9002/v1",): 0}
